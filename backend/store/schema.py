@@ -1,0 +1,178 @@
+"""SQLAlchemy models. Changing a table means a new Alembic revision in ``migrations/versions``.
+
+A *run* is one (dataset, recommender, SAE) triple with everything interpreted from it. Every row
+below a run carries ``run_id``; rows are written in one transaction by ``writes.publish_run`` so a
+failed or killed pipeline never leaves a half-written run visible (the run row itself is only
+ever committed together with its children, with status ``ready``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "ml-latest-small-sasrec"
+    dataset: Mapped[str] = mapped_column(String(128))
+    recommender: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="ready")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    artifact_dir: Mapped[str] = mapped_column(Text)  # config.json + *.safetensors live here
+    n_users: Mapped[int] = mapped_column(Integer)
+    n_items: Mapped[int] = mapped_column(Integer)
+    n_latents: Mapped[int] = mapped_column(Integer)
+    k: Mapped[int] = mapped_column(Integer)
+    item_category: Mapped[str] = mapped_column(String(64), default="items")
+    item_name: Mapped[str] = mapped_column(String(64), default="item")
+    # Every stage's config, as saved with the run (dataclasses -> dict).
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The run's report: {"dataset": stats, "recommender": {...}, "sae": {...}, "concepts": {...},
+    # "tables": {...}}; the numbers of SPEC §1.9 as they are computed.
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Item(Base):
+    __tablename__ = "items"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128))
+    title: Mapped[str] = mapped_column(Text)
+    genres: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    text: Mapped[str] = mapped_column(Text)
+    popularity: Mapped[int] = mapped_column(Integer, default=0)  # training interactions
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128))
+    history: Mapped[list[Any]] = mapped_column(JSON)  # item idx, chronological, train part
+    dev_item: Mapped[int] = mapped_column(Integer)
+    test_item: Mapped[int] = mapped_column(Integer)
+    side: Mapped[str] = mapped_column(String(8))  # train / dev / test side of the split
+
+
+class Latent(Base):
+    __tablename__ = "latents"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    density: Mapped[float] = mapped_column(Float)  # share of TRAIN cases where it is active
+    max_activation: Mapped[float] = mapped_column(Float)
+    mean_activation: Mapped[float] = mapped_column(Float)  # over cases where it is active
+    dead: Mapped[bool] = mapped_column(default=False)  # never active on any recorded case
+    # {"edges": [...], "counts": [...]} of non-zero activations (the latent page's histogram).
+    histogram: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    level_edges: Mapped[list[Any]] = mapped_column(JSON, default=list)  # 9 inner edges, per latent
+    n_active_construction: Mapped[int] = mapped_column(Integer, default=0)
+    n_active_verification: Mapped[int] = mapped_column(Integer, default=0)
+    too_rare: Mapped[bool] = mapped_column(default=False)  # < N active verification cases
+    # Items the decoder direction promotes / suppresses most: [[item idx, W_dec col · e_i], ...].
+    promoted: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    suppressed: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Denormalised for sorting/filtering: best confidence and text per method (None: none yet).
+    tfidf_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tfidf_concept: Mapped[str | None] = mapped_column(Text, nullable=True)
+    llm_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    llm_concept: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Targeted tuning (paper §8, SPEC §1.9 Table 8): {"scales": [...], "related": [...],
+    # "other": [...], "n_cases": int}; empty when the latent has no verified concept.
+    tuning: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_latents_run_tfidf", "run_id", "tfidf_confidence"),)
+
+
+class Example(Base):
+    """A case shown for a latent: construction, verification, or random (not active)."""
+
+    __tablename__ = "examples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    latent_idx: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(16))  # construction / verification / random
+    user_idx: Mapped[int] = mapped_column(Integer)
+    history: Mapped[list[Any]] = mapped_column(JSON)  # item idx the model saw (last 20)
+    predicted_item: Mapped[int] = mapped_column(Integer)  # the model's top-1
+    activation: Mapped[float] = mapped_column(Float)
+    level: Mapped[int] = mapped_column(Integer)  # 0-10 (SPEC §1.6)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "latent_idx"], ["latents.run_id", "latents.idx"], ondelete="CASCADE"
+        ),
+        Index("ix_examples_latent", "run_id", "latent_idx"),
+    )
+
+
+class Concept(Base):
+    """One explanation of a latent and its verification. Explanations keep their history."""
+
+    __tablename__ = "concepts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    latent_idx: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(16))  # tfidf / llm
+    text: Mapped[str] = mapped_column(Text)  # the concept (TF-IDF: top term)
+    terms: Mapped[list[Any]] = mapped_column(JSON, default=list)  # TF-IDF: top 3 [[term, score]]
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: not verified
+    status: Mapped[str] = mapped_column(String(24))  # verified / too_rare / unparseable
+    model: Mapped[str | None] = mapped_column(String(128), nullable=True)  # LLM model name
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # per-case predictions
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["run_id", "latent_idx"], ["latents.run_id", "latents.idx"], ondelete="CASCADE"
+        ),
+        Index("ix_concepts_latent", "run_id", "latent_idx"),
+    )
+
+
+class RecordedCase(Base):
+    """A recorded case (SPEC §1.5) on the verification side: its latents and the model's output.
+
+    Only TEST-side cases are stored (one per test user for sequential models, the held-out users
+    otherwise, plus every user's own test-position case for the user page); the rest stays in the
+    run's artifacts.
+    """
+
+    __tablename__ = "cases"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    user_idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    latent_idx: Mapped[list[Any]] = mapped_column(JSON)  # k latent ids
+    latent_val: Mapped[list[Any]] = mapped_column(JSON)  # k activations
+    top_items: Mapped[list[Any]] = mapped_column(JSON)  # the model's top 10
+    top1_item: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_cases_top1", "run_id", "top1_item"),)

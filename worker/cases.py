@@ -1,0 +1,82 @@
+"""Cases: the contexts a recommender is probed on, and which side of the split each belongs to.
+
+A case is "user u after the first ``length`` items of their sequence": the history is
+``sequences[u][:length]`` and the item the model should predict next is ``sequences[u][length]``.
+
+Sides (SPEC §1.4 and §1.7 — nothing trained or constructed on one side is evaluated on another):
+- ``TRAIN``: SAE training vectors and the concept *construction* pool.
+- ``DEV``: SAE model selection (dev FVU, dev NDCG of the reconstructed model).
+- ``TEST``: held-out FVU and the concept *verification* pool.
+
+Sequential models (the representation depends on the history): every training-history position
+(length 1 .. n_train-1, target inside train) is TRAIN; the dev position (length n-2) is DEV; the
+test position (length n-1) is TEST.
+
+Models with one vector per user (BPRMF, LightGCN): one case per user at the test position
+(length n-1); users are split by a seeded permutation into TRAIN / DEV / TEST fractions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.data.dataset import Dataset
+
+TRAIN, DEV, TEST = 0, 1, 2
+SIDE_NAMES = {TRAIN: "train", DEV: "dev", TEST: "test"}
+
+
+@dataclass
+class Cases:
+    user: np.ndarray  # [C] int64 internal user id
+    length: np.ndarray  # [C] int64 history length; the target is sequences[user][length]
+    side: np.ndarray  # [C] int8: TRAIN / DEV / TEST
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def subset(self, mask_or_index: np.ndarray) -> Cases:
+        return Cases(self.user[mask_or_index], self.length[mask_or_index], self.side[mask_or_index])
+
+    def targets(self, dataset: Dataset) -> np.ndarray:
+        return np.array(
+            [dataset.sequences[u][n] for u, n in zip(self.user, self.length, strict=True)],
+            dtype=np.int64,
+        )
+
+    def histories(self, dataset: Dataset) -> list[np.ndarray]:
+        return [dataset.sequences[u][:n] for u, n in zip(self.user, self.length, strict=True)]
+
+
+def build_cases(
+    dataset: Dataset,
+    sequential: bool,
+    seed: int,
+    dev_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+) -> Cases:
+    """All cases of a dataset for one kind of model, deterministic given ``seed``."""
+    if sequential:
+        users, lengths, sides = [], [], []
+        for u, seq in enumerate(dataset.sequences):
+            n = len(seq)
+            train_lengths = np.arange(1, n - 2, dtype=np.int64)
+            users.append(np.full(len(train_lengths) + 2, u, dtype=np.int64))
+            lengths.append(np.concatenate([train_lengths, [n - 2, n - 1]]))
+            sides.append(
+                np.concatenate([np.full(len(train_lengths), TRAIN, np.int8), [DEV, TEST]])
+            )
+        return Cases(
+            np.concatenate(users), np.concatenate(lengths), np.concatenate(sides).astype(np.int8)
+        )
+    n_users = dataset.n_users
+    order = np.random.default_rng(seed).permutation(n_users)
+    n_test = int(round(test_fraction * n_users))
+    n_dev = int(round(dev_fraction * n_users))
+    side = np.full(n_users, TRAIN, dtype=np.int8)
+    side[order[:n_test]] = TEST
+    side[order[n_test : n_test + n_dev]] = DEV
+    lengths = np.array([len(s) - 1 for s in dataset.sequences], dtype=np.int64)
+    return Cases(np.arange(n_users, dtype=np.int64), lengths, side)
