@@ -1,0 +1,104 @@
+"""TF-IDF concepts (SPEC §1.8, paper §3.3): construction documents, verification, tokenisation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from worker.interpret.examples import ExampleSet, LatentExamples
+from worker.interpret.tfidf import analyze, item_token_sets, tfidf_concepts, verify_term
+
+ITEMS = [
+    "Toy Story (1995) Animation Children Comedy",  # 0
+    "Antz (1998) Animation Children",  # 1
+    "Heat (1995) Action Crime Thriller",  # 2
+    "Se7en (1995) Crime Thriller",  # 3
+    "Warriors (1979) Action",  # 4
+    "Star Wars (1977) Action Sci-Fi",  # 5
+]
+
+
+def _set(rows: list[list[int]]) -> ExampleSet:
+    n = max(len(r) for r in rows)
+    items = np.array([r + [-1] * (n - len(r)) for r in rows], np.int64)
+    # case ids are 100 + item so they differ from item ids
+    return ExampleSet(
+        case=np.where(items >= 0, items + 100, -1),
+        item=items,
+        activation=(items >= 0).astype(np.float32),
+        level=(items >= 0).astype(np.int64),
+    )
+
+
+def _examples() -> LatentExamples:
+    construction = _set([[0, 1], [2, 3], [4, 5], []])
+    verification = _set([[0], [3, 4], [2, 0], []])
+    random = _set([[2, 3], [0, 1], [3, 5], [0, 1]])
+    return LatentExamples(
+        construction=construction,
+        verification=verification,
+        random=random,
+        n_active_construction=np.array([2, 2, 2, 0]),
+        n_active_verification=np.array([1, 2, 2, 0]),
+        too_rare=verification.count < 2,
+        n=2,
+        seed=0,
+    )
+
+
+def test_analyze_drops_numbers_short_tokens_stop_words_keeps_hyphens() -> None:
+    assert analyze("Star Wars (1977) Action|Sci-Fi") == ["star", "wars", "action", "sci-fi"]
+    assert analyze("The Children's Hour 2 A") == ["children", "hour"]
+    assert analyze("Se7en, Amélie, WALL·E, 3D") == ["se7en", "amelie", "wall", "3d"]
+
+
+def test_top_terms_match_hand_computed_tfidf() -> None:
+    concepts = tfidf_concepts(_examples(), ITEMS)
+    # 3 documents (latent 3 has none). "action" is in 2 of them, every other term in 1.
+    idf1, idf2 = math.log(4 / 2) + 1, math.log(4 / 3) + 1  # smooth idf: ln((1+n)/(1+df)) + 1
+    # latent 2: warriors star wars sci-fi (tf 1, df 1), action (tf 2, df 2)
+    norm = math.sqrt((2 * idf2) ** 2 + 4 * idf1**2)
+    c2 = concepts[2]
+    assert [t for t, _ in c2.terms] == ["action", "sci-fi", "star"]  # ties: alphabetical
+    assert c2.terms[0][1] == pytest.approx(2 * idf2 / norm)
+    assert c2.terms[1][1] == pytest.approx(idf1 / norm)
+    # latent 1: crime, thriller (tf 2) then heat (idf1) beats action (idf2)
+    assert [t for t, _ in concepts[1].terms] == ["crime", "thriller", "heat"]
+    assert concepts[0].text == "animation"
+
+
+def test_verification_confidence_and_statuses() -> None:
+    concepts = tfidf_concepts(_examples(), ITEMS)
+    c2 = concepts[2]  # "action": positives Heat (hit), Toy Story (miss);
+    # negatives Se7en (correct), Star Wars (has action: failure) -> (1 + 1) / (2 + 2)
+    assert c2.status == "verified" and c2.confidence == 0.5
+    assert [d["present"] for d in c2.details["verification"]] == [True, False]
+    assert [d["correct"] for d in c2.details["random"]] == [True, False]
+    assert [d["case"] for d in c2.details["verification"]] == [102, 100]
+    c1 = concepts[1]  # "crime": positives Se7en (hit), Warriors (miss); negatives both correct
+    assert c1.status == "verified" and c1.confidence == 0.75
+    c0 = concepts[0]  # one verification case < N = 2: too rare, never verified
+    assert c0.status == "too_rare" and c0.confidence is None and c0.text == "animation"
+    c3 = concepts[3]
+    assert c3.status == "no_text" and c3.text == "" and c3.terms == [] and c3.confidence is None
+
+
+def test_matching_is_token_membership_not_substring() -> None:
+    tokens = item_token_sets(ITEMS)
+    assert verify_term("war", [5], [], tokens)[0] == 0.0  # "Star Wars" has "wars", not "war"
+    assert verify_term("sci-fi", [5], [4], tokens) == (1.0, [True], [False])
+    with pytest.raises(ValueError, match="at least one"):
+        verify_term("x", [], [], tokens)
+
+
+def test_all_documents_empty_gives_no_text() -> None:
+    ex = _examples()
+    concepts = tfidf_concepts(ex, ["(1995)", "", "the", "1", "a", "2"])
+    assert {c.status for c in concepts} == {"no_text"}
+
+
+def test_item_outside_text_is_loud() -> None:
+    with pytest.raises(ValueError, match="outside item_text"):
+        tfidf_concepts(_examples(), ITEMS[:3])

@@ -1,0 +1,170 @@
+"""TF-IDF concepts and their verification (SPEC §1.8, paper §3.3.1 / §3.3.2).
+
+Construction: one document per latent, the metadata text (``Dataset.item_text``) of the predicted
+items of its construction cases; a ``TfidfVectorizer`` is fitted across all latents' documents,
+so a term scores high when it is frequent for this latent and rare among the others. The concept
+is the top term; the top 3 are kept with their scores.
+
+Verification (paper §3.3.2, exact term matching): a verification case is a hit when the term is
+one of the tokens of its predicted item's metadata; a random (non-active) case is a failure when
+it is. Confidence = (hits on positives + misses on negatives) / (#positives + #negatives), which
+is (.. ) / (N + N) whenever the latent is not ``too_rare``.
+
+Tokenisation (:func:`analyze`, used both by the vectorizer and by every term match, so a term can
+only match where TF-IDF could have counted it — token membership, never substring, so "war" does
+not match "Warriors"):
+- accents stripped and lowercased;
+- tokens are runs of letters/digits, hyphens kept inside ("sci-fi", "film-noir" stay whole, so
+  MovieLens genres are one term each), split at apostrophes and other punctuation;
+- tokens of one character and tokens without a letter (years such as "1995", "2") are dropped:
+  they name no concept;
+- scikit-learn's English stop words are removed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import (
+    ENGLISH_STOP_WORDS,
+    TfidfVectorizer,
+    strip_accents_unicode,
+)
+
+from worker.interpret.examples import LatentExamples
+
+# >= 2 characters of [letters, digits, inner hyphens], at least one letter.
+TOKEN_RE = re.compile(r"(?u)\b(?=[\w-]*[^\W\d_])[^\W_][\w-]*[^\W_]\b")
+
+
+def analyze(text: str) -> list[str]:
+    """The one tokenisation of item metadata: what TF-IDF counts and what verification matches."""
+    tokens = TOKEN_RE.findall(strip_accents_unicode(text.lower()))
+    return [t for t in tokens if t not in ENGLISH_STOP_WORDS]
+
+
+def item_token_sets(item_text: Sequence[str]) -> list[frozenset[str]]:
+    """[n_items] token set of each item's metadata, for membership tests."""
+    return [frozenset(analyze(t)) for t in item_text]
+
+
+@dataclass
+class TfidfConfig:
+    n_terms: int = 3  # terms kept per latent (the concept is the first)
+    sublinear_tf: bool = False  # sklearn default; raw counts, as a plain TF-IDF
+    min_df: int = 1  # a term must appear in at least this many latent documents
+
+
+@dataclass
+class TfidfConcept:
+    """One latent's TF-IDF concept, shaped like a ``concepts`` row (backend.store.schema)."""
+
+    latent: int
+    text: str  # the concept: top term ("" when status is no_text)
+    terms: list[list[Any]]  # [[term, score], ...] best first, up to n_terms
+    confidence: float | None  # None unless status == "verified"
+    status: str  # "verified" | "too_rare" | "no_text"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def verify_term(
+    term: str,
+    positive_items: Sequence[int],
+    negative_items: Sequence[int],
+    item_tokens: Mapping[int, frozenset[str]] | Sequence[frozenset[str]],
+) -> tuple[float, list[bool], list[bool]]:
+    """Confidence of ``term`` (paper §3.3.2) and whether it is present in each case's item.
+
+    A positive is correct when the term is among its item's tokens, a negative when it is not.
+    Returns (confidence, present on each positive, present on each negative).
+    """
+    if len(positive_items) + len(negative_items) == 0:
+        raise ValueError("verify_term needs at least one positive or negative case")
+    pos = [term in item_tokens[i] for i in positive_items]
+    neg = [term in item_tokens[i] for i in negative_items]
+    correct = sum(pos) + sum(not p for p in neg)
+    return correct / (len(pos) + len(neg)), pos, neg
+
+
+def tfidf_concepts(
+    examples: LatentExamples,
+    item_text: Sequence[str],
+    config: TfidfConfig | None = None,
+    analyzer: Callable[[str], list[str]] = analyze,
+) -> list[TfidfConcept]:
+    """One :class:`TfidfConcept` per latent (index = latent id).
+
+    Documents come from ``examples.construction.item`` (the construction cases' predicted items);
+    verification uses ``examples.verification`` and ``examples.random``. Latents whose document is
+    empty or has no token get status "no_text"; latents marked too rare keep their terms but get
+    confidence None.
+    """
+    config = config or TfidfConfig()
+    n_latents = examples.n_latents
+    items = examples.construction.item
+    if items.size and items.max() >= len(item_text):
+        raise ValueError(f"example item {items.max()} is outside item_text ({len(item_text)})")
+    docs = [" ".join(item_text[i] for i in row if i >= 0) for row in items]
+    has_doc = np.array([bool(analyzer(d)) for d in docs])
+    concepts: list[TfidfConcept] = [
+        TfidfConcept(latent=latent, text="", terms=[], confidence=None, status="no_text")
+        for latent in range(n_latents)
+    ]
+    if not has_doc.any():
+        return concepts
+
+    vectorizer = TfidfVectorizer(
+        analyzer=analyzer, sublinear_tf=config.sublinear_tf, min_df=config.min_df
+    )
+    doc_latents = np.flatnonzero(has_doc)
+    weights = vectorizer.fit_transform([docs[i] for i in doc_latents]).tocsr()  # [D, V]
+    vocab = vectorizer.get_feature_names_out()
+    item_tokens: dict[int, frozenset[str]] = {}
+
+    def tokens_of(i: int) -> frozenset[str]:
+        if i not in item_tokens:
+            item_tokens[i] = frozenset(analyzer(item_text[i]))
+        return item_tokens[i]
+
+    for row, latent in enumerate(doc_latents):
+        start, end = weights.indptr[row], weights.indptr[row + 1]
+        cols, scores = weights.indices[start:end], weights.data[start:end]
+        if len(cols) == 0:  # every term of the document fell under min_df
+            continue
+        best = np.lexsort((vocab[cols], -scores))[: config.n_terms]  # ties: alphabetical
+        terms = [[str(vocab[cols[j]]), float(scores[j])] for j in best]
+        concept = concepts[latent]
+        concept.text, concept.terms = terms[0][0], terms
+        ver, rnd = examples.verification, examples.random
+        pos_slots = np.flatnonzero(ver.case[latent] >= 0)
+        neg_slots = np.flatnonzero(rnd.case[latent] >= 0)
+        pos_items = [int(i) for i in ver.item[latent, pos_slots]]
+        neg_items = [int(i) for i in rnd.item[latent, neg_slots]]
+        details: dict[str, Any] = {
+            "construction_items": [int(i) for i in items[latent] if i >= 0],
+            "verification": [],
+            "random": [],
+        }
+        concept.details = details
+        if not pos_items and not neg_items:
+            concept.status = "too_rare"
+            continue
+        tokens = {i: tokens_of(i) for i in set(pos_items) | set(neg_items)}
+        confidence, pos_hit, neg_hit = verify_term(concept.text, pos_items, neg_items, tokens)
+        details["verification"] = [
+            {"case": int(c), "item": i, "present": h, "correct": h}
+            for c, i, h in zip(ver.case[latent, pos_slots], pos_items, pos_hit, strict=True)
+        ]
+        details["random"] = [
+            {"case": int(c), "item": i, "present": h, "correct": not h}
+            for c, i, h in zip(rnd.case[latent, neg_slots], neg_items, neg_hit, strict=True)
+        ]
+        if examples.too_rare[latent]:
+            concept.status = "too_rare"  # SPEC §1.7: never verified on construction cases
+        else:
+            concept.status, concept.confidence = "verified", confidence
+    return concepts
