@@ -1,0 +1,107 @@
+"""The explorer's FastAPI app: pages, their JSON twins, static files, offline API docs.
+
+Nothing here loads from the internet: plotly.js comes from the installed ``plotly`` package and
+Swagger UI from ``swagger-ui-bundle``, both served by us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+
+import swagger_ui_bundle
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend import urls
+from backend.deps import STATIC_DIR, templates
+from backend.routes import explain, items, latents, runs, steer
+from backend.settings import Settings, get_settings
+from backend.store import migrate
+from backend.store.engine import session_factory
+
+PLOTLY_JS = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser navigating to a page gets an HTML error; fetch() calls and .json URLs get JSON."""
+    return (
+        request.method == "GET"
+        and not request.url.path.endswith(".json")
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = getattr(exc, "headers", None)
+    if _wants_html(request):
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"status_code": exc.status_code, "detail": exc.detail, "fragment": False},
+            status_code=exc.status_code,
+            headers=headers,
+        )
+    return JSONResponse(
+        {"detail": jsonable_encoder(exc.detail)}, status_code=exc.status_code, headers=headers
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for ``settings`` (default: the environment's); migrates the DB at startup."""
+    settings = settings or get_settings()
+    url = settings.resolved_database_url
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        migrate.upgrade(url)
+        yield
+
+    app = FastAPI(
+        title="RecSAE Explorer",
+        summary="Browse the latents of sparse autoencoders trained on recommenders; steer them.",
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's own /docs loads Swagger UI from a CDN; ours is below
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.sessions = session_factory(url)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount(
+        urls.SWAGGER_DIR,
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger",
+    )
+
+    @app.get(urls.PLOTLY_JS, include_in_schema=False)
+    def plotly_js() -> FileResponse:
+        return FileResponse(
+            PLOTLY_JS,
+            media_type="text/javascript",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="RecSAE Explorer API",
+            swagger_js_url=f"{urls.SWAGGER_DIR}/swagger-ui-bundle.js",
+            swagger_css_url=f"{urls.SWAGGER_DIR}/swagger-ui.css",
+            swagger_favicon_url=f"{urls.SWAGGER_DIR}/favicon-32x32.png",
+            # Swagger UI would otherwise send the spec to validator.swagger.io for a badge.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    for module in (runs, latents, items, steer, explain):
+        app.include_router(module.router)
+    return app

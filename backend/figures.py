@@ -1,0 +1,117 @@
+"""Plotly figures, built in Python and handed to pages as JSON (``fig.to_plotly_json()``).
+
+Layouts use ``template="none"`` plus a few explicit styles: a named template is deep-copied into
+every figure (~8 kB of JSON and ~1 ms each), and pages must stay fast (benchmarks/serve.py).
+Shapes are given in the layout, not via ``add_vline``, which costs ~1.5 ms per line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+
+from backend.store.schema import Latent
+
+Figure = dict[str, Any]
+_AXIS = {"gridcolor": "#eaeef2", "zerolinecolor": "#d0d7de", "linecolor": "#d0d7de"}
+_COLORS = ["#0b62c4", "#d1242f", "#1a7f37", "#9a6700", "#8250df"]
+
+
+def _layout(xtitle: str, ytitle: str, height: int = 260, **extra: Any) -> dict[str, Any]:
+    return {
+        "template": "none",
+        "height": height,
+        "margin": {"l": 55, "r": 15, "t": 10, "b": 45},
+        "colorway": _COLORS,
+        "font": {"family": "system-ui, sans-serif", "size": 12},
+        "xaxis": {**_AXIS, "title": {"text": xtitle}},
+        "yaxis": {**_AXIS, "title": {"text": ytitle}},
+        **extra,
+    }
+
+
+def activation_histogram(latent: Latent) -> Figure | None:
+    """Non-zero activations as bars, level edges as dotted lines (SPEC §1.6). None: no data."""
+    edges = (latent.histogram or {}).get("edges") or []
+    counts = (latent.histogram or {}).get("counts") or []
+    if not counts or len(edges) != len(counts) + 1:
+        return None
+    lines = [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": edge,
+            "x1": edge,
+            "y0": 0,
+            "y1": 1,
+            "line": {"dash": "dot", "width": 1, "color": "#8c959f"},
+        }
+        for edge in latent.level_edges or []
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=[(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)],
+            y=counts,
+            width=[b - a for a, b in zip(edges[:-1], edges[1:], strict=True)],
+            name="cases",
+            hovertemplate="activation %{x:.3g}<br>%{y} cases<extra></extra>",
+        ),
+        layout=_layout("activation (dotted: level edges)", "cases", shapes=lines, bargap=0.05),
+    )
+    return fig.to_plotly_json()
+
+
+def tuning_curve(tuning: dict[str, Any]) -> Figure | None:
+    """Presence of the concept in the top 10 vs the latent's scale (paper §8, Table 8).
+
+    Plots every list in ``tuning`` as long as ``tuning["scales"]`` (e.g. ``related`` and
+    ``other``), so new series the worker adds show up without a change here.
+    """
+    scales = tuning.get("scales") or []
+    series = {
+        key: value
+        for key, value in tuning.items()
+        if key != "scales" and isinstance(value, list) and scales and len(value) == len(scales)
+    }
+    if not series:
+        return None
+    fig = go.Figure(
+        [go.Scatter(x=scales, y=ys, mode="lines+markers", name=key) for key, ys in series.items()],
+        layout=_layout(
+            "activation scale",
+            "presence ratio in top 10",
+            height=280,
+            legend={"orientation": "h", "y": 1.12},
+        ),
+    )
+    return fig.to_plotly_json()
+
+
+def confidence_distribution(values: dict[str, list[float]]) -> Figure | None:
+    """Latents' best confidence per method (paper Figure 2). None: nothing verified yet."""
+    traces = [
+        go.Histogram(
+            x=values[method],
+            name=label,
+            xbins={"start": -0.05, "end": 1.05, "size": 0.1},
+            opacity=0.75,
+        )
+        for method, label in (("tfidf", "TF-IDF"), ("llm", "LLM"))
+        if values.get(method)
+    ]
+    if not traces:
+        return None
+    fig = go.Figure(
+        traces,
+        layout=_layout(
+            "confidence",
+            "latents",
+            height=280,
+            barmode="overlay",
+            legend={"orientation": "h", "y": 1.12},
+        ),
+    )
+    fig.update_xaxes(range=[-0.05, 1.05])
+    return fig.to_plotly_json()

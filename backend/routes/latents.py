@@ -1,0 +1,179 @@
+"""Latents: the sortable, filterable list of a run's latents and one latent's page."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from backend import figures, urls
+from backend.deps import Context, LatentDep, RunDep, SessionDep, page
+from backend.routes.runs import run_summary
+from backend.store import reads
+from backend.store.reads import ROLE_ORDER, ConceptMethod, LatentSort, SortOrder
+from backend.store.schema import Concept, Item, Latent
+
+router = APIRouter(tags=["latents"])
+
+
+def latent_row(run_id: str, latent: Latent) -> dict[str, Any]:
+    """A latent as the list (and its JSON twin) shows it."""
+    return {
+        "idx": latent.idx,
+        "url": urls.latent(run_id, latent.idx),
+        "density": latent.density,
+        "max_activation": latent.max_activation,
+        "mean_activation": latent.mean_activation,
+        "dead": latent.dead,
+        "too_rare": latent.too_rare,
+        "tfidf_concept": latent.tfidf_concept,
+        "tfidf_confidence": latent.tfidf_confidence,
+        "llm_concept": latent.llm_concept,
+        "llm_confidence": latent.llm_confidence,
+    }
+
+
+@page(router, "/runs/{run_id}/latents", "latents.html", name="latents")
+def latent_list(
+    run: RunDep,
+    session: SessionDep,
+    sort: Annotated[LatentSort, Query(alias="_sort")] = "confidence",
+    order: Annotated[SortOrder, Query(alias="_order")] = "desc",
+    page_no: Annotated[int, Query(alias="_page", ge=1)] = 1,
+    size: Annotated[int, Query(alias="_size", ge=1, le=500)] = 50,
+    q: Annotated[str | None, Query(description="substring of the concept text")] = None,
+    min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
+    method: Annotated[ConceptMethod | None, Query(description="concept method to filter")] = None,
+) -> Context:
+    """A run's latents: sort by confidence, density or id; filter by concept text; paginated."""
+    rows, total = reads.list_latents(
+        session,
+        run.id,
+        sort=sort,
+        order=order,
+        q=q or None,
+        min_confidence=min_confidence,
+        method=method,
+        page=page_no,
+        per_page=size,
+    )
+    pages = max(1, math.ceil(total / size))
+    here = urls.latents(
+        run.id,
+        _sort=sort,
+        _order=order,
+        _size=size,
+        q=q,
+        min_confidence=min_confidence,
+        method=method,
+    )
+
+    def sort_link(key: str) -> str:
+        flip = "asc" if (sort == key and order == "desc") else "desc"
+        return urls.with_params(here, _sort=key, _order=flip, _page=None)
+
+    return {
+        "run": run_summary(run),
+        "filters": {
+            "sort": sort,
+            "order": order,
+            "q": q or "",
+            "min_confidence": min_confidence,
+            "method": method,
+            "page": page_no,
+            "size": size,
+        },
+        "total": total,
+        "pages": pages,
+        "latents": [latent_row(run.id, lat) for lat in rows],
+        "links": {
+            "prev": urls.with_params(here, _page=page_no - 1) if page_no > 1 else None,
+            "next": urls.with_params(here, _page=page_no + 1) if page_no < pages else None,
+            "sort": {
+                key: sort_link(key) for key in ("id", "density", "confidence", "llm_confidence")
+            },
+        },
+    }
+
+
+def _item_ref(run_id: str, idx: int, items: dict[int, Item]) -> dict[str, Any]:
+    item = items.get(idx)
+    return {
+        "idx": idx,
+        "title": item.title if item else f"(unknown item {idx})",
+        "url": urls.item(run_id, idx),
+    }
+
+
+def _concept(c: Concept) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "method": c.method,
+        "text": c.text,
+        "terms": c.terms,
+        "confidence": c.confidence,
+        "status": c.status,
+        "model": c.model,
+        "created_at": c.created_at.isoformat() if c.created_at else None,
+    }
+
+
+@page(router, "/runs/{run_id}/latents/{idx}", "latent.html", name="latent")
+def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
+    """One latent: concepts with history, activations, examples, decoder items, tuning."""
+    examples = reads.latent_examples(session, run.id, latent.idx)
+    concepts = reads.latent_concepts(session, run.id, latent.idx)
+    wanted = [i for ex in examples for i in ex.history] + [ex.predicted_item for ex in examples]
+    wanted += [row[0] for row in (latent.promoted or []) + (latent.suppressed or [])]
+    items = reads.items_by_idx(session, run.id, wanted)
+
+    grouped: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLE_ORDER}
+    for ex in examples:
+        grouped.setdefault(ex.role, []).append(
+            {
+                "user_idx": ex.user_idx,
+                "user_url": urls.user(run.id, ex.user_idx),
+                "activation": ex.activation,
+                "level": ex.level,
+                "predicted": _item_ref(run.id, ex.predicted_item, items),
+                "history": [_item_ref(run.id, i, items) for i in ex.history],
+            }
+        )
+
+    def decoder_items(rows: list[Any]) -> list[dict[str, Any]]:
+        return [{**_item_ref(run.id, int(i), items), "score": s} for i, s in rows]
+
+    best = {
+        "tfidf": {"text": latent.tfidf_concept, "confidence": latent.tfidf_confidence},
+        "llm": {"text": latent.llm_concept, "confidence": latent.llm_confidence},
+    }
+    for method, summary in best.items():
+        latest = next((c for c in concepts if c.method == method), None)
+        summary["latest"] = _concept(latest) if latest else None
+
+    return {
+        "run": run_summary(run),
+        "latent": {
+            **latent_row(run.id, latent),
+            "n_active_construction": latent.n_active_construction,
+            "n_active_verification": latent.n_active_verification,
+            "level_edges": latent.level_edges,
+            "histogram": latent.histogram,
+            "tuning": latent.tuning,
+        },
+        "concepts": best,
+        "history": [_concept(c) for c in concepts],
+        "examples": grouped,
+        "promoted": decoder_items(latent.promoted or []),
+        "suppressed": decoder_items(latent.suppressed or []),
+        "figures": {
+            "histogram": figures.activation_histogram(latent),
+            "tuning": figures.tuning_curve(latent.tuning or {}),
+        },
+        "links": {
+            "prev": urls.latent(run.id, latent.idx - 1) if latent.idx > 0 else None,
+            "next": urls.latent(run.id, latent.idx + 1) if latent.idx + 1 < run.n_latents else None,
+            "list": urls.latents(run.id),
+        },
+    }

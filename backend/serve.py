@@ -1,0 +1,95 @@
+"""Run the explorer with uvicorn.
+
+``python -m backend.serve [--host H] [--port P]`` serves in this process; :func:`background_server`
+starts a real server in a subprocess (end-to-end tests and benchmarks use it, so they measure
+what a user gets: sockets, uvicorn, the full middleware stack).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+
+from backend.app import create_app
+from backend.settings import REPO_ROOT, Settings
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
+    """Serve on ``host:port`` (loopback by default: the app has no authentication)."""
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextmanager
+def background_server(
+    settings: Settings, host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 30.0
+) -> Iterator[str]:
+    """A uvicorn subprocess serving ``settings``' database; yields its base URL.
+
+    The child gets the settings through ``RECSAE_*`` variables (the one way Settings are read),
+    and is terminated on exit. A server that does not answer within ``timeout_s`` raises with
+    its stderr, so a broken startup (a failed migration, a port in use) is visible.
+    """
+    port = port or free_port(host)
+    env = {
+        **os.environ,
+        "RECSAE_DATA_DIR": str(settings.data_dir),
+        "RECSAE_DATABASE_URL": settings.resolved_database_url,
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
+           "--host", host, "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    # A file, not a pipe: an unread pipe that fills up would block the server.
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stderr=log, text=True)
+    base = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"server exited with {proc.returncode}: {log.read()}")
+            try:
+                if httpx.get(f"{base}/index.json", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server on {base} did not answer within {timeout_s} s")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    serve(args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

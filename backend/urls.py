@@ -1,0 +1,79 @@
+"""Every URL the app links to, built in one place (datasette's ``url_builder`` idea).
+
+Templates get this module as ``urls``; routes use it for the links they put in JSON. A page's
+JSON twin is the same path with ``.json`` appended (:func:`as_json`). Query parameters that
+control the view (sort, page, size, fragment) start with ``_``; the others are filters.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+PLOTLY_JS = "/vendor/plotly.min.js"
+SWAGGER_DIR = "/vendor/swagger"
+
+
+def _seg(value: object) -> str:
+    return quote(str(value), safe="")
+
+
+def _query(params: dict[str, object]) -> str:
+    kept = {k: v for k, v in params.items() if v is not None and v != ""}
+    return f"?{urlencode(kept)}" if kept else ""
+
+
+def runs() -> str:
+    return "/"
+
+
+def run(run_id: str) -> str:
+    return f"/runs/{_seg(run_id)}"
+
+
+def latents(run_id: str, **params: object) -> str:
+    """The latent list; keyword arguments become query parameters (``None`` dropped)."""
+    return f"{run(run_id)}/latents{_query(params)}"
+
+
+def latent(run_id: str, idx: int) -> str:
+    return f"{run(run_id)}/latents/{int(idx)}"
+
+
+def item(run_id: str, idx: int) -> str:
+    return f"{run(run_id)}/items/{int(idx)}"
+
+
+def user(run_id: str, idx: int) -> str:
+    """The user page (served by the steering routes)."""
+    return f"{run(run_id)}/users/{int(idx)}"
+
+
+def static(name: str) -> str:
+    return f"/static/{name}"
+
+
+def plotly_js() -> str:
+    return PLOTLY_JS
+
+
+def docs() -> str:
+    return "/docs"
+
+
+def as_json(url: str) -> str:
+    """The JSON twin of a page URL: ``.json`` goes on the path, before the query string."""
+    parts = urlsplit(url)
+    path = "/index" if parts.path in ("", "/") else parts.path
+    return urlunsplit(parts._replace(path=f"{path}.json"))
+
+
+def with_params(url: str, **params: object) -> str:
+    """``url`` with some query parameters replaced (``None`` removes one): sort links, pagers."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=False))
+    for key, value in params.items():
+        if value is None:
+            query.pop(key, None)
+        else:
+            query[key] = str(value)
+    return urlunsplit(parts._replace(query=urlencode(query)))

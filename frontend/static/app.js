@@ -1,0 +1,72 @@
+// RecSAE Explorer: draws the plotly figures the server built, and swaps the latent list's
+// results in place when its filters change (the page still works without JavaScript).
+"use strict";
+
+function drawFigures(root) {
+  if (typeof Plotly === "undefined") return;
+  root.querySelectorAll(".plot[data-figure]").forEach((div) => {
+    const data = document.getElementById(div.dataset.figure);
+    if (!data || div.dataset.drawn) return;
+    const fig = JSON.parse(data.textContent);
+    div.dataset.drawn = "1";
+    Plotly.newPlot(div, fig.data || [], fig.layout || {}, {
+      displaylogo: false,
+      responsive: true,
+      modeBarButtonsToRemove: ["select2d", "lasso2d"],
+    });
+  });
+}
+
+function fragmentUrl(url) {
+  const u = new URL(url, window.location.href);
+  u.searchParams.set("_fragment", "1");
+  return u;
+}
+
+async function swapResults(form, url) {
+  const target = document.getElementById(form.dataset.target);
+  if (!target) return;
+  const response = await fetch(fragmentUrl(url), { headers: { Accept: "text/html" } });
+  if (!response.ok) {
+    target.innerHTML = "";
+    const p = document.createElement("p");
+    p.className = "error";
+    p.textContent = `Could not load results (${response.status}).`;
+    target.appendChild(p);
+    return;
+  }
+  target.innerHTML = await response.text();
+  history.replaceState(null, "", url);
+}
+
+function formUrl(form) {
+  const params = new URLSearchParams();
+  for (const [key, value] of new FormData(form)) if (value !== "") params.append(key, value);
+  return `${form.action.split("?")[0]}?${params}`;
+}
+
+function wireFilters() {
+  const form = document.getElementById("latent-filters");
+  if (!form) return;
+  let timer = null;
+  const refresh = () => swapResults(form, formUrl(form));
+  form.addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
+  form.addEventListener("change", refresh);
+  form.addEventListener("input", (e) => {
+    if (e.target.name !== "q") return;
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 250);
+  });
+  // Sort headers and pager links inside the results also swap in place.
+  document.getElementById(form.dataset.target).addEventListener("click", (e) => {
+    const a = e.target.closest("a.sort, nav.pager a");
+    if (!a) return;
+    e.preventDefault();
+    swapResults(form, a.href);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  drawFigures(document);
+  wireFilters();
+});

@@ -1,0 +1,63 @@
+"""Alembic environment: one schema (backend.store.schema), one URL source.
+
+The URL is ``sqlalchemy.url`` when a caller sets it (``backend.store.migrate.upgrade``), else the
+one ``Settings`` resolves, so the CLI (``alembic upgrade head``) and the app migrate the same DB.
+"""
+
+from __future__ import annotations
+
+from logging.config import fileConfig
+
+from alembic import context
+
+from backend.settings import Settings
+from backend.store.engine import make_engine
+from backend.store.schema import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+# Only the CLI configures logging: called from the app or the worker, fileConfig would
+# silently replace their (uvicorn's, pytest's) logging setup.
+if config.config_file_name is not None and not config.attributes.get("programmatic"):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def _url() -> str:
+    return config.get_main_option("sqlalchemy.url") or Settings().resolved_database_url
+
+
+def run_migrations_offline() -> None:
+    """Emit SQL to stdout (``alembic upgrade head --sql``) without a connection."""
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+        render_as_batch=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    # make_engine, not a bare create_engine: the same SQLite pragmas as the app and the worker.
+    engine = make_engine(_url())
+    try:
+        with engine.connect() as connection:
+            context.configure(
+                connection=connection,
+                target_metadata=target_metadata,
+                render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

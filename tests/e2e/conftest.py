@@ -1,0 +1,83 @@
+"""Browser fixtures: a real uvicorn server on a loopback port and Debian's chromium.
+
+Reuse them: ``live_server`` yields the base URL of a server on ``live_settings``' database
+(the factory run by default; override ``live_settings`` in a test module to serve another DB),
+and ``page`` is a fresh Playwright page that fails the test if the page requests anything
+outside the server (the pages must work offline) or logs a JavaScript error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.serve import background_server
+from backend.settings import Settings
+from backend.store import migrate
+from backend.store.engine import session_factory
+from tests.backend.factories import publish_fixture
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def live_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A migrated SQLite DB in a temp dir holding the factory run ``fixture``."""
+    data_dir: Path = tmp_path_factory.mktemp("live")
+    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'recsae.db'}")
+    migrate.upgrade(settings.resolved_database_url)
+    publish_fixture(session_factory(settings.resolved_database_url))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def live_server(live_settings: Settings) -> Iterator[str]:
+    with background_server(live_settings) as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"Debian chromium not found at {CHROMIUM}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: object, live_server: str) -> Iterator[object]:
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    outside: list[str] = []
+    errors: list[str] = []
+    pg.on(
+        "request",
+        lambda req: (
+            None
+            if req.url.startswith(live_server) or req.url.startswith("data:")
+            else outside.append(req.url)
+        ),
+    )
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.set_default_timeout(15_000)
+    yield pg
+    context.close()
+    assert outside == [], f"the page requested URLs outside our server: {outside}"
+    assert errors == [], f"JavaScript errors: {errors}"
