@@ -1,0 +1,488 @@
+"""Steering routes: the user page (and its JSON twin), per-user and segment steering APIs.
+
+- ``GET  /runs/{run_id}/users/{idx}`` (+ ``.json``): history, the model's top 10, the active
+  latents with sliders; ``?_edits=12:2.5,40:-1&_mode=replace`` renders a steered view (the
+  shareable URL the page keeps up to date); ``&_fragment=1`` renders only the results block,
+  which the page's script swaps in on every slider move.
+- ``POST /api/runs/{run_id}/users/{idx}/steer``: rerank for one user (JSON).
+- ``POST /api/runs/{run_id}/segment/steer``: the same edits for every test-side user.
+- ``GET  /api/runs/{run_id}/steer/latents?q=...&user=...``: latents whose concept matches, to
+  add a slider for a latent that is not active.
+
+Validation: a malformed body or a value out of range answers 422 with a message, an unknown
+run / user / latent 404 (see :mod:`backend.steering` for the value ranges).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from backend import urls
+from backend.deps import Context, RunDep, SessionDep, load_run, page
+from backend.steering import (
+    MAX_EDITS,
+    SCALE_MAX,
+    SCALE_MIN,
+    Edit,
+    SegmentResult,
+    SteeringEngine,
+    SteeringError,
+    SteerMode,
+    SteerResult,
+    UnknownLatentError,
+    UnknownUserError,
+    engine_for_run,
+)
+from backend.store import reads
+from backend.store.schema import Run
+
+
+class _JsonSafeValidationRoute(APIRoute):
+    """422s whose detail is always valid JSON.
+
+    A body like ``{"value": NaN}`` parses (Python's json accepts the literal) and pydantic
+    rejects it, but FastAPI's default 422 echoes the input back and then fails to encode NaN,
+    answering 500. Here each error keeps ``loc``, ``msg`` and ``type`` only.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                detail = [
+                    {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
+                    for e in exc.errors()
+                ]
+                return JSONResponse({"detail": detail}, status_code=422)
+
+        return route
+
+
+router = APIRouter(tags=["steering"], route_class=_JsonSafeValidationRoute)
+
+# A hard ceiling before the per-latent check (which needs the engine): anything beyond it is
+# nonsense whatever the latent, and rejecting it early keeps huge numbers out of the arithmetic.
+VALUE_HARD_LIMIT = 1e6
+HISTORY_SHOWN = 50  # most recent history items listed on the user page
+
+
+# --- request bodies ---------------------------------------------------------------------------
+
+
+class EditIn(BaseModel):
+    """One slider: ``value`` is a scale if the latent is active for the user, else an absolute
+    activation (ranges in :mod:`backend.steering`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    latent: int = Field(ge=0, description="latent index")
+    value: float = Field(allow_inf_nan=False, description="scale (active) or activation")
+
+    @field_validator("value")
+    @classmethod
+    def _bounded(cls, v: float) -> float:
+        if abs(v) > VALUE_HARD_LIMIT:
+            raise ValueError(f"value {v:g} is beyond ±{VALUE_HARD_LIMIT:g}")
+        return v
+
+
+def _unique(edits: list[EditIn]) -> None:
+    seen: set[int] = set()
+    for e in edits:
+        if e.latent in seen:
+            raise ValueError(f"latent {e.latent} is edited twice")
+        seen.add(e.latent)
+
+
+class SteerRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
+    mode: SteerMode = SteerMode.ERROR_PRESERVING
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> SteerRequest:
+        _unique(self.edits)
+        return self
+
+
+class SegmentSteerRequest(BaseModel):
+    """Segment steering: every ``value`` is a scale in [-10, 10] (paper §8)."""
+
+    model_config = ConfigDict(extra="forbid")
+    edits: list[EditIn] = Field(min_length=1, max_length=MAX_EDITS)
+    mode: SteerMode = SteerMode.ERROR_PRESERVING
+    include_inactive: bool = Field(
+        False, description="also set the latent (value x its mean activation) where it is off"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SegmentSteerRequest:
+        _unique(self.edits)
+        for e in self.edits:
+            if not SCALE_MIN <= e.value <= SCALE_MAX:
+                raise ValueError(
+                    f"latent {e.latent}: segment values are scales in "
+                    f"[{SCALE_MIN:g}, {SCALE_MAX:g}], got {e.value:g}"
+                )
+        return self
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _engine(session: SessionDep, run: Run) -> SteeringEngine:
+    return engine_for_run(session, run)
+
+
+def _edits(body: list[EditIn]) -> list[Edit]:
+    return [Edit(latent=e.latent, value=e.value) for e in body]
+
+
+def parse_edits_query(raw: str | None) -> list[Edit]:
+    """``"12:2.5,40:-1"`` -> edits; the URL form of the sliders. Raises 422 when malformed."""
+    if not raw:
+        return []
+    edits: list[Edit] = []
+    for part in raw.split(","):
+        latent_s, sep, value_s = part.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            latent, value = int(latent_s), float(value_s)
+        except ValueError:
+            raise HTTPException(
+                422, f"_edits must look like '12:2.5,40:-1' (latent:value), got {part!r}"
+            ) from None
+        if latent < 0 or not math.isfinite(value) or abs(value) > VALUE_HARD_LIMIT:
+            raise HTTPException(422, f"_edits: bad latent or value in {part!r}")
+        edits.append(Edit(latent, value))
+    if len(edits) > MAX_EDITS:
+        raise HTTPException(422, f"at most {MAX_EDITS} edits, got {len(edits)}")
+    return edits
+
+
+def edits_query(edits: list[Edit]) -> str:
+    """The inverse of :func:`parse_edits_query` (``%g`` keeps URLs short)."""
+    return ",".join(f"{e.latent}:{e.value:g}" for e in edits)
+
+
+def _steer(engine: SteeringEngine, user: int, edits: list[Edit], mode: SteerMode) -> SteerResult:
+    try:
+        return engine.steer(user, edits, mode)
+    except (UnknownUserError, UnknownLatentError) as exc:
+        raise HTTPException(404, str(exc)) from None
+    except SteeringError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def result_json(engine: SteeringEngine, r: SteerResult) -> dict[str, Any]:
+    """The JSON of a steering result; shared by the API and the page context."""
+    titles = engine.text.titles
+    concept_masks = [
+        (rep.latent, engine.latent_concept_mask(rep.latent)) for rep in r.edits if rep.concept
+    ]
+
+    def carries(i: int) -> list[int]:
+        return [lat for lat, mask in concept_masks if mask is not None and mask[i]]
+
+    base_ids = {it.idx for it in r.base_items}
+    return {
+        "user": r.user,
+        "mode": r.mode.value,
+        "items": [
+            {
+                "rank": it.rank,
+                "idx": it.idx,
+                "title": titles[it.idx],
+                "score": it.score,
+                "base_rank": it.base_rank,
+                "rank_change": it.rank_change,
+                "new": it.idx not in base_ids,
+                "is_test_item": it.idx == r.test_item,
+                "concepts": carries(it.idx),
+            }
+            for it in r.items
+        ],
+        "base_items": [
+            {
+                "rank": it.rank,
+                "idx": it.idx,
+                "title": titles[it.idx],
+                "score": it.score,
+                "is_test_item": it.idx == r.test_item,
+                "concepts": carries(it.idx),
+            }
+            for it in r.base_items
+        ],
+        "diff": {
+            "entered": [{"idx": i, "title": titles[i]} for i in r.entered],
+            "left": [{"idx": i, "title": titles[i]} for i in r.left],
+            "moved": [{"idx": i, "from": a, "to": b, "by": a - b} for i, a, b in r.moved],
+            "changed": bool(r.entered or r.moved),
+        },
+        "edits": [
+            {
+                "latent": e.latent,
+                "value": e.value,
+                "kind": e.kind,
+                "activation_before": e.activation_before,
+                "activation_after": e.activation_after,
+                "concept": e.concept,
+                "presence_before": e.presence_before,
+                "presence_after": e.presence_after,
+            }
+            for e in r.edits
+        ],
+        "test_item": {
+            "idx": r.test_item,
+            "title": titles[r.test_item],
+            "rank_before": r.test_rank_before,
+            "rank_after": r.test_rank_after,
+        },
+    }
+
+
+def segment_json(r: SegmentResult) -> dict[str, Any]:
+    return {
+        "mode": r.mode.value,
+        "n_users": r.n_users,
+        "n_affected": r.n_affected,
+        "ndcg@10": {"before": r.ndcg_before, "after": r.ndcg_after},
+        "ndcg@10_affected": {"before": r.ndcg_affected_before, "after": r.ndcg_affected_after},
+        "latents": [
+            {
+                "latent": lat.latent,
+                "value": lat.value,
+                "concept": lat.concept,
+                "n_active": lat.n_active,
+                "presence": {"before": lat.presence_before, "after": lat.presence_after},
+                "share": {"before": lat.share_before, "after": lat.share_after},
+            }
+            for lat in r.latents
+        ],
+    }
+
+
+def _slider(engine: SteeringEngine, latent: int, activation: float, value: float | None) -> dict:
+    """One slider's range: scale for an active latent, absolute activation otherwise.
+
+    The absolute range is 100 steps each side of 0 with a 3-significant-digit step (so 0, the
+    neutral position, lies on the browser's step grid), a hair inside the engine's limit.
+    """
+    if activation > 0:
+        return {
+            "kind": "scale",
+            "min": SCALE_MIN,
+            "max": SCALE_MAX,
+            "step": 0.1,
+            "neutral": 1.0,
+            "value": 1.0 if value is None else value,
+        }
+    step = float(f"{engine.absolute_limit(latent) / 100 * 0.999:.3g}")
+    lim = float(f"{step * 100:.6g}")
+    return {
+        "kind": "absolute",
+        "min": -lim,
+        "max": lim,
+        "step": step,
+        "neutral": 0.0,
+        "value": 0.0 if value is None else value,
+    }
+
+
+def _latent_row(session: SessionDep, run: Run, idx: int) -> dict[str, Any]:
+    lat = reads.get_latent(session, run.id, idx)
+    return {
+        "latent": idx,
+        "url": urls.latent(run.id, idx),
+        "tfidf_concept": None if lat is None else lat.tfidf_concept,
+        "tfidf_confidence": None if lat is None else lat.tfidf_confidence,
+        "llm_concept": None if lat is None else lat.llm_concept,
+        "dead": None if lat is None else lat.dead,
+    }
+
+
+# --- API --------------------------------------------------------------------------------------
+
+
+# A steering request re-reads its run row at most this often (per app and run). Within the
+# window the engine is used without touching the database or the thread pool: the hot path is
+# one event-loop callback with ~1 ms of numpy. A run re-published or deleted is noticed within it.
+RUN_RECHECK_S = 1.0
+
+
+async def _engine_fast(request: Request, run_id: str) -> SteeringEngine:
+    """The run's engine for the hot API path; 404 (via ``deps.load_run``) for an unknown run."""
+    recent: dict[str, tuple[float, SteeringEngine]] | None = getattr(
+        request.app.state, "steer_recent", None
+    )
+    if recent is None:
+        recent = request.app.state.steer_recent = {}
+    now = time.monotonic()
+    hit = recent.get(run_id)
+    if hit is not None and now - hit[0] < RUN_RECHECK_S:
+        return hit[1]
+
+    def load() -> SteeringEngine:
+        with request.app.state.sessions() as session:
+            return engine_for_run(session, load_run(run_id, session))
+
+    # First use builds the engine (seconds on a large run): never on the event loop.
+    engine = await run_in_threadpool(load)
+    recent[run_id] = (now, engine)
+    return engine
+
+
+@router.post("/api/runs/{run_id}/users/{idx}/steer", summary="Steer one user's recommendations")
+async def steer_user(run_id: str, idx: int, body: SteerRequest, request: Request) -> JSONResponse:
+    """Rerank all items for user ``idx`` with the edits applied; top 10, diff, test-item rank."""
+    engine = await _engine_fast(request, run_id)
+    result = _steer(engine, idx, _edits(body.edits), body.mode)
+    return JSONResponse(result_json(engine, result))
+
+
+@router.post("/api/runs/{run_id}/segment/steer", summary="Steer every test-side user")
+def steer_segment(body: SegmentSteerRequest, run: RunDep, session: SessionDep) -> JSONResponse:
+    """The same scales for every test-side user: NDCG@10 and concept presence before/after."""
+    engine = _engine(session, run)
+    try:
+        result = engine.steer_segment(_edits(body.edits), body.mode, body.include_inactive)
+    except UnknownLatentError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except SteeringError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return JSONResponse(segment_json(result))
+
+
+@router.get("/api/runs/{run_id}/steer/latents", summary="Find latents to steer by concept")
+def search_latents(
+    run: RunDep,
+    session: SessionDep,
+    q: Annotated[str, Query(min_length=1, max_length=100)],
+    user: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=50)] = 20,
+) -> JSONResponse:
+    """Latents whose TF-IDF or LLM concept contains ``q``, most confident first; with ``user``
+    each comes with the slider range it gets for that user."""
+    engine = _engine(session, run)
+    z = None
+    if user is not None:
+        try:
+            engine.check_user(user)
+        except UnknownUserError as exc:
+            raise HTTPException(404, str(exc)) from None
+        z = engine.encode(engine.user_vectors[user])
+    rows, total = reads.list_latents(session, run.id, q=q, per_page=limit)
+    out = []
+    for lat in rows:
+        row: dict[str, Any] = {
+            "latent": lat.idx,
+            "tfidf_concept": lat.tfidf_concept,
+            "tfidf_confidence": lat.tfidf_confidence,
+            "llm_concept": lat.llm_concept,
+        }
+        if z is not None:
+            act = float(z[lat.idx])
+            row["activation"] = act
+            row["slider"] = _slider(engine, lat.idx, act, None)
+        out.append(row)
+    return JSONResponse({"q": q, "total": total, "latents": out})
+
+
+# --- the user page ----------------------------------------------------------------------------
+
+
+@page(router, "/runs/{run_id}/users/{idx}", "user.html", name="user")
+def user_page(
+    run: RunDep,
+    idx: int,
+    session: SessionDep,
+    edits_raw: Annotated[str | None, Query(alias="_edits")] = None,
+    mode: Annotated[SteerMode, Query(alias="_mode")] = SteerMode.ERROR_PRESERVING,
+    fragment: Annotated[str | None, Query(alias="_fragment")] = None,
+) -> Context:
+    """A user: history, the model's top 10, active latents with sliders, the steered list."""
+    engine = _engine(session, run)
+    edits = parse_edits_query(edits_raw)
+    result = _steer(engine, idx, edits, mode)
+    steer = result_json(engine, result)
+    ctx: Context = {
+        "run": {
+            "id": run.id,
+            "dataset": run.dataset,
+            "recommender": run.recommender,
+            "item_name": run.item_name,
+            "item_category": run.item_category,
+            "url": urls.run(run.id),
+        },
+        "user_idx": idx,
+        "mode": mode.value,
+        "edits": [{"latent": e.latent, "value": e.value} for e in edits],
+        "edits_query": edits_query(edits),
+        "steer": steer,
+        "api": {
+            "steer": f"/api/runs/{run.id}/users/{idx}/steer",
+            "search": f"/api/runs/{run.id}/steer/latents",
+            "page": urls.user(run.id, idx),
+        },
+    }
+    if fragment not in (None, "", "0"):
+        return ctx  # the results block only: no history or latent rows needed
+
+    user = reads.get_user(session, run.id, idx)
+    if user is None:  # the engine knew it, so the database changed under us
+        raise HTTPException(404, f"run {run.id!r} has no user {idx}")
+    shown = list(user.history)[-HISTORY_SHOWN:]
+    items = reads.items_by_idx(session, run.id, [*shown, user.dev_item, user.test_item])
+
+    def item_json(i: int) -> dict[str, Any]:
+        it = items.get(i)
+        return {
+            "idx": i,
+            "url": urls.item(run.id, i),
+            "title": it.title if it else f"item {i}",
+            "genres": list(it.genres) if it else [],
+            "tags": list(it.tags) if it else [],
+        }
+
+    z = engine.encode(engine.user_vectors[idx])
+    active = [int(i) for i in sorted(map(int, z.nonzero()[0]), key=lambda i: -z[i])]
+    edit_values = {e.latent: e.value for e in edits}
+    sliders = []
+    for lat in [*active, *(e.latent for e in edits if e.latent not in set(active))]:
+        act = float(z[lat])
+        sliders.append(
+            {
+                **_latent_row(session, run, lat),
+                "activation": act,
+                "active": act > 0,
+                **_slider(engine, lat, act, edit_values.get(lat)),
+            }
+        )
+    ctx.update(
+        {
+            "user": {
+                "idx": user.idx,
+                "external_id": user.external_id,
+                "side": user.side,
+                "history_length": len(user.history),
+                "history": [item_json(i) for i in reversed(shown)],  # most recent first
+                "dev_item": item_json(user.dev_item),
+                "test_item": item_json(user.test_item),
+            },
+            "sliders": sliders,
+        }
+    )
+    return ctx
