@@ -1,0 +1,178 @@
+"""Benchmark the LLM concepts against the bundled local server (SmolLM2-135M on llama.cpp).
+
+Explains and verifies ``--latents`` latents (from the demo DB ``var/recsae.db`` when it holds a
+run, else synthetic genre latents over MovieLens titles): requests/s at concurrency 1 and 4
+(fresh caches, so every request hits the server), then a rerun on the warm cache (hit rate,
+target 100%), and the share of unparseable answers. Prints a table and, as its last line, one
+JSON object with the figures.
+
+    .venv/bin/python benchmarks/llm.py [--latents 20] [--n 5] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backend.settings import REPO_ROOT, get_settings
+from worker.interpret.llm_concepts import (
+    ItemLookup,
+    LatentCases,
+    LLMConcept,
+    LLMConceptConfig,
+    explain_latents,
+)
+from worker.llm.cache import LLMCache
+from worker.llm.client import LLMClient
+from worker.llm.prompts import PromptContext, oneshot_kind
+from worker.llm.server import LocalLLM
+
+MOVIES = REPO_ROOT / "data" / "ml-latest-small" / "movies.csv"
+
+
+def synthetic_latents(n_latents: int, n: int, seed: int) -> list[LatentCases]:
+    """One latent per MovieLens genre: construction/verification predict that genre (levels
+    6-10), random cases predict other genres (level 0); histories are random movies."""
+    movies = pd.read_csv(MOVIES)
+    genres = [g.split("|") for g in movies.genres]
+    items = ItemLookup(movies.title.tolist(), genres)
+    rng = random.Random(seed)
+    names = sorted({g for gs in genres for g in gs if g != "(no genres listed)"})
+    latents = []
+    for lid in range(n_latents):
+        genre = names[lid % len(names)]
+        inside = [i for i, gs in enumerate(genres) if genre in gs]
+        outside = [i for i, gs in enumerate(genres) if genre not in gs]
+
+        def cases(pool: list[int], active: bool) -> list[tuple[list[int], int, int]]:
+            return [
+                (
+                    rng.sample(range(len(genres)), 10),
+                    rng.choice(pool),
+                    rng.randint(6, 10) if active else 0,
+                )
+                for _ in range(n)
+            ]
+
+        latents.append(
+            LatentCases.from_ids(
+                lid, items, cases(inside, True), cases(inside, True), cases(outside, False)
+            )
+        )
+    return latents
+
+
+def demo_latents(n_latents: int) -> tuple[list[LatentCases], PromptContext] | None:
+    """The first latents with examples of the newest run in the demo DB, if there is one."""
+    db = get_settings().data_dir / "recsae.db"
+    if not db.is_file():
+        return None
+    from backend.store import reads
+    from backend.store.engine import session_factory
+
+    with session_factory(f"sqlite:///{db}")() as session:
+        runs = reads.list_runs(session)
+        if not runs:
+            return None
+        run = runs[0]
+        chosen: list[LatentCases] = []
+        for idx in range(run.n_latents):
+            examples = reads.latent_examples(session, run.id, idx)
+            if not any(e.role == "construction" for e in examples):
+                continue
+            ids = {e.predicted_item for e in examples} | {i for e in examples for i in e.history}
+            got = reads.items_by_idx(session, run.id, ids)
+            lookup = ItemLookup({i: it.title for i, it in got.items()},
+                                {i: list(it.genres or []) for i, it in got.items()})  # fmt: skip
+
+            def raw(role: str, exs: list[Any] = examples) -> list[tuple[list[int], int, int]]:
+                return [(e.history, e.predicted_item, e.level) for e in exs if e.role == role]
+
+            chosen.append(
+                LatentCases.from_ids(
+                    idx, lookup, raw("construction"), raw("verification"), raw("random")
+                )
+            )
+            if len(chosen) == n_latents:
+                break
+    ctx = PromptContext(run.item_category, run.item_name, oneshot_kind(run.dataset))
+    return chosen, ctx
+
+
+def timed(
+    latents: list[LatentCases],
+    base_url: str,
+    cache: LLMCache,
+    concurrency: int,
+    ctx: PromptContext,
+    config: LLMConceptConfig,
+) -> tuple[list[LLMConcept], float, LLMClient]:
+    client = LLMClient(base_url, concurrency=concurrency, timeout_s=300, cache=cache)
+    start = time.perf_counter()
+    out = explain_latents(latents, client, ctx, config, progress=False)
+    return out, time.perf_counter() - start, client
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latents", type=int, default=20)
+    parser.add_argument("--n", type=int, default=5, help="N cases per role (paper: 5)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    demo = demo_latents(args.latents)
+    if demo is not None:
+        latents, ctx, source = demo[0], demo[1], "demo DB"
+    else:
+        latents = synthetic_latents(args.latents, args.n, args.seed)
+        ctx, source = PromptContext("movies", "movie", "movielens"), "synthetic (MovieLens titles)"
+    config = LLMConceptConfig(n=args.n)
+    rows: list[tuple[str, float, int, float, str]] = []
+    figures: dict[str, Any] = {"latents": len(latents), "n": args.n, "source": source}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        LocalLLM(port=0, threads=args.threads, parallel=4) as llm,
+    ):
+        for conc in (1, 4):
+            cache = LLMCache(Path(tmp) / f"cold{conc}.sqlite")
+            out, secs, client = timed(latents, llm.base_url, cache, conc, ctx, config)
+            rps = client.requests_made / secs
+            rows.append((f"cold, concurrency {conc}", secs, client.requests_made, rps, ""))
+            figures[f"rps_c{conc}"] = round(rps, 3)
+            figures[f"seconds_c{conc}"] = round(secs, 1)
+        cache.reset_stats()
+        again, secs, client = timed(latents, llm.base_url, cache, 4, ctx, config)
+        hit_rate = cache.stats.hit_rate or 0.0
+        rows.append(("warm rerun, concurrency 4", secs, client.requests_made, 0.0,
+                     f"cache hits {hit_rate:.0%}"))  # fmt: skip
+        figures["cache_hit_rate_rerun"] = round(hit_rate, 4)
+        figures["rerun_seconds"] = round(secs, 3)
+        figures["rerun_same_results"] = [c.confidence for c in again] == [c.confidence for c in out]
+    cases = [c for con in out for c in con.details.get("cases", [])]
+    figures["unparseable_level_share"] = round(
+        sum(c["unparseable"] for c in cases) / max(len(cases), 1), 4
+    )
+    figures["status"] = {s: sum(c.status == s for c in out) for s in {c.status for c in out}}
+    scored = [c.confidence for c in out if c.confidence is not None]
+    figures["mean_confidence"] = round(sum(scored) / len(scored), 4) if scored else None
+
+    print(f"LLM concepts: {len(latents)} latents ({source}), N = {args.n}, SmolLM2-135M local")
+    print(f"{'run':<28}{'seconds':>10}{'requests':>10}{'req/s':>8}  note")
+    for name, secs, reqs, rps, note in rows:
+        print(f"{name:<28}{secs:>10.1f}{reqs:>10d}{rps:>8.2f}  {note}")
+    share, status = figures["unparseable_level_share"], figures["status"]
+    print(f"unparseable level answers: {share:.1%}; statuses {status}; "
+          f"mean confidence {figures['mean_confidence']}")  # fmt: skip
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
