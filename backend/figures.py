@@ -115,3 +115,146 @@ def confidence_distribution(values: dict[str, list[float]]) -> Figure | None:
     )
     fig.update_xaxes(range=[-0.05, 1.05])
     return fig.to_plotly_json()
+
+
+def confidence_bars(figure2: dict[str, Any]) -> Figure | None:
+    """Paper Figure 2 from the report: confidence histogram per representation (``sae``,
+    ``base``: ``{"edges": [B+1], "counts": [B], "n_unverified"}``) as grouped bars."""
+    labels = {"sae": "SAE latents", "base": "Base dimensions"}
+    traces = []
+    for key, part in figure2.items():
+        edges, counts = part.get("edges") or [], part.get("counts") or []
+        if not counts or len(edges) != len(counts) + 1:
+            continue
+        unverified = part.get("n_unverified")
+        name = labels.get(key, key)
+        if unverified:
+            name += f" ({unverified:,} without a confidence)"
+        traces.append(
+            go.Bar(
+                x=[(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)],
+                y=counts,
+                name=name,
+                hovertemplate="confidence %{x:.2f}<br>%{y} latents<extra></extra>",
+            )
+        )
+    if not traces:
+        return None
+    line = {
+        "type": "line",
+        "xref": "x",
+        "yref": "paper",
+        "x0": 0.8,
+        "x1": 0.8,
+        "y0": 0,
+        "y1": 1,
+        "line": {"dash": "dot", "width": 1, "color": "#8c959f"},
+    }
+    fig = go.Figure(
+        traces,
+        layout=_layout(
+            "confidence (dotted: 0.8, verified)",
+            "latents",
+            height=280,
+            barmode="group",
+            shapes=[line],
+            legend={"orientation": "h", "y": 1.14},
+        ),
+    )
+    fig.update_xaxes(range=[0, 1])
+    return fig.to_plotly_json()
+
+
+def hit_ratio_by_level(series: dict[str, dict[str, Any]]) -> Figure | None:
+    """Paper Figure 5: the concept's hit ratio in the top-1 item by activation level, one line
+    per binning (``{label: {"levels", "hit_ratio", "n", "global"}}``), each global rate as a
+    dashed line of the same colour. None where no level has a hit ratio (nothing verified)."""
+    traces = []
+    for i, (label, part) in enumerate(series.items()):
+        levels, ratio = part.get("levels") or [], part.get("hit_ratio") or []
+        if not any(r is not None for r in ratio):
+            continue
+        color = _COLORS[i % len(_COLORS)]
+        traces.append(
+            go.Scatter(
+                x=levels,
+                y=ratio,
+                customdata=part.get("n"),
+                mode="lines+markers",
+                name=label,
+                line={"color": color},
+                hovertemplate="level %{x}: %{y:.3f} (%{customdata} cases)<extra></extra>",
+            )
+        )
+        if part.get("global") is not None:
+            traces.append(
+                go.Scatter(
+                    x=[min(levels), max(levels)],
+                    y=[part["global"], part["global"]],
+                    mode="lines",
+                    name=f"{label}: global",
+                    line={"color": color, "dash": "dash", "width": 1},
+                    hovertemplate="global %{y:.3f}<extra></extra>",
+                )
+            )
+    if not traces:
+        return None
+    fig = go.Figure(
+        traces,
+        layout=_layout(
+            "activation level",
+            "concept hit ratio in top 1",
+            height=300,
+            legend={"orientation": "h", "y": 1.2},
+        ),
+    )
+    fig.update_xaxes(dtick=1)
+    return fig.to_plotly_json()
+
+
+def sweep_lines(
+    rows: list[dict[str, Any]], x: str, group: str, y: str, ytitle: str
+) -> Figure | None:
+    """Paper Figures 7/8: ``y`` against ``x`` (``scale`` or ``k``), one line per ``group``
+    value, from the sensitivity sweep's rows. With ``y == "fvu_test"`` and ``x == "k"`` the
+    PCA-k baseline (which depends on k only) is drawn dotted."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row.get(x) is not None and row.get(group) is not None:
+            groups.setdefault(row[group], []).append(row)
+    if not groups:
+        return None
+    traces = []
+    for value, members in sorted(groups.items()):
+        members = sorted(members, key=lambda r: r[x])
+        traces.append(
+            go.Scatter(
+                x=[r[x] for r in members],
+                y=[r.get(y) for r in members],
+                mode="lines+markers",
+                name=f"{group} = {value}",
+            )
+        )
+    if y == "fvu_test" and x == "k":
+        pca = {r[x]: r["pca_fvu_test"] for r in rows if r.get("pca_fvu_test") is not None}
+        if pca:
+            traces.append(
+                go.Scatter(
+                    x=sorted(pca),
+                    y=[pca[v] for v in sorted(pca)],
+                    mode="lines+markers",
+                    name="PCA-k",
+                    line={"dash": "dot", "color": "#6e7781"},
+                )
+            )
+    fig = go.Figure(
+        traces,
+        layout=_layout(
+            x if x == "k" else "scale s (latents = s × d)",
+            ytitle,
+            height=260,
+            legend={"orientation": "h", "y": 1.16},
+        ),
+    )
+    fig.update_xaxes(type="log", tickvals=sorted({r[x] for r in rows if r.get(x) is not None}))
+    return fig.to_plotly_json()

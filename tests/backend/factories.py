@@ -27,6 +27,10 @@ def llm_confidence(i: int) -> float | None:
     return None if i % 2 else round(1 - (i % 5) / 5, 2)
 
 
+def _ci(mean: float) -> dict[str, float]:
+    return {"mean": mean, "lo": round(mean - 0.01, 4), "hi": round(mean + 0.01, 4)}
+
+
 def fixture_rows(
     run_id: str = "fixture",
     n_items: int = 12,
@@ -50,16 +54,23 @@ def fixture_rows(
         "item_category": "movies",
         "item_name": "movie",
         "config": {"sae": {"k": k, "n_latents": n_latents, "seed": 0}, "recommender": {"emb": 64}},
-        "metrics": {
+        "metrics": {  # the worker's shape (worker/stages.py), trimmed
             "recommender": {
-                "mostpop": {"ndcg@10": 0.0235, "hr@10": 0.0449},
-                "base": {"ndcg@10": 0.0540, "hr@10": 0.1032},
-                "sae": {"ndcg@10": 0.0486, "hr@10": 0.0998},
-                "random_sae": {"ndcg@10": 0.0301, "hr@10": 0.0611},
+                "test_ci": {"ndcg@10": _ci(0.0540), "hr@10": _ci(0.1032)},
+                "mostpop_test_ci": {"ndcg@10": _ci(0.0235), "hr@10": _ci(0.0449)},
             },
             "sae": {"fvu_test": 0.19, "pca_fvu_test": 0.42, "dead_fraction": 0.13, "l0": k},
-            "concepts": {"tfidf_verified": 3, "llm_verified": 2},
-            "tuning": {"related": {"-10": 0.038, "1": 0.357, "10": 0.475}},
+            "report": {
+                "table4": {"sae": {"latents_verified": 3, "concepts_verified": 3}},
+                "table4_llm": {"sae": {"latents_verified": 2, "concepts_verified": 2}},
+                "table7": {
+                    "mostpop": {"ndcg@10": _ci(0.0235), "hr@10": _ci(0.0449)},
+                    "base": {"ndcg@10": _ci(0.0540), "hr@10": _ci(0.1032)},
+                    "sae": {"ndcg@10": _ci(0.0486), "hr@10": _ci(0.0998)},
+                    "random_sae": {"ndcg@10": _ci(0.0301), "hr@10": _ci(0.0611)},
+                },
+            },
+            "tuning": {"related": {"-10": 0.038, "1": 0.357, "10": 0.475}},  # an unknown key
         },
     }
     items = [

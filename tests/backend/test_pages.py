@@ -43,12 +43,12 @@ def test_index_lists_runs_with_metrics_and_links(client: TestClient) -> None:
     html = client.get("/", headers=HTML).text
     assert 'href="/runs/fixture"' in html and 'href="/runs/fixture/latents"' in html
     assert "0.054" in html and "0.0486" in html and "13.0%" in html
-    assert "tfidf_verified: 3" in html
+    assert "TF-IDF: 3 (3)" in html and "LLM: 2 (2)" in html
 
 
 def test_run_page_shows_every_metric_table(client: TestClient) -> None:
     html = client.get("/runs/fixture", headers=HTML).text
-    for text in ("recommender", "random_sae", "pca_fvu_test", "tuning › related", "Configuration"):
+    for text in ("Table 7", "Random SAE", "PCA-4", "tuning › related", "Configuration"):
         assert text in html
     assert 'id="fig-confidence"' in html and "/vendor/plotly.min.js" in html
 
