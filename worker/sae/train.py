@@ -1,0 +1,327 @@
+"""Training a TopK SAE on probed user representations (paper §3.2.3, eq. 3; SPEC §1.4).
+
+The trainer owns what the module does not: the Adam optimiser (no weight decay: SPEC §3 lists
+the authors' weight decay on SAE weights as a fault), the dead-latent counters, the AuxK loss,
+the decoder-norm constraint, and model selection on the DEV side.
+
+Loss (eq. 3, both terms normalised by var(x), the mean squared distance of a training vector
+from the training mean, so the main term is the batch FVU):
+
+    loss = ||x - x_hat||^2 / var(x) + alpha * ||e - e_hat||^2 / var(x),  e = (x - x_hat).detach()
+
+where e_hat decodes (without b_dec) the top ``k_aux`` pre-activations among dead latents.
+
+Model selection (SPEC §1.4 "select on dev FVU and dev NDCG of the reconstructed model"): the
+dev side is evaluated every ``eval_every`` epochs. Without a ``dev_score_fn`` the checkpoint
+with the lowest dev FVU wins. With one (higher is better, e.g. dev NDCG@10 with x replaced by
+x_hat) the winner is the lowest dev FVU among checkpoints whose score is within
+``score_tolerance`` of the best score seen: dev NDCG on a few hundred users is noisy (SPEC §2),
+so it only vetoes checkpoints that are clearly worse, and FVU decides among the rest. Only the
+Pareto front (no other checkpoint has both lower FVU and higher score) can ever win, so only it
+is kept in memory. Training stops after ``patience`` evaluations that improved neither.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu, l0
+from worker.sae.model import TopKSAE
+
+
+@dataclass
+class SAEConfig:
+    """Hyper-parameters of one SAE run; saved beside the weights (``worker.sae.io``)."""
+
+    scale: int = 16  # s: n_latents = scale * d_in (paper §3.2.2)
+    k: int = 8  # active latents per input (paper eq. 2)
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 4096  # training vectors per step (capped at the training-set size)
+    max_epochs: int = 1000  # upper bound on passes over the training vectors
+    max_steps: int | None = None  # optional upper bound on optimiser steps
+    aux_alpha: float = 1 / 32  # alpha of eq. 3
+    k_aux: int | None = None  # dead latents the AuxK loss decodes; None -> d_in // 2
+    dead_window: int | None = None  # training inputs without firing => dead; None -> 2 epochs
+    seed: int = 0  # init, shuffling
+    threads: int = 1  # torch threads; 1 avoids OpenMP spin-waits on a shared 2-core box
+    eval_every: int = 1  # epochs between dev evaluations
+    patience: int = 30  # evaluations without a better dev FVU or score before stopping
+    score_tolerance: float = 0.005  # dev score this close to the best counts as tied
+    eval_batch_size: int = 16384  # vectors per forward pass when evaluating
+
+    def validate(self) -> None:
+        """Raise on values that would make training silently meaningless."""
+        for name in ("scale", "k", "batch_size", "max_epochs", "threads", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SAEConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.aux_alpha < 0 or self.patience < 1:
+            raise ValueError(
+                f"SAEConfig needs lr > 0, aux_alpha >= 0, patience >= 1; got lr={self.lr}, "
+                f"aux_alpha={self.aux_alpha}, patience={self.patience}"
+            )
+
+
+def aux_loss(
+    sae: TopKSAE,
+    x_BD: torch.Tensor,
+    pre_BN: torch.Tensor,
+    residual_BD: torch.Tensor,
+    dead_N: torch.Tensor,
+    k_aux: int,
+    x_var: float,
+) -> torch.Tensor:
+    """AuxK term of eq. 3: decode the top ``k_aux`` dead pre-activations, regress the residual.
+
+    pre_BN [B, n]: the (no-grad) pre-activations used for selection. residual_BD [B, d]: the
+    detached e = x - x_hat. dead_N [n] bool. Its gradient reaches only dead latents' encoder
+    columns and decoder rows (plus b_dec through the encoder input). Zero when none is dead.
+    """
+    dead_idx = dead_N.nonzero().squeeze(-1)
+    if dead_idx.numel() == 0:
+        return x_BD.new_zeros(())
+    with torch.no_grad():
+        # top-k over the dead columns only: cheaper than masking all n when few are dead
+        pre_dead_BM = pre_BN.index_select(1, dead_idx)
+        top_BA = pre_dead_BM.topk(min(k_aux, dead_idx.numel()), dim=-1, sorted=False).indices
+        idx_BA = dead_idx[top_BA]
+    val_BA = torch.relu(sae.pre_acts_at(x_BD, idx_BA))
+    e_hat_BD = sae.decode_sparse(idx_BA, val_BA, with_bias=False)
+    return ((residual_BD - e_hat_BD) ** 2).sum(-1).mean() / x_var
+
+
+class SAETrainer:
+    """One SAE, its optimiser and its dead-latent counters; ``step`` is one update."""
+
+    def __init__(self, sae: TopKSAE, config: SAEConfig, x_var: float, dead_window: int) -> None:
+        if x_var <= 0:
+            raise ValueError(f"training vectors have zero variance (var={x_var})")
+        self.sae = sae
+        self.config = config
+        self.x_var = x_var
+        self.dead_window = dead_window
+        self.k_aux = config.k_aux if config.k_aux is not None else sae.d_in // 2
+        self.optimizer = torch.optim.Adam(
+            sae.parameters(), lr=config.lr, weight_decay=0.0, fused=True
+        )
+        # training inputs seen since each latent last fired (SPEC §1.4 "last window")
+        self.inputs_since_fired_N = torch.zeros(sae.n_latents, dtype=torch.int64)
+
+    def dead_mask(self) -> torch.Tensor:
+        """[n] bool: latents that have not fired in the last ``dead_window`` training inputs."""
+        return self.inputs_since_fired_N >= self.dead_window
+
+    def losses(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(recon, aux, fired) for one batch [B, d]: the two normalised loss terms of eq. 3
+        (with gradients) and the flat int64 indices of the latents that fired (value > 0)."""
+        sae = self.sae
+        with torch.no_grad():
+            pre_BN = sae.pre_acts(x_BD)
+            idx_BK = pre_BN.topk(sae.k, dim=-1, sorted=False).indices
+        val_BK = torch.relu(sae.pre_acts_at(x_BD, idx_BK))
+        x_hat_BD = sae.decode_sparse(idx_BK, val_BK)
+        residual_BD = x_BD - x_hat_BD
+        recon = (residual_BD**2).sum(-1).mean() / self.x_var
+        if self.config.aux_alpha > 0:
+            aux = aux_loss(
+                sae, x_BD, pre_BN, residual_BD.detach(), self.dead_mask(), self.k_aux, self.x_var
+            )
+        else:
+            aux = x_BD.new_zeros(())
+        fired_BK = val_BK.detach() > 0
+        return recon, aux, idx_BK[fired_BK]
+
+    def step(self, x_BD: torch.Tensor) -> tuple[float, float]:
+        """One Adam step on a batch [B, d]; returns (recon, aux) loss values."""
+        recon, aux, fired_idx = self.losses(x_BD)
+        loss = recon + self.config.aux_alpha * aux
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        remove_parallel_grad(self.sae)
+        self.optimizer.step()
+        normalise_decoder(self.sae)
+        self.inputs_since_fired_N += x_BD.shape[0]
+        self.inputs_since_fired_N[fired_idx] = 0
+        return recon.item(), aux.item()
+
+
+@torch.no_grad()
+def remove_parallel_grad(sae: TopKSAE) -> None:
+    """Drop the part of each decoder row's gradient parallel to the row (SPEC §1.4): with unit
+    rows, that part would only change the norm, which the renormalisation undoes anyway."""
+    grad = sae.W_dec.grad
+    if grad is None:
+        return
+    w_ND = sae.W_dec
+    grad -= (grad * w_ND).sum(-1, keepdim=True) * w_ND
+
+
+@torch.no_grad()
+def normalise_decoder(sae: TopKSAE) -> None:
+    """Renormalise every decoder row to unit norm (after every step, SPEC §1.4 and §3)."""
+    sae.W_dec /= sae.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@torch.inference_mode()
+def encode_batched(
+    sae: TopKSAE, x_ND: np.ndarray | torch.Tensor, batch_size: int = 16384
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes and reconstructions of many vectors: (idx [N, k] int64, val [N, k], x_hat [N, d])."""
+    x = torch.as_tensor(x_ND, dtype=torch.float32)
+    idx, val, x_hat = [], [], []
+    for start in range(0, x.shape[0], batch_size):
+        i_BK, v_BK = sae.encode(x[start : start + batch_size])
+        idx.append(i_BK)
+        val.append(v_BK)
+        x_hat.append(sae.decode_sparse(i_BK, v_BK))
+    if not idx:
+        raise ValueError("encode_batched got no vectors")
+    return torch.cat(idx).numpy(), torch.cat(val).numpy(), torch.cat(x_hat).numpy()
+
+
+def _check_vectors(name: str, x: np.ndarray, d: int | None = None) -> torch.Tensor:
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"{name} must be [N, d] with N >= 2, got shape {x.shape}")
+    if d is not None and x.shape[1] != d:
+        raise ValueError(f"{name} has d={x.shape[1]}, expected {d} like x_train")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return torch.as_tensor(x, dtype=torch.float32)
+
+
+@dataclass
+class _Checkpoint:
+    epoch: int
+    fvu_dev: float
+    score: float  # -inf when there is no dev_score_fn, so only FVU decides
+    state: dict[str, torch.Tensor]
+
+    def covers(self, other: _Checkpoint) -> bool:
+        """True if ``other`` can never win while self is kept (no lower FVU, no higher score)."""
+        return self.fvu_dev <= other.fvu_dev and self.score >= other.score
+
+
+def _update_front(
+    front: list[_Checkpoint], new: _Checkpoint, best_score: float, tol: float
+) -> list[_Checkpoint]:
+    """The Pareto front after adding ``new``, minus checkpoints out of the score tolerance."""
+    if not any(c.covers(new) for c in front):
+        front = [c for c in front if not new.covers(c)] + [new]
+    return [c for c in front if c.score >= best_score - tol]
+
+
+def init_sae(x_train_ND: torch.Tensor, config: SAEConfig) -> TopKSAE:
+    """A fresh SAE for these training vectors: n = scale * d latents, b_dec = their mean
+    (SPEC §1.4), weights from ``config.seed``."""
+    d_in = x_train_ND.shape[1]
+    return TopKSAE(d_in, config.scale * d_in, config.k, b_dec=x_train_ND.mean(0), seed=config.seed)
+
+
+def train_sae(
+    x_train: np.ndarray,
+    x_dev: np.ndarray,
+    config: SAEConfig | None = None,
+    dev_score_fn: Callable[[TopKSAE], float] | None = None,
+    progress: bool = True,
+) -> tuple[TopKSAE, dict]:
+    """Train a TopK SAE on x_train [N, d], select it on x_dev [M, d]; return (sae, report).
+
+    ``dev_score_fn(sae) -> float`` (higher is better) joins model selection when given.
+    Report: fvu_train, fvu_dev, dead_fraction (latents that never fire on the whole training
+    set, after training), l0, steps, epochs, best_epoch, train_seconds (training steps only),
+    vectors_per_second (training vectors per second of train_seconds), dev_score, and history
+    (one dict per evaluation).
+    """
+    config = config or SAEConfig()
+    config.validate()
+    x_tr = _check_vectors("x_train", x_train)
+    x_dv = _check_vectors("x_dev", x_dev, x_tr.shape[1])
+    n_train = x_tr.shape[0]
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        torch.manual_seed(config.seed)
+        sae = init_sae(x_tr, config)
+        x_var = float(((x_tr - x_tr.mean(0)) ** 2).sum(-1).mean())
+        dead_window = config.dead_window if config.dead_window is not None else 2 * n_train
+        trainer = SAETrainer(sae, config, x_var, dead_window)
+        batch = min(config.batch_size, n_train)
+        gen = torch.Generator().manual_seed(config.seed)
+
+        front: list[_Checkpoint] = []
+        history: list[dict] = []
+        best_fvu, best_score = float("inf"), None
+        stale, steps, vectors, train_seconds, epoch = 0, 0, 0, 0.0, 0
+        bar = tqdm(range(1, config.max_epochs + 1), disable=not progress, desc="SAE", unit="ep")
+        for epoch in bar:
+            t0 = time.perf_counter()
+            sae.train()
+            perm = torch.randperm(n_train, generator=gen)
+            for start in range(0, n_train, batch):
+                trainer.step(x_tr[perm[start : start + batch]])
+                steps += 1
+                vectors += min(batch, n_train - start)
+                if config.max_steps is not None and steps >= config.max_steps:
+                    break
+            train_seconds += time.perf_counter() - t0
+            out_of_steps = config.max_steps is not None and steps >= config.max_steps
+            if epoch % config.eval_every and epoch != config.max_epochs and not out_of_steps:
+                continue
+            sae.eval()
+            fvu_dev = fvu(x_dv.numpy(), encode_batched(sae, x_dv, config.eval_batch_size)[2])
+            score = float(dev_score_fn(sae)) if dev_score_fn is not None else None
+            history.append({"epoch": epoch, "steps": steps, "fvu_dev": fvu_dev, "score": score})
+            improved = fvu_dev < best_fvu or (
+                score is not None and (best_score is None or score > best_score)
+            )
+            best_fvu = min(best_fvu, fvu_dev)
+            if score is not None:
+                best_score = score if best_score is None else max(best_score, score)
+            front = _update_front(
+                front,
+                _Checkpoint(
+                    epoch,
+                    fvu_dev,
+                    score if score is not None else float("-inf"),
+                    copy.deepcopy(sae.state_dict()),
+                ),
+                best_score if best_score is not None else float("-inf"),
+                config.score_tolerance,
+            )
+            bar.set_postfix(fvu_dev=f"{fvu_dev:.4f}", best=f"{best_fvu:.4f}")
+            stale = 0 if improved else stale + 1
+            if stale >= config.patience or out_of_steps:
+                break
+        bar.close()
+
+        best = min(front, key=lambda c: c.fvu_dev)  # the front holds only eligible ones
+        sae.load_state_dict(best.state)
+        sae.eval()
+        idx_tr, val_tr, x_hat_tr = encode_batched(sae, x_tr, config.eval_batch_size)
+        report = {
+            "fvu_train": fvu(x_tr.numpy(), x_hat_tr),
+            "fvu_dev": best.fvu_dev,
+            "dev_score": best.score if dev_score_fn is not None else None,
+            "dead_fraction": dead_fraction(fire_counts(idx_tr, val_tr, sae.n_latents)),
+            "l0": l0(val_tr),
+            "n_latents": sae.n_latents,
+            "k_aux": trainer.k_aux,
+            "dead_window": dead_window,
+            "batch_size": batch,
+            "steps": steps,
+            "epochs": epoch,
+            "best_epoch": best.epoch,
+            "train_seconds": train_seconds,
+            "vectors_per_second": vectors / train_seconds if train_seconds > 0 else float("nan"),
+            "history": history,
+        }
+        return sae, report
+    finally:
+        torch.set_num_threads(previous_threads)
