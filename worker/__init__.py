@@ -1,5 +1,5 @@
 """The worker computes: data -> recommender -> SAE -> interpretation -> metrics -> database.
 
-The pipeline reads like a table of contents (see ``worker.pipeline``):
-``prepare -> train_recommender -> probe -> train_sae -> record -> interpret -> evaluate -> publish``.
+The pipeline reads like a table of contents (see ``worker.pipeline``): ``prepare ->
+train_recommender -> probe -> train_sae -> record -> interpret -> evaluate -> publish``.
 """

@@ -13,7 +13,9 @@ Sequential models (the representation depends on the history): every training-hi
 test position (length n-1) is TEST.
 
 Models with one vector per user (BPRMF, LightGCN): one case per user at the test position
-(length n-1); users are split by a seeded permutation into TRAIN / DEV / TEST fractions.
+(length n-1); users are split by a seeded permutation into TRAIN / DEV / TEST fractions (60 / 10 /
+30 by default: the TEST users are also the verification pool, which needs >= N active cases per
+latent, and there is only one vector per user).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def build_cases(
     sequential: bool,
     seed: int,
     dev_fraction: float = 0.1,
-    test_fraction: float = 0.2,
+    test_fraction: float = 0.3,
 ) -> Cases:
     """All cases of a dataset for one kind of model, deterministic given ``seed``."""
     if sequential:

@@ -1,0 +1,200 @@
+"""``recsae``: the whole pipeline, each stage, the demo, the explorer and the local LLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from worker.pipeline import DEMO_DATA, STAGES, RunConfig, run_pipeline
+
+app = typer.Typer(
+    help="RecSAE Explorer: interpret and steer recommenders with TopK sparse autoencoders.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DEMO_MODELS = ("bprmf", "sasrec")
+
+Recommender = Annotated[
+    str, typer.Option("--recommender", "-r", help="bprmf, lightgcn, sasrec or timirec.")
+]
+Format = Annotated[
+    str,
+    typer.Option(
+        "--format", help="movielens-latest, ml-100k, ml-1m, rechorus or generic (a local path)."
+    ),
+]
+DataPath = Annotated[Path, typer.Option("--data", help="Directory of the dataset, in --format.")]
+Name = Annotated[str, typer.Option("--name", help="Dataset name used in run ids.")]
+Force = Annotated[bool, typer.Option("--force", help="Recompute stages already done.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of every random choice of the run.")]
+Scale = Annotated[
+    int,
+    typer.Option(
+        "--scale",
+        help="SAE latents = scale x 64 (SPEC §1.4); 0 = automatic: 16 for sequential models, "
+        "smaller when few user vectors would leave most latents dead.",
+    ),
+]
+TopK = Annotated[int, typer.Option("--k", help="Active latents per vector (TopK).")]
+Set = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a config field: recommender.FIELD=VALUE or sae.FIELD=VALUE "
+        "(e.g. --set recommender.epochs=50). Repeatable.",
+    ),
+]
+
+
+LLMLatents = Annotated[
+    int,
+    typer.Option(
+        "--llm-latents",
+        help="Explain this many latents with the LLM too (0: TF-IDF only). Needs "
+        "RECSAE_LLM_BASE_URL, or --llm-local.",
+    ),
+]
+LLMLocal = Annotated[
+    bool,
+    typer.Option("--llm-local", help="Start the bundled SmolLM2 llama.cpp server for the LLM."),
+]
+
+
+def _config(
+    recommender: str,
+    fmt: str,
+    data: Path,
+    name: str,
+    seed: int,
+    scale: int,
+    k: int,
+    overrides: list[str] | None,
+    llm_latents: int = 0,
+    llm_local: bool = False,
+) -> RunConfig:
+    from worker.recommenders import REGISTRY
+
+    if recommender not in REGISTRY:
+        raise typer.BadParameter(
+            f"unknown recommender {recommender!r}; choose one of {sorted(REGISTRY)}",
+            param_hint="--recommender",
+        )
+    rec: dict = {}
+    sae: dict = {}
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        section, dot, field = key.partition(".")
+        if not sep or not dot or section not in ("recommender", "sae"):
+            raise typer.BadParameter(
+                f"{item!r}: expected recommender.FIELD=VALUE or sae.FIELD=VALUE", param_hint="--set"
+            )
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        (rec if section == "recommender" else sae)[field] = value
+    return RunConfig(
+        recommender=recommender,
+        dataset_format=fmt,
+        dataset_path=str(data),
+        dataset_name=name,
+        seed=seed,
+        sae_scale=scale,
+        sae_k=k,
+        recommender_overrides=rec,
+        sae_overrides=sae,
+        llm_latents=llm_latents,
+        llm_local=llm_local,
+    )
+
+
+@app.command()
+def run(
+    recommender: Recommender = "sasrec",
+    fmt: Format = "movielens-latest",
+    data: DataPath = DEMO_DATA,
+    name: Name = "ml-latest-small",
+    seed: Seed = 0,
+    scale: Scale = 0,
+    k: TopK = 8,
+    overrides: Set = None,
+    llm_latents: LLMLatents = 0,
+    llm_local: LLMLocal = False,
+    stage: Annotated[
+        list[str] | None,
+        typer.Option("--stage", help=f"Run only these stages (repeatable): {', '.join(STAGES)}."),
+    ] = None,
+    force: Force = False,
+) -> None:
+    """Run the pipeline (or some stages) for one recommender on one dataset, then publish it."""
+    if not data.exists():
+        raise typer.BadParameter(
+            f"{data} does not exist: give the dataset's directory", param_hint="--data"
+        )
+    config = _config(
+        recommender, fmt, data, name, seed, scale, k, overrides, llm_latents, llm_local
+    )
+    stages = tuple(stage) if stage else STAGES
+    _run_or_explain(lambda: run_pipeline(config, stages=stages, force=force))
+
+
+def _run_or_explain(fn) -> None:  # type: ignore[no-untyped-def]
+    """Run ``fn``; errors a user can fix (bad data, no LLM, missing files) print one line."""
+    from worker.data.readers import DataFormatError
+    from worker.llm.client import LLMError
+
+    try:
+        fn()
+    except (DataFormatError, LLMError, FileNotFoundError, KeyError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from err
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    force: Force = False,
+    serve_only: Annotated[bool, typer.Option(help="Skip the pipeline; just serve.")] = False,
+) -> None:
+    """Run the pipeline on the shipped demo data for BPRMF and SASRec, then serve the explorer."""
+    if not serve_only:
+        for name in DEMO_MODELS:
+            _run_or_explain(
+                lambda name=name: run_pipeline(RunConfig(recommender=name), force=force)
+            )
+    serve(host=host, port=port)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+) -> None:
+    """Serve the explorer (FastAPI) on the configured database."""
+    from backend.serve import serve as serve_app
+
+    typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    serve_app(host=host, port=port)
+
+
+@app.command("llm-server")
+def llm_server(
+    port: Annotated[int, typer.Option(help="Loopback port of the OpenAI-compatible API.")] = 8080,
+    threads: Annotated[int, typer.Option(help="CPU threads for llama.cpp.")] = 2,
+) -> None:
+    """Start the local llama.cpp server (SmolLM2-135M-Instruct) on 127.0.0.1 in the foreground.
+
+    Then set RECSAE_LLM_BASE_URL=http://127.0.0.1:PORT/v1 for the worker and the explorer.
+    """
+    from worker.llm.server import main
+
+    main(["--port", str(port), "--threads", str(threads)])
+
+
+if __name__ == "__main__":
+    app()
