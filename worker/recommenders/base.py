@@ -38,6 +38,10 @@ class Recommender(nn.Module, ABC):
         self.n_items = n_items
         self.config = config
 
+    def prepare(self, dataset: Dataset) -> None:  # noqa: B027 - optional hook, no-op default
+        """Set up state derived from the training data (popularity counts, a graph) before the
+        first epoch; keep it in buffers so a saved model needs no dataset to load."""
+
     @abstractmethod
     def training_batches(self, dataset: Dataset, rng: np.random.Generator) -> Iterator[Batch]:
         """One epoch of training batches (negatives sampled with ``rng``)."""

@@ -1,0 +1,79 @@
+"""Shared batch plumbing for the recommenders: left-padded histories and negative sampling.
+
+Kept apart from ``base.py`` (the contract) and ``worker.probe`` (inference) so every model's
+``training_batches`` builds its tensors the same way the probe does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from worker.data.dataset import Dataset
+
+
+def history_matrix(
+    dataset: Dataset, users_B: np.ndarray, lengths_B: np.ndarray, max_history: int
+) -> np.ndarray:
+    """[B, max_history] int64: ``sequences[u][:length]`` truncated to the last ``max_history``
+    items and *left*-padded with ``n_items`` (the padding id), most recent item last."""
+    pad = dataset.n_items
+    out_BL = np.full((len(users_B), max_history), pad, dtype=np.int64)
+    for row, (u, n) in enumerate(zip(users_B, lengths_B, strict=True)):
+        hist = dataset.sequences[int(u)][max(0, int(n) - max_history) : int(n)]
+        if len(hist):
+            out_BL[row, max_history - len(hist) :] = hist
+    return out_BL
+
+
+class KnownItems:
+    """Membership test for (user, item) pairs of the training data, vectorised.
+
+    Keys ``user * n_items + item`` sorted once; ``contains`` is a binary search, so negative
+    sampling stays O(B log N) without per-user Python sets.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        pairs_N2 = dataset.train_pairs()
+        self.n_items = dataset.n_items
+        self.keys_N = np.unique(pairs_N2[:, 0] * self.n_items + pairs_N2[:, 1])
+
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Boolean array, same shape as ``items`` (``users`` broadcast against it)."""
+        keys = np.asarray(users, dtype=np.int64) * self.n_items + items
+        if self.keys_N.size == 0:
+            return np.zeros(keys.shape, dtype=bool)
+        pos = np.clip(np.searchsorted(self.keys_N, keys), 0, self.keys_N.size - 1)
+        return self.keys_N[pos] == keys
+
+
+def sample_negatives(
+    rng: np.random.Generator,
+    known: KnownItems,
+    users: np.ndarray,
+    shape: tuple[int, ...],
+    max_tries: int = 10,
+) -> np.ndarray:
+    """Uniform negatives of the given ``shape`` (leading dim = len(users)), redrawn while they
+    hit one of the user's training items. ``users`` must broadcast against ``shape``."""
+    neg = rng.integers(0, known.n_items, size=shape, dtype=np.int64)
+    users_b = np.asarray(users, dtype=np.int64).reshape((-1,) + (1,) * (len(shape) - 1))
+    for _ in range(max_tries):
+        bad = known.contains(users_b, neg)
+        if not bad.any():
+            break
+        neg[bad] = rng.integers(0, known.n_items, size=int(bad.sum()), dtype=np.int64)
+    return neg
+
+
+def position_instances(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(users [N], lengths [N]) of every training position: history ``seq[:n]`` predicts the
+    training item ``seq[n]`` for n in 1 .. len(train)-1 (the TRAIN cases of ``worker.cases``)."""
+    users, lengths = [], []
+    for u, seq in enumerate(dataset.sequences):
+        n_train = len(seq) - 2
+        if n_train > 1:
+            users.append(np.full(n_train - 1, u, dtype=np.int64))
+            lengths.append(np.arange(1, n_train, dtype=np.int64))
+    if not users:
+        raise ValueError(f"dataset {dataset.name!r} has no user with two or more training items")
+    return np.concatenate(users), np.concatenate(lengths)
