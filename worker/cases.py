@@ -67,9 +67,7 @@ def build_cases(
             train_lengths = np.arange(1, n - 2, dtype=np.int64)
             users.append(np.full(len(train_lengths) + 2, u, dtype=np.int64))
             lengths.append(np.concatenate([train_lengths, [n - 2, n - 1]]))
-            sides.append(
-                np.concatenate([np.full(len(train_lengths), TRAIN, np.int8), [DEV, TEST]])
-            )
+            sides.append(np.concatenate([np.full(len(train_lengths), TRAIN, np.int8), [DEV, TEST]]))
         return Cases(
             np.concatenate(users), np.concatenate(lengths), np.concatenate(sides).astype(np.int8)
         )

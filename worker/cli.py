@@ -124,6 +124,9 @@ def run(
     overrides: Set = None,
     llm_latents: LLMLatents = 0,
     llm_local: LLMLocal = False,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="Also train the s x k sensitivity sweep (9 SAEs).")
+    ] = False,
     stage: Annotated[
         list[str] | None,
         typer.Option("--stage", help=f"Run only these stages (repeatable): {', '.join(STAGES)}."),
@@ -138,6 +141,7 @@ def run(
     config = _config(
         recommender, fmt, data, name, seed, scale, k, overrides, llm_latents, llm_local
     )
+    config.sweep = sweep
     stages = tuple(stage) if stage else STAGES
     _run_or_explain(lambda: run_pipeline(config, stages=stages, force=force))
 

@@ -31,8 +31,24 @@ STAGES = (
     "interpret",
     "explain_llm",
     "evaluate",
+    "sweep",
     "publish",
 )
+
+
+# The first stage that reads each RunConfig field (the rest read it in "prepare" or later).
+FIRST_STAGE_USING = {
+    "recommender": "train_recommender",
+    "recommender_overrides": "train_recommender",
+    "sae_scale": "train_sae",
+    "sae_k": "train_sae",
+    "sae_overrides": "train_sae",
+    "n_examples": "interpret",
+    "llm_latents": "explain_llm",
+    "llm_local": "explain_llm",
+    "tuning": "evaluate",
+    "sweep": "sweep",
+}
 
 
 @dataclass
@@ -60,6 +76,7 @@ class RunConfig:
     # active first), through RECSAE_LLM_BASE_URL, or the bundled local model with llm_local.
     llm_latents: int = 0
     llm_local: bool = False
+    sweep: bool = False  # sensitivity to s in {8, 16, 32} and k in {4, 8, 16} (paper §7)
 
     def __post_init__(self) -> None:
         if not self.run_id:
@@ -83,10 +100,15 @@ class Run:
         new = asdict(self.config)
         if path.exists():
             old = json.loads(path.read_text())
-            if old != new:
-                # A changed config invalidates every artifact computed under the old one.
-                self.log(f"config of run {self.config.run_id} changed: recomputing all stages")
-                for name in STAGES:
+            changed = [key for key in new if old.get(key) != new[key]]
+            if changed:
+                # A changed field invalidates the first stage that reads it and all after it.
+                first = min(STAGES.index(FIRST_STAGE_USING.get(key, "prepare")) for key in changed)
+                self.log(
+                    f"config of run {self.config.run_id} changed ({', '.join(changed)}): "
+                    f"recomputing from {STAGES[first]}"
+                )
+                for name in STAGES[first:]:
                     (self.dir / f".done-{name}").unlink(missing_ok=True)
         path.write_text(json.dumps(new, indent=2))
 

@@ -167,6 +167,8 @@ def build_rows(run: Run) -> dict[str, Any]:
     ]
 
     report = run.read_json("report.json")
+    if (run.dir / "sweep.json").exists():
+        report["sweep"] = run.read_json("sweep.json")
     metrics = {
         "dataset": dataset.stats,
         "recommender": run.read_json("recommender_report.json"),

@@ -256,6 +256,18 @@ def record(run: Run) -> None:
     )  # fmt: skip
 
 
+def verification_pool(cases: Cases) -> Cases:
+    """The cases as interpretation sees them: DEV joins TEST in the verification pool.
+
+    SPEC §1.7: construction from the training side, verification from held-out cases. The DEV
+    cases are held out from the recommender and the concepts alike (the SAE only used them to
+    pick a checkpoint by FVU), and with one test case per user a 1,024-latent SAE would leave
+    most latents with fewer than N active verification cases.
+    """
+    side = np.where(cases.side == DEV, TEST, cases.side).astype(np.int8)
+    return Cases(cases.user, cases.length, side)
+
+
 def _interpret_codes(
     dataset: Dataset, cases: Cases, idx: np.ndarray, val: np.ndarray, top: np.ndarray,
     n_latents: int, n: int, seed: int,
@@ -267,6 +279,7 @@ def _interpret_codes(
     from worker.interpret.tfidf import tfidf_concepts
 
     train_mask = cases.side == TRAIN
+    cases = verification_pool(cases)
     edges = fit_level_edges(idx, val, train_mask, n_latents)
     levels = assign_levels(idx, val, edges)
     pooled_levels = assign_levels(idx, val, fit_level_edges(idx, val, train_mask, n_latents, False))
@@ -470,7 +483,7 @@ def evaluate(run: Run) -> None:
         for levels_name in ("levels", "pooled_levels"):
             report["figure5"][f"{name}_{levels_name}"] = hit_ratio_by_level(
                 idx, part[levels_name], top1, verified_concepts[name], item_tokens,
-                case_mask=cases.side == TEST,
+                case_mask=cases.side != TRAIN,
             )  # fmt: skip
 
     llm = load_llm_concepts(run)
@@ -490,7 +503,7 @@ def evaluate(run: Run) -> None:
     report["table7"] = sae_report["ranking"]
 
     if cfg.tuning and verified_concepts["sae"]:
-        test_mask = cases.side == TEST
+        test_mask = cases.side != TRAIN  # the verification pool (DEV and TEST)
         known = [dataset.sequences[u][:n] for u, n in zip(cases.user, cases.length, strict=True)]
         tuning = targeted_tuning(
             rec["latent_idx"], rec["latent_val"], sae.W_dec.detach().numpy(),
@@ -508,6 +521,31 @@ def evaluate(run: Run) -> None:
         f"{t3['base']['inter']:.3f} -> {t3['sae']['inter']:.3f}; Table 4 verified "
         f"{t4['base']} -> {t4['sae']}"
     )
+
+
+def sweep(run: Run) -> None:
+    """Figures 7/8 (paper §7): one SAE per (s, k) on the same vectors; optional (``--sweep``)."""
+    from worker.sweep import sensitivity_sweep
+
+    out = run.dir / "sweep.json"
+    if not run.config.sweep:
+        out.unlink(missing_ok=True)
+        run.log("  skipped (pass --sweep to run it)")
+        return
+    cases, reps, _ = load_probe(run)
+    sequential = bool(np.load(run.dir / "probe.npz")["sequential"])
+    x_train = reps[cases.side == TRAIN]
+    base = sae_config(run.config, sequential, x_train.shape)
+    rows = sensitivity_sweep(
+        x_train, reps[cases.side == DEV], reps[cases.side == TEST], seed=run.config.seed,
+        base_config=base,
+    )  # fmt: skip
+    run.write_json("sweep.json", rows)
+    for row in rows:
+        run.log(
+            f"  s={row['scale']:2d} k={row['k']:2d}: FVU test {row['fvu_test']:.3f}, "
+            f"dead {row['dead_fraction']:.1%}"
+        )
 
 
 def publish(run: Run) -> None:
