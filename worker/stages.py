@@ -182,7 +182,14 @@ def train_sae(run: Run) -> None:
         return float(per_case_ndcg(rank_targets(item_emb, x_hat, dataset, dev), 10).mean())
 
     config = sae_config(cfg, sequential, x_train.shape)
+    if "score_tolerance" not in cfg.sae_overrides:
+        # Dev NDCG vetoes only checkpoints that are clearly worse: more than the half-width of
+        # the base model's 95% CI on the same dev cases (SPEC §2: judge by CIs; 60 dev users
+        # give +-0.02, so a fixed small tolerance would select on noise).
+        base_dev = per_case_ndcg(rank_targets(item_emb, x_dev, dataset, dev), 10)
+        config.score_tolerance = float(1.96 * base_dev.std() / np.sqrt(len(base_dev)))
     sae, report = train(x_train, x_dev, config, dev_score_fn=dev_ndcg)
+    report["score_tolerance"] = config.score_tolerance
     save_sae(sae, config, run.dir / "sae")
 
     # Table 7 and SPEC §1.4: the model with x replaced by x_hat (SAE, random SAE, dense AE),

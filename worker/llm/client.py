@@ -16,6 +16,7 @@ Errors, all subclasses of ``LLMError``:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import email.utils
 import random
 import time
@@ -214,7 +215,14 @@ class LLMClient:
             finally:
                 await self.aclose()
 
-        return asyncio.run(runner())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread: the usual command-line case
+            return asyncio.run(runner())
+        # Called from inside a running loop (a notebook, Playwright's sync API): asyncio.run
+        # would refuse, so run the coroutine on a loop of its own in a helper thread.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, runner()).result()
 
     # -- the one call ---------------------------------------------------------------------------
 

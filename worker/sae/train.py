@@ -50,7 +50,9 @@ class SAEConfig:
     k_aux: int | None = None  # dead latents the AuxK loss decodes; None -> d_in // 2
     dead_window: int | None = None  # training inputs without firing => dead; None -> 2 epochs
     seed: int = 0  # init, shuffling
-    threads: int = 1  # torch threads; 1 avoids OpenMP spin-waits on a shared 2-core box
+    # torch threads: 2 on an idle 2-core machine trains 1.7x faster (SASRec vectors: 126k ->
+    # 219k vectors/s); use 1 on a machine shared with other busy processes (OpenMP spin-waits).
+    threads: int = 2
     eval_every: int = 1  # epochs between dev evaluations
     patience: int = 30  # evaluations without a better dev FVU or score before stopping
     score_tolerance: float = 0.005  # dev score this close to the best counts as tied
