@@ -1,14 +1,15 @@
 """Benchmark of the whole pipeline on the demo data (issue 2): quality against the authors' code
 (SPEC §2) and speed of every stage.
 
-Runs ``recsae run`` for each model in a fresh data directory (or reuses ``--data-dir``), then
+Runs the pipeline for each model in ``var/bench`` (reusing finished stages and their recorded
+timings; ``--fresh`` for a new temporary directory), then
 prints, per model: NDCG@10 and HR@10 with 95% bootstrap CIs for MostPop, the base model, the
 model with x replaced by the SAE's x_hat and by a random SAE's x_hat; FVU on held-out vectors
 beside PCA-k's; the dead-latent fraction; TF-IDF concepts with confidence >= 0.8; wall time of
 every stage and the SAE's training vectors per second. For BPRMF it also sweeps the SAE scale s
 to report which s keeps dead latents under 10% (601 user vectors cannot feed 1024 latents).
 
-    .venv/bin/python benchmarks/pipeline.py [--models bprmf sasrec] [--data-dir DIR]
+    .venv/bin/python benchmarks/pipeline.py [--models bprmf sasrec] [--fresh]
 
 The last line printed is one JSON object with every figure.
 """
@@ -17,19 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from common import add_run_arguments, demo_runs, read
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from backend.settings import Settings  # noqa: E402
-from worker.cases import DEV, TEST, TRAIN  # noqa: E402
-from worker.pipeline import RunConfig, run_pipeline  # noqa: E402
+from worker.cases import DEV, TEST, TRAIN
 
 # SPEC §2: the authors' code on the same split (NDCG@10), and the issue's targets.
 THEIRS = {"mostpop": 0.0235, "bprmf": 0.0267, "sasrec": 0.0540}
@@ -43,48 +38,28 @@ def _ci(d: dict) -> str:
 
 def scale_sweep(run_dir: Path, scales: tuple[int, ...], seed: int) -> list[dict]:
     """Dead fraction and held-out FVU of BPRMF's SAE for several scales s (k = 8)."""
-    from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu
-    from worker.sae.baselines import pca_fvu
-    from worker.sae.train import SAEConfig, encode_batched, train_sae
+    from worker.sweep import sensitivity_sweep
 
     arrays = np.load(run_dir / "probe.npz")
     reps, side = arrays["reps"], arrays["side"]
     x_train, x_dev, x_test = reps[side == TRAIN], reps[side == DEV], reps[side == TEST]
-    rows = []
-    for s in scales:
-        sae, rep = train_sae(x_train, x_dev, SAEConfig(scale=s, k=8, seed=seed), progress=False)
-        idx, val, x_hat = encode_batched(sae, x_train)
-        rows.append(
-            {
-                "scale": s,
-                "n_latents": sae.n_latents,
-                "dead_fraction": dead_fraction(fire_counts(idx, val, sae.n_latents)),
-                "fvu_test": fvu(x_test, encode_batched(sae, x_test)[2]),
-                "pca_fvu_test": pca_fvu(x_train, x_test, 8),
-            }
-        )
-    return rows
+    return sensitivity_sweep(x_train, x_dev, x_test, scales=scales, ks=(8,), seed=seed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--models", nargs="+", default=["bprmf", "sasrec"])
-    parser.add_argument("--data-dir", type=Path, default=None, help="reuse runs in this data dir")
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser, ["bprmf", "sasrec"])
     parser.add_argument("--no-sweep", action="store_true", help="skip BPRMF's scale sweep")
     args = parser.parse_args()
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="recsae-bench-"))
-    settings = Settings(data_dir=data_dir)
 
+    start = time.perf_counter()
+    runs = demo_runs(args)
+    wall = time.perf_counter() - start
     figures: dict[str, dict] = {}
-    for model in args.models:
-        start = time.perf_counter()
-        run = run_pipeline(RunConfig(recommender=model, seed=args.seed), settings=settings)
-        wall = time.perf_counter() - start
-        sae = json.loads((run.dir / "sae_report.json").read_text())
-        report = json.loads((run.dir / "report.json").read_text())
+    for model, run in runs.items():
+        sae, report = read(run, "sae_report.json"), read(run, "report.json")
         ranking = sae["ranking"]
         base = ranking["base"]["ndcg@10"]["mean"]
         figures[model] = {
@@ -103,7 +78,7 @@ def main() -> None:
             if model in THEIR_VECTORS_PER_S
             else None,
             "stage_seconds": run.timings(),
-            "wall_seconds": wall,
+            "pipeline_seconds": sum(run.timings().values()),
         }
         if model == "bprmf" and not args.no_sweep:
             figures[model]["scale_sweep"] = scale_sweep(run.dir, (1, 2, 4, 8, 16), args.seed)
@@ -117,12 +92,12 @@ def main() -> None:
                       f"{_ci(f['hr@10'][variant]):28}")  # fmt: skip
     print()
     print(f"{'model':8} {'FVU test':>9} {'PCA-k':>7} {'random':>7} {'dead':>6} {'verified':>9} "
-          f"{'base ver.':>9} {'SAE vec/s':>10} {'wall s':>7}")  # fmt: skip
+          f"{'base ver.':>9} {'SAE vec/s':>10} {'stages s':>8}")  # fmt: skip
     for model, f in figures.items():
         print(f"{model:8} {f['fvu_test']:9.3f} {f['pca_fvu_test']:7.3f} "
               f"{f['random_sae_fvu_test']:7.3f} {f['dead_fraction']:6.1%} {f['tfidf_verified']:9d} "
               f"{f['tfidf_verified_base']:9d} {f['sae_vectors_per_second']:10.0f} "
-              f"{f['wall_seconds']:7.1f}")  # fmt: skip
+              f"{f['pipeline_seconds']:7.1f}")  # fmt: skip
     for model, f in figures.items():
         print(f"{model} stage seconds: " + ", ".join(
             f"{k} {v:.1f}" for k, v in f["stage_seconds"].items()))  # fmt: skip
@@ -130,7 +105,16 @@ def main() -> None:
             print(f"  {model} SAE scale {row['scale']:2d} ({row['n_latents']:4d} latents): dead "
                   f"{row['dead_fraction']:.1%}, FVU test {row['fvu_test']:.3f} "
                   f"(PCA-8 {row['pca_fvu_test']:.3f})")  # fmt: skip
-    print(json.dumps({"benchmark": "pipeline", "data_dir": str(data_dir), "models": figures}))
+    print(f"wall time of this benchmark (finished stages reused): {wall:.1f} s")
+    print(
+        json.dumps(
+            {
+                "benchmark": "pipeline",
+                "data_dir": str(runs[args.models[0]].settings.data_dir),
+                "models": figures,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

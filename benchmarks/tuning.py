@@ -36,7 +36,9 @@ def main() -> None:
             figures[model] = {"error": "no verified concept, so no targeted tuning"}
             continue
         scales = table8["scales"]
-        related, other = np.array(table8["related"]), np.array(table8["other"])
+        related = np.array(table8["related"], dtype=float)
+        # "other" is empty when a single concept is verified: nothing else to be present
+        other = np.array(table8["other"] or [np.nan] * len(scales), dtype=float)
         at = {s: scales.index(s) for s in (-10, 1, 10)}
         figures[model] = {
             "n_latents": table8["n_latents"],
@@ -44,9 +46,13 @@ def main() -> None:
             "related": table8["related"],
             "other": table8["other"],
             "related_at": {str(s): float(related[i]) for s, i in at.items()},
-            "other_at": {str(s): float(other[i]) for s, i in at.items()},
+            "other_at": {
+                str(s): float(other[i]) if np.isfinite(other[i]) else None for s, i in at.items()
+            },
             "related_monotonic": bool(np.all(np.diff(related) >= -1e-9)),
-            "other_max_move_pp": float(100 * (other.max() - other.min())),
+            "other_max_move_pp": float(100 * (np.nanmax(other) - np.nanmin(other)))
+            if np.isfinite(other).any()
+            else None,
         }
     print(f"\n{'model':8} {'latents':>8} | related -10x   1x  +10x | other -10x   1x  +10x | "
           f"monotonic  other moves")  # fmt: skip
@@ -55,9 +61,11 @@ def main() -> None:
             print(f"{model:8} {f['error']}")
             continue
         r, o = f["related_at"], f["other_at"]
+        pct = {k: "   —" if v is None else f"{v:5.1%}" for k, v in o.items()}
+        move = f["other_max_move_pp"]
         print(f"{model:8} {f['n_latents']:>8} | {r['-10']:11.1%} {r['1']:5.1%} {r['10']:5.1%} | "
-              f"{o['-10']:9.1%} {o['1']:5.1%} {o['10']:5.1%} | {f['related_monotonic']!s:>9} "
-              f"{f['other_max_move_pp']:8.2f} pp")  # fmt: skip
+              f"{pct['-10']:>9} {pct['1']:>5} {pct['10']:>5} | {f['related_monotonic']!s:>9} "
+              f"{'—' if move is None else f'{move:.2f}':>8} pp")  # fmt: skip
     print(f"paper (SASRec, ML-1M): related {PAPER['related']}, other {PAPER['other']}")
     print(json.dumps({"benchmark": "tuning", "paper_sasrec_ml1m": PAPER, "models": figures}))
 

@@ -102,3 +102,19 @@ def test_all_documents_empty_gives_no_text() -> None:
 def test_item_outside_text_is_loud() -> None:
     with pytest.raises(ValueError, match="outside item_text"):
         tfidf_concepts(_examples(), ITEMS[:3])
+
+
+def test_a_term_shared_by_construction_items_beats_a_rarer_title_word() -> None:
+    # latent 0's items share "drama"; "gump" is in one item only and in no other latent's
+    # document, so plain TF-IDF would rank it first; a concept is what the items share.
+    items = ["Forrest Gump (1994) Drama", "Up (2009) Drama", "Heat (1995) Drama Crime", "Se7en"]
+    construction = _set([[0, 1], [2, 3]])
+    empty = _set([[], []])
+    examples = LatentExamples(
+        construction=construction, verification=empty, random=empty,
+        n_active_construction=np.array([2, 2]), n_active_verification=np.array([0, 0]),
+        too_rare=np.array([True, True]), n=2, seed=0,
+    )  # fmt: skip
+    concepts = tfidf_concepts(examples, items)
+    assert concepts[0].text == "drama"
+    assert [t for t, _ in concepts[0].terms][1:] == ["forrest", "gump"]  # "up" is a stop word

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from sklearn.feature_extraction.text import (
     ENGLISH_STOP_WORDS,
+    CountVectorizer,
     TfidfVectorizer,
     strip_accents_unicode,
 )
@@ -47,6 +48,11 @@ def analyze(text: str) -> list[str]:
     return [t for t in tokens if t not in ENGLISH_STOP_WORDS]
 
 
+def _pretokenized(doc: list[str]) -> list[str]:
+    """The vectorizers' analyzer: documents arrive as token lists already (see tfidf_concepts)."""
+    return doc
+
+
 def item_token_sets(item_text: Sequence[str]) -> list[frozenset[str]]:
     """[n_items] token set of each item's metadata, for membership tests."""
     return [frozenset(analyze(t)) for t in item_text]
@@ -57,6 +63,11 @@ class TfidfConfig:
     n_terms: int = 3  # terms kept per latent (the concept is the first)
     sublinear_tf: bool = False  # sklearn default; raw counts, as a plain TF-IDF
     min_df: int = 1  # a term must appear in at least this many latent documents
+    # A concept is what the construction items share: terms in at least this many of them rank
+    # before the rest (when none is shared the best term is kept, and verification judges it).
+    # Without it, title words of a single item ("gump", "ark") win on IDF and can never verify
+    # on N distinct items.
+    min_items: int = 2
 
 
 @dataclass
@@ -108,8 +119,17 @@ def tfidf_concepts(
     items = examples.construction.item
     if items.size and items.max() >= len(item_text):
         raise ValueError(f"example item {items.max()} is outside item_text ({len(item_text)})")
-    docs = [" ".join(item_text[i] for i in row if i >= 0) for row in items]
-    has_doc = np.array([bool(analyzer(d)) for d in docs])
+    item_tokens: dict[int, frozenset[str]] = {}
+
+    def tokens_of(i: int) -> frozenset[str]:
+        if i not in item_tokens:
+            item_tokens[i] = frozenset(analyzer(item_text[i]))
+        return item_tokens[i]
+
+    # A latent's document: each construction item's distinct tokens, so a term's count is the
+    # number of construction items whose metadata carries it.
+    docs = [[t for i in row if i >= 0 for t in sorted(tokens_of(int(i)))] for row in items]
+    has_doc = np.array([bool(d) for d in docs])
     concepts: list[TfidfConcept] = [
         TfidfConcept(latent=latent, text="", terms=[], confidence=None, status="no_text")
         for latent in range(n_latents)
@@ -118,24 +138,23 @@ def tfidf_concepts(
         return concepts
 
     vectorizer = TfidfVectorizer(
-        analyzer=analyzer, sublinear_tf=config.sublinear_tf, min_df=config.min_df
+        analyzer=_pretokenized, sublinear_tf=config.sublinear_tf, min_df=config.min_df
     )
     doc_latents = np.flatnonzero(has_doc)
     weights = vectorizer.fit_transform([docs[i] for i in doc_latents]).tocsr()  # [D, V]
     vocab = vectorizer.get_feature_names_out()
-    item_tokens: dict[int, frozenset[str]] = {}
-
-    def tokens_of(i: int) -> frozenset[str]:
-        if i not in item_tokens:
-            item_tokens[i] = frozenset(analyzer(item_text[i]))
-        return item_tokens[i]
+    counts = CountVectorizer(analyzer=_pretokenized, vocabulary=vectorizer.vocabulary_).transform(
+        [docs[i] for i in doc_latents]
+    )  # [D, V]: construction items carrying each term
 
     for row, latent in enumerate(doc_latents):
         start, end = weights.indptr[row], weights.indptr[row + 1]
         cols, scores = weights.indices[start:end], weights.data[start:end]
         if len(cols) == 0:  # every term of the document fell under min_df
             continue
-        best = np.lexsort((vocab[cols], -scores))[: config.n_terms]  # ties: alphabetical
+        shared = np.asarray(counts[row, cols].todense()).ravel() >= config.min_items
+        # shared terms first, then by score; ties alphabetical
+        best = np.lexsort((vocab[cols], -scores, ~shared))[: config.n_terms]
         terms = [[str(vocab[cols[j]]), float(scores[j])] for j in best]
         concept = concepts[latent]
         concept.text, concept.terms = terms[0][0], terms
