@@ -14,12 +14,10 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from backend.settings import REPO_ROOT, Settings, get_settings
+from worker.jsonsafe import jsonable
 
 DEMO_DATA = REPO_ROOT / "data" / "ml-latest-small"
 STAGES = (
@@ -120,7 +118,7 @@ class Run:
         (self.dir / f".done-{stage}").write_text(json.dumps({"seconds": seconds}))
 
     def write_json(self, name: str, obj: Any) -> None:
-        (self.dir / name).write_text(json.dumps(obj, indent=2, default=_json_default))
+        (self.dir / name).write_text(json.dumps(jsonable(obj), indent=2))
 
     def read_json(self, name: str) -> Any:
         path = self.dir / name
@@ -138,18 +136,6 @@ class Run:
             if marker.exists():
                 out[name] = json.loads(marker.read_text())["seconds"]
         return out
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
 
 
 def run_pipeline(

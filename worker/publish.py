@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import pickle
 from typing import TYPE_CHECKING, Any
 
@@ -14,36 +13,13 @@ from backend.store.migrate import upgrade
 from backend.store.writes import publish_run
 from worker.cases import SIDE_NAMES
 from worker.interpret.examples import ExampleSet
+from worker.jsonsafe import jsonable
 
 if TYPE_CHECKING:
     from worker.pipeline import Run
 
 HISTORY_SHOWN = 20  # items of a case's history kept with an example (SASRec sees 20)
 ROLES = ("construction", "verification", "random")
-
-
-def _finite(x: Any) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    """NaN/inf -> None, numpy -> Python: what a JSON column can hold on SQLite and Postgres."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return _finite(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    raise TypeError(f"cannot store {type(obj).__name__} as JSON")
 
 
 def build_rows(run: Run) -> dict[str, Any]:
@@ -108,16 +84,16 @@ def build_rows(run: Run) -> dict[str, Any]:
                 max_activation=float(stats.max_activation[lat]),
                 mean_activation=float(stats.mean_activation[lat]),
                 dead=bool(stats.dead[lat]),
-                histogram=_jsonable(stats.histograms[lat]),
-                level_edges=_jsonable(part["edges"][lat]),
+                histogram=jsonable(stats.histograms[lat]),
+                level_edges=jsonable(part["edges"][lat]),
                 n_active_construction=int(examples.n_active_construction[lat]),
                 n_active_verification=int(examples.n_active_verification[lat]),
                 too_rare=bool(examples.too_rare[lat]),
-                promoted=_jsonable(interp["promoted"][lat]),
-                suppressed=_jsonable(interp["suppressed"][lat]),
+                promoted=jsonable(interp["promoted"][lat]),
+                suppressed=jsonable(interp["suppressed"][lat]),
                 tfidf_confidence=float(c.confidence) if verified else None,
                 tfidf_concept=c.text or None,
-                tuning=_jsonable(tuning.get(lat, {})),
+                tuning=jsonable(tuning.get(lat, {})),
                 llm_confidence=llm[lat].confidence if lat in llm else None,
                 llm_concept=(llm[lat].text or None) if lat in llm else None,
             )
@@ -146,15 +122,15 @@ def build_rows(run: Run) -> dict[str, Any]:
             latent_idx=c.latent,
             method="tfidf",
             text=c.text,
-            terms=_jsonable(c.terms),
-            confidence=_finite(c.confidence) if c.confidence is not None else None,
+            terms=jsonable(c.terms),
+            confidence=jsonable(c.confidence),
             status=c.status,
             model=None,
-            details=_jsonable(c.details),
+            details=jsonable(c.details),
         )  # fmt: skip
         for c in concepts
         if c.text
-    ] + [_jsonable(c.to_row()) for c in llm.values() if c.text]
+    ] + [jsonable(c.to_row()) for c in llm.values() if c.text]
     case_rows = [
         dict(
             user_idx=u,
@@ -182,7 +158,7 @@ def build_rows(run: Run) -> dict[str, Any]:
         artifact_dir=str(run.dir.resolve()), n_users=dataset.n_users, n_items=dataset.n_items,
         n_latents=sae.n_latents, k=sae.k, item_category=dataset.item_category,
         item_name=dataset.item_name, config=json.loads((run.dir / "config.json").read_text()),
-        metrics=_jsonable(metrics),
+        metrics=jsonable(metrics),
     )  # fmt: skip
     return dict(
         run=run_row, items=items, users=users, latents=latents, examples=example_rows,

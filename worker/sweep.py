@@ -7,24 +7,14 @@ plain ints/floats, non-finite values as None (JSON has no NaN).
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from worker.jsonsafe import jsonable
 from worker.sae.baselines import sweep
 from worker.sae.train import SAEConfig
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 def sensitivity_sweep(
@@ -56,4 +46,4 @@ def sensitivity_sweep(
     rows = sweep(
         x_train, x_dev, x_test, tuple(scales), tuple(ks), base_config=config, progress=progress
     )
-    return [{key: _plain(value) for key, value in row.items()} for row in rows]
+    return jsonable(rows)

@@ -116,3 +116,15 @@ def test_runs_fast_on_realistic_sizes() -> None:
     elapsed = time.perf_counter() - start
     assert len(res.per_latent) == len(concepts) and len(res.summary["related"]) == 13
     assert elapsed < 15, elapsed
+
+
+def test_item_share_counts_the_items_of_the_list() -> None:
+    # top 2 of 3 items: latent 0, case 0 at s=10: x' = (10, 2) -> action, comedy (share 1/2)
+    cfg = TuningConfig(scales=(-10.0, 1.0, 10.0), top=2)
+    res = targeted_tuning(IDX, VAL, W_DEC, B_DEC, ITEM_EMB, NO_KNOWN, CONCEPTS, TOKENS, config=cfg)
+    r0 = res.per_latent[0]
+    # case 0: s=-10 (-10, 2) -> comedy, crime; s=1 (1, 2) -> comedy, action; s=10 -> action, comedy
+    # case 1: s=-10 (-5, 0) -> crime + a tie; s=1, 10 -> action + a tie
+    assert r0["related_share"][0] == 0.0 and r0["related_share"][2] == pytest.approx(0.5)
+    assert all(0.0 <= v <= 1.0 for v in r0["related_share"] + r0["other_share"])
+    assert res.summary["related_share"][0] <= res.summary["related_share"][2]

@@ -124,24 +124,40 @@ def targeted_tuning(
         scores0[rows.astype(np.int64), cols] = -np.inf  # full ranking: known items masked
         direction = (emb @ W_dec[latent]).astype(np.float32)  # [n_items] change per unit
         present = np.empty((len(scales), len(cases), len(terms)), dtype=bool)
+        share = np.empty((len(scales), len(cases), len(terms)), dtype=np.float32)
         kth = n_items - config.top
         for s, scale in enumerate(scales):
             shift = ((scale - 1.0) * v).astype(np.float32)
             scores = scores0 + shift[:, None] * direction[None, :]
             top = np.argpartition(scores, kth, axis=1)[:, kth:]  # float32: ~2x faster
-            present[s] = has[top].any(axis=1)  # [b, T]
+            carries = has[top]  # [b, top, T]
+            present[s] = carries.any(axis=1)  # [b, T]
+            share[s] = carries.mean(axis=1)  # [b, T] share of the list carrying each term
         ratio = present.mean(axis=1)  # [S, T] eq. 5 per term
         own = term_col[concepts[latent]]
         others = [j for j in range(len(terms)) if j != own]
         entry["related"] = ratio[:, own].tolist()
         entry["other"] = ratio[:, others].mean(axis=1).tolist() if others else [None] * len(scales)
+        # The paper's text also reads it as "the ratio of items related to the target concept":
+        # the share of the top-10 items carrying the concept, finer than eq. 5 for broad concepts
+        # (a genre is in almost every top 10, so eq. 5 saturates).
+        item_share = share.mean(axis=1)  # [S, T]
+        entry["related_share"] = item_share[:, own].tolist()
+        entry["other_share"] = (
+            item_share[:, others].mean(axis=1).tolist() if others else [None] * len(scales)
+        )
 
     used = [e for e in result.per_latent.values() if e["n_cases"] > 0]
     other = [e["other"] for e in used if e["other"] and e["other"][0] is not None]
+    other_share = [e["other_share"] for e in used if e["other"] and e["other"][0] is not None]
     result.summary = {
         "scales": scales.tolist(),
         "related": np.mean([e["related"] for e in used], axis=0).tolist() if used else [],
         "other": np.mean(other, axis=0).tolist() if other else [],
+        "related_share": np.mean([e["related_share"] for e in used], axis=0).tolist()
+        if used
+        else [],
+        "other_share": np.mean(other_share, axis=0).tolist() if other_share else [],
         "n_latents": len(used),
         "mode": config.mode,
     }
