@@ -8,6 +8,7 @@ what a user gets: sockets, uvicorn, the full middleware stack).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import subprocess
@@ -19,14 +20,52 @@ from contextlib import contextmanager
 
 import httpx
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from backend.app import create_app
 from backend.settings import REPO_ROOT, Settings
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, settings: Settings | None = None) -> None:
-    """Serve on ``host:port`` (loopback by default: the app has no authentication)."""
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+class NoDelayH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with TCP_NODELAY set on every accepted connection.
+
+    In uvicorn's multi-worker mode the connections accepted from the shared listening socket are
+    not marked TCP_NODELAY, so Nagle's algorithm holds the response body until the client's
+    delayed ACK of the headers: measured 44 ms per steering request with 2 workers against
+    1.3 ms with one.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    settings: Settings | None = None,
+    workers: int = 1,
+    access_log: bool = True,
+) -> None:
+    """Serve on ``host:port`` (loopback by default: the app has no authentication).
+
+    ``workers`` > 1 starts that many processes (steering is CPU-bound numpy: one request per
+    core); they read their settings from the environment, so ``settings`` must be None then.
+    """
+    if workers > 1:
+        if settings is not None:
+            raise ValueError("with several workers the settings come from RECSAE_* variables")
+        uvicorn.run(
+            "backend.app:create_app", factory=True, host=host, port=port, workers=workers,
+            http=NoDelayH11Protocol, log_level="info", access_log=access_log,
+        )  # fmt: skip
+        return
+    uvicorn.run(
+        create_app(settings), host=host, port=port, http=NoDelayH11Protocol, log_level="info",
+        access_log=access_log,
+    )  # fmt: skip
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -87,8 +126,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    parser.add_argument("--no-access-log", action="store_true", help="no line per request")
     args = parser.parse_args()
-    serve(args.host, args.port)
+    serve(args.host, args.port, workers=args.workers, access_log=not args.no_access_log)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,18 @@ def _bodies(n: int, n_users: int, n_latents: int, seed: int) -> list[tuple[int, 
     return out
 
 
+def _transport() -> Any:  # httpx.AsyncHTTPTransport; httpx is imported lazily here
+    """A client transport with TCP_NODELAY, as browsers and production HTTP clients use.
+
+    httpx writes a POST's headers and body in two sends; with Nagle's algorithm on, the body
+    waits for the server's (delayed, ~40 ms on Linux) ACK of the headers, which would put a
+    40 ms floor under every measured request that has nothing to do with the server.
+    """
+    import httpx
+
+    return httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+
+
 async def _open_loop(base: str, run_id: str, bodies: list, rate: float, seconds: float) -> dict:
     import httpx
 
@@ -211,7 +223,9 @@ async def _open_loop(base: str, run_id: str, bodies: list, rate: float, seconds:
     lat_ms: list[float] = []
     errors: list[str] = []
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10.0) as client:
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=10.0, transport=_transport()
+    ) as client:
 
         async def one(i: int, scheduled: float) -> None:
             user, body = bodies[i % len(bodies)]
@@ -252,7 +266,9 @@ async def _closed_loop(base: str, run_id: str, bodies: list, clients: int, secon
     lat_ms: list[float] = []
     stop = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=10.0) as client:
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=10.0, transport=_transport()
+    ) as client:
 
         async def worker(w: int) -> None:
             nonlocal done, errors
@@ -321,9 +337,8 @@ def main() -> None:
             "MKL_NUM_THREADS": "1",
         }
         cmd = [
-            sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers),
-            "--log-level", "warning", "--no-access-log",
+            sys.executable, "-m", "backend.serve", "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(args.workers), "--no-access-log",
         ]  # fmt: skip
         server = subprocess.Popen(cmd, cwd=REPO, env=env)
         base = f"http://127.0.0.1:{port}"
@@ -348,6 +363,16 @@ def main() -> None:
                 )
                 r.raise_for_status()
             warm_s = time.perf_counter() - t
+            seq_ms = []
+            with httpx.Client(base_url=base, transport=httpx.HTTPTransport(
+                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            )) as c:  # fmt: skip
+                for user, body in bodies[:200]:
+                    t1 = time.perf_counter()
+                    c.post(f"/api/runs/{run.run_id}/users/{user}/steer", json=body)
+                    seq_ms.append((time.perf_counter() - t1) * 1000)
+            seq_r = {"requests": 200, "p50_ms": float(np.percentile(seq_ms, 50)),
+                     "p99_ms": float(np.percentile(seq_ms, 99))}  # fmt: skip
             open_r = asyncio.run(_open_loop(base, run.run_id, bodies, args.rate, args.open_s))
             closed_r = asyncio.run(
                 _closed_loop(base, run.run_id, bodies, args.clients, args.closed_s)
@@ -361,6 +386,10 @@ def main() -> None:
         f"built in {build_s:.1f}s, engines warmed in {warm_s:.1f}s; uvicorn workers={args.workers}"
     )
     print(f"{'test':<28}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}{'errors':>8}")
+    print(
+        f"{'sequential, 1 client':<28}{seq_r['requests']:>10}{seq_r['p50_ms']:>10.2f}"
+        f"{seq_r['p99_ms']:>10.2f}{'-':>10}{0:>8}"
+    )
     print(
         f"{f'open loop @ {args.rate:g} req/s':<28}{open_r['requests']:>10}"
         f"{open_r['p50_ms']:>10.2f}{open_r['p99_ms']:>10.2f}{'-':>10}{open_r['errors']:>8}"
@@ -384,6 +413,7 @@ def main() -> None:
                 "latents": args.latents,
                 "k": args.k,
                 "workers": args.workers,
+                "sequential": seq_r,
                 "open_loop": open_r,
                 "closed_loop": closed_r,
                 "targets": targets,

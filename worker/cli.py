@@ -178,12 +178,13 @@ def demo(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (steering is CPU-bound).")] = 1,
 ) -> None:
     """Serve the explorer (FastAPI) on the configured database."""
     from backend.serve import serve as serve_app
 
     typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    serve_app(host=host, port=port)
+    serve_app(host=host, port=port, workers=workers)
 
 
 @app.command("llm-server")
