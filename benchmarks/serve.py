@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,12 +21,15 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from backend.serve import background_server
-from backend.settings import Settings, get_settings
-from backend.store import migrate
-from backend.store.engine import session_factory
-from backend.store.schema import Run
-from tests.backend.factories import fixture_rows
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: python benchmarks/serve.py
+
+from backend.serve import background_server  # noqa: E402
+from backend.settings import Settings, get_settings  # noqa: E402
+from backend.store import migrate  # noqa: E402
+from backend.store.engine import session_factory  # noqa: E402
+from backend.store.schema import Run  # noqa: E402
+from tests.backend.factories import fixture_rows  # noqa: E402
 
 N_LATENTS = 1024
 
