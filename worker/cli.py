@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 
 DEMO_MODELS = ("bprmf", "sasrec")
+DEMO_LLM_LATENTS = 8  # LLM concepts in the demo, on the bundled SmolLM2 (about a minute a model)
 
 Recommender = Annotated[
     str, typer.Option("--recommender", "-r", help="bprmf, lightgcn, sasrec or timirec.")

@@ -415,9 +415,9 @@ def explain_llm(run: Run) -> None:
                     "RECSAE_LLM_BASE_URL to an OpenAI-compatible endpoint, or pass --llm-local "
                     "to start the bundled SmolLM2 server"
                 )
-            from worker.llm.server import LocalLLM
+            from worker.llm.server import LocalLLM, free_port
 
-            server = stack.enter_context(LocalLLM(threads=2))
+            server = stack.enter_context(LocalLLM(port=free_port(), threads=2))
             settings = settings.model_copy(
                 update={"llm_base_url": server.base_url, "llm_model": server.alias}
             )

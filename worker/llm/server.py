@@ -65,7 +65,7 @@ class LocalLLM:
         if not self.model_path.is_file():
             raise FileNotFoundError(f"model file {self.model_path} does not exist")
         self.host = host
-        self.port = port if port else _free_port(host)
+        self.port = port if port else free_port(host)
         self.threads = threads
         self.parallel = parallel
         self.ctx_per_slot = ctx_per_slot
@@ -143,7 +143,7 @@ class LocalLLM:
         self.close()
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     import socket
 
     with socket.socket() as sock:
