@@ -165,13 +165,20 @@ def demo(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     force: Force = False,
     serve_only: Annotated[bool, typer.Option(help="Skip the pipeline; just serve.")] = False,
+    llm_latents: Annotated[
+        int,
+        typer.Option(
+            "--llm-latents",
+            help="Latents to explain with the LLM per model: RECSAE_LLM_BASE_URL if set, else "
+            "the bundled SmolLM2 (0: TF-IDF only).",
+        ),
+    ] = DEMO_LLM_LATENTS,
 ) -> None:
     """Run the pipeline on the shipped demo data for BPRMF and SASRec, then serve the explorer."""
     if not serve_only:
         for name in DEMO_MODELS:
-            _run_or_explain(
-                lambda name=name: run_pipeline(RunConfig(recommender=name), force=force)
-            )
+            config = RunConfig(recommender=name, llm_latents=llm_latents, llm_local=True)
+            _run_or_explain(lambda config=config: run_pipeline(config, force=force))
     serve(host=host, port=port)
 
 
