@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 DEMO_MODELS = ("bprmf", "sasrec")
-DEMO_LLM_LATENTS = 8  # LLM concepts in the demo, on the bundled SmolLM2 (about a minute a model)
+DEMO_LLM_LATENTS = 6  # LLM concepts per demo model on the bundled SmolLM2: ~2 min each here
 
 Recommender = Annotated[
     str, typer.Option("--recommender", "-r", help="bprmf, lightgcn, sasrec or timirec.")

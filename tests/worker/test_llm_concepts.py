@@ -24,6 +24,7 @@ from worker.llm.prompts import (
     LEVEL_NUDGE,
     PromptContext,
     explanation_messages,
+    load_oneshot,
     oneshot_kind,
     parse_explanation,
     parse_level,
@@ -181,6 +182,17 @@ def test_unparseable_explanation(scripted: Callable) -> None:
     )
     assert (concept.status, concept.text, concept.confidence) == ("unparseable", "", None)
     assert len(server.requests) == 2  # no verification without an explanation
+
+
+def test_a_copy_of_the_oneshot_explanation_is_no_explanation(scripted: Callable) -> None:
+    copied = load_oneshot(CTX.oneshot).explanation
+    server = scripted(responder(explanation=f"{copied.capitalize()}."))
+    concept = explain_and_verify(
+        latent(), fast_client(server.base_url), CTX, LLMConceptConfig(n=3, max_retries=1)
+    )
+    assert (concept.status, concept.text, concept.confidence) == ("unparseable", "", None)
+    assert "one-shot" in concept.details["reason"]
+    assert len(server.requests) == 2  # asked again once, then given up: nothing verified
 
 
 def test_too_rare_is_explained_not_verified(scripted: Callable) -> None:

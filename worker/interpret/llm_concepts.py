@@ -29,6 +29,7 @@ from worker.llm.prompts import (
     CaseText,
     PromptContext,
     explanation_messages,
+    load_oneshot,
     parse_explanation,
     parse_level,
     verification_messages,
@@ -197,6 +198,10 @@ async def _ask(
     return _Asked(None, answers, model, cached, len(answers))
 
 
+def _normalise(text: str) -> str:
+    return " ".join(text.lower().strip(" .\"'").split())
+
+
 async def aexplain_and_verify(
     latent: LatentCases,
     client: LLMClient,
@@ -205,10 +210,18 @@ async def aexplain_and_verify(
 ) -> LLMConcept:
     """Explain ``latent`` from its construction cases, then verify (unless too rare)."""
     n = config.n
+    copied = _normalise(load_oneshot(ctx.oneshot).explanation)
+
+    def parse_own_explanation(raw: str) -> str | None:
+        # Small models often return the one-shot example's explanation verbatim: that says
+        # nothing about this latent, so it counts as no answer (asked again, then unparseable).
+        text = parse_explanation(raw)
+        return None if text is not None and _normalise(text) == copied else text
+
     explained = await _ask(
         client,
         explanation_messages(latent.latent_id, latent.construction[:n], ctx),
-        parse_explanation,
+        parse_own_explanation,
         EXPLANATION_NUDGE,
         config.explanation_max_tokens,
         config.max_retries,
@@ -224,7 +237,10 @@ async def aexplain_and_verify(
     }
     model = explained.model
     if explained.value is None:
-        details["reason"] = f"no parseable explanation after {explained.requests} answer(s)"
+        details["reason"] = (
+            f"no parseable explanation of its own after {explained.requests} answer(s) "
+            "(empty, malformed, or a copy of the one-shot example's)"
+        )
         return LLMConcept(latent.latent_id, "", None, UNPARSEABLE, model, details)
     text: str = explained.value
     too_rare = latent.too_rare if latent.too_rare is not None else len(latent.verification) < n
