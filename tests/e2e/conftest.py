@@ -9,6 +9,7 @@ outside the server (the pages must work offline) or logs a JavaScript error.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,12 +59,14 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-@pytest.fixture
-def page(browser: object, live_server: str) -> Iterator[object]:
+@contextmanager
+def guarded_page(browser: object, base_url: str) -> Iterator[object]:
+    """A page on ``base_url`` that fails the test on any request outside our server (no CDN,
+    nothing downloaded at run time) or any JavaScript error."""
     from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
-    context = browser.new_context(base_url=live_server, viewport={"width": 1280, "height": 900})
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
     pg = context.new_page()
     outside: list[str] = []
     errors: list[str] = []
@@ -71,7 +74,7 @@ def page(browser: object, live_server: str) -> Iterator[object]:
         "request",
         lambda req: (
             None
-            if req.url.startswith(live_server) or req.url.startswith("data:")
+            if req.url.startswith(base_url) or req.url.startswith("data:")
             else outside.append(req.url)
         ),
     )
@@ -81,3 +84,9 @@ def page(browser: object, live_server: str) -> Iterator[object]:
     context.close()
     assert outside == [], f"the page requested URLs outside our server: {outside}"
     assert errors == [], f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def page(browser: object, live_server: str) -> Iterator[object]:
+    with guarded_page(browser, live_server) as pg:
+        yield pg

@@ -16,6 +16,7 @@ from backend.settings import Settings
 from backend.store import migrate
 from backend.store.engine import session_factory
 from benchmarks.steer import make_run
+from tests.e2e.conftest import guarded_page
 
 pytestmark = pytest.mark.browser
 RUN = "steer-e2e"
@@ -44,24 +45,8 @@ def steer_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def steer_page(browser: object, steer_server: str) -> Iterator[object]:
-    """A page on our server that fails the test on any outside request or JavaScript error."""
-    from playwright.sync_api import Browser
-
-    assert isinstance(browser, Browser)
-    context = browser.new_context(base_url=steer_server, viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    outside: list[str] = []
-    errors: list[str] = []
-    pg.on(
-        "request",
-        lambda req: None if req.url.startswith(steer_server) else outside.append(req.url),
-    )
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.set_default_timeout(15_000)
-    yield pg
-    context.close()
-    assert outside == [], f"the page requested URLs outside our server: {outside}"
-    assert errors == [], f"JavaScript errors: {errors}"
+    with guarded_page(browser, steer_server) as pg:
+        yield pg
 
 
 def _list(pg: object) -> list[str]:
