@@ -317,6 +317,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "item_name": run.item_name,
         "url": urls.run(run.id),
         "latents_url": urls.latents(run.id),
+        "steer_url": urls.user(run.id, 0) if run.n_users else None,  # a first user to steer
     }
 
 

@@ -330,7 +330,7 @@ def test_index_row_has_the_headline(client: TestClient) -> None:
     row = re.search(r'<tr data-run="real">(.*?)</tr>', html, re.S)
     assert row, "no row for the run"
     cells = [plain(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)]
-    assert cells[:4] == ["real", "tiny-movies", "sasrec", "20 (4)"]
+    assert cells[:4] == ["real latents · steer", "tiny-movies", "sasrec", "20 (4)"]
     assert cells[4] == "0.05412 [0.0491, 0.0591]"
     assert cells[5] == "0.04871 (90.0%)"
     assert cells[6] == "0.02347"
@@ -339,6 +339,7 @@ def test_index_row_has_the_headline(client: TestClient) -> None:
     assert cells[9] == "TF-IDF: 37 (21) LLM: 95 (77)"
     assert cells[10] == "5.1% / 40.2% / 53.3%"
     assert 'href="/runs/real/latents"' in row[1]
+    assert 'href="/runs/real/users/0"' in row[1]  # a user to steer, one click from the index
     headline = next(r for r in client.get("/index.json").json()["runs"] if r["id"] == "real")[
         "headline"
     ]
