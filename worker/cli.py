@@ -174,12 +174,34 @@ def demo(
         ),
     ] = DEMO_LLM_LATENTS,
 ) -> None:
-    """Run the pipeline on the shipped demo data for BPRMF and SASRec, then serve the explorer."""
-    if not serve_only:
-        for name in DEMO_MODELS:
-            config = RunConfig(recommender=name, llm_latents=llm_latents, llm_local=True)
-            _run_or_explain(lambda config=config: run_pipeline(config, force=force))
-    serve(host=host, port=port)
+    """Run the pipeline on the shipped demo data for BPRMF and SASRec, then serve the explorer.
+
+    Without RECSAE_LLM_BASE_URL the bundled SmolLM2 server is started on loopback for both the
+    pipeline's LLM concepts and the explorer's "Explain with the LLM" button.
+    """
+    import contextlib
+
+    from backend.serve import serve as serve_app
+    from backend.settings import get_settings
+
+    settings = get_settings()
+    with contextlib.ExitStack() as stack:
+        if settings.llm_base_url is None:
+            from worker.llm.server import LocalLLM, free_port
+
+            llm = stack.enter_context(LocalLLM(port=free_port(), threads=2))
+            settings = settings.model_copy(
+                update={"llm_base_url": llm.base_url, "llm_model": llm.alias}
+            )
+            typer.echo(f"local LLM (SmolLM2-135M, llama.cpp) at {llm.base_url}")
+        if not serve_only:
+            for name in DEMO_MODELS:
+                config = RunConfig(recommender=name, llm_latents=llm_latents)
+                _run_or_explain(
+                    lambda config=config: run_pipeline(config, settings=settings, force=force)
+                )
+        typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API: http://{host}:{port}/docs)")
+        serve_app(host=host, port=port, settings=settings)
 
 
 @app.command()
