@@ -435,6 +435,7 @@ def user_page(
         "api": {
             "steer": f"/api/runs/{run.id}/users/{idx}/steer",
             "search": f"/api/runs/{run.id}/steer/latents",
+            "segment": f"/api/runs/{run.id}/segment/steer",
             "page": urls.user(run.id, idx),
         },
     }

@@ -177,6 +177,63 @@
   }
 
   rows().forEach(bindRow);
+  // Segment steering: the same scales for every test-side user, to show the cost of a steer.
+  const segmentButton = document.getElementById("segment-run");
+  const segmentOut = document.getElementById("segment-results");
+  const pct = (v) => (v === null || v === undefined ? "—" : `${(100 * v).toFixed(1)}%`);
+  const num = (v) => (v === null || v === undefined ? "—" : Number(v).toFixed(4));
+
+  function segmentEdits() {
+    return rows()
+      .filter((row) => row.dataset.kind === "scale")
+      .map((row) => ({
+        latent: Number(row.dataset.latent),
+        value: Number(row.querySelector("input[type=range]").value),
+        neutral: Number(row.dataset.neutral),
+      }))
+      .filter((e) => e.value !== e.neutral)
+      .map(({ latent, value }) => ({ latent, value }));
+  }
+
+  const esc = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+  function segmentTable(r) {
+    const lines = r.latents.map((l) =>
+      `<tr><td>#${l.latent}</td><td>${l.concept ? esc(l.concept) : "—"}</td><td class="num">${fmt(l.value)}×</td>` +
+      `<td class="num">${l.n_active}</td><td class="num">${pct(l.presence.before)} → ${pct(l.presence.after)}</td>` +
+      `<td class="num">${pct(l.share.before)} → ${pct(l.share.after)}</td></tr>`).join("");
+    return `<p>${r.n_affected} of ${r.n_users} test users affected. NDCG@10 of the held-out item: ` +
+      `<strong>${num(r["ndcg@10"].before)} → ${num(r["ndcg@10"].after)}</strong> (all), ` +
+      `${num(r["ndcg@10_affected"].before)} → ${num(r["ndcg@10_affected"].after)} (affected).</p>` +
+      `<table class="list"><thead><tr><th>latent</th><th>concept</th><th class="num">scale</th>` +
+      `<th class="num">active for</th><th class="num">concept in top 10</th><th class="num">share of top 10</th>` +
+      `</tr></thead><tbody>${lines}</tbody></table>`;
+  }
+
+  if (segmentButton) {
+    segmentButton.addEventListener("click", async () => {
+      const edits = segmentEdits();
+      if (!edits.length) {
+        segmentOut.innerHTML = '<p class="error">Move the slider of an active latent first (segment steering scales activations).</p>';
+        return;
+      }
+      segmentOut.textContent = "computing…";
+      const response = await fetch(panel.dataset.apiSegment, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ edits, mode: mode(), include_inactive: document.getElementById("segment-inactive").checked }),
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+        segmentOut.innerHTML = `<p class="error"></p>`;
+        segmentOut.querySelector("p").textContent = `Segment steering failed: ${detail}`;
+        return;
+      }
+      segmentOut.innerHTML = segmentTable(body);
+    });
+  }
+
   panel.querySelectorAll("input[name=mode]").forEach((r) => r.addEventListener("change", () => schedule(0)));
   document.getElementById("steer-reset").addEventListener("click", () => {
     rows().forEach((row) => {

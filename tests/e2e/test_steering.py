@@ -106,3 +106,20 @@ def test_search_adds_a_latent_and_mode_switch(steer_page: object) -> None:
     pg.check("input[name=mode][value=replace]")
     expect(pg.locator("#steer-result h2")).to_contain_text("replace")
     assert "_mode=replace" in pg.url
+
+
+def test_segment_steering_shows_the_cost_for_all_test_users(steer_page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    pg = steer_page
+    assert isinstance(pg, Page)
+    pg.goto(f"/runs/{RUN}/users/2")
+    pg.click("#segment-run")  # nothing edited yet: the page says what to do
+    expect(pg.locator("#segment-results .error")).to_contain_text("Move the slider")
+    pg.locator(".slider-row[data-kind=scale] input[type=range]").first.fill("10")
+    pg.click("#segment-run")
+    out = pg.locator("#segment-results")
+    expect(out).to_contain_text("NDCG@10 of the held-out item")
+    expect(out).to_contain_text("test users affected")
+    expect(out.locator("tbody tr")).to_have_count(1)
+    assert re.search(r"\d+\.\d{4} → \d+\.\d{4}", out.inner_text())
