@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +17,7 @@ class Settings(BaseSettings):
     data_dir: Path = REPO_ROOT / "var"
     # SQLAlchemy URL; SQLite in data_dir by default, e.g. postgresql+psycopg://u:p@host/db.
     database_url: str | None = None
-    environment: str = Field("development", description="development | production")
+    environment: str = "development"  # development | production
 
     # Any OpenAI-compatible /v1/chat/completions endpoint (issue 4).
     llm_base_url: str | None = None  # e.g. http://127.0.0.1:8080/v1

@@ -39,7 +39,7 @@ class Cases:
     def __len__(self) -> int:
         return len(self.user)
 
-    def subset(self, mask_or_index: np.ndarray) -> Cases:
+    def subset(self, mask_or_index: np.ndarray | slice) -> Cases:
         return Cases(self.user[mask_or_index], self.length[mask_or_index], self.side[mask_or_index])
 
     def targets(self, dataset: Dataset) -> np.ndarray:
@@ -78,5 +78,5 @@ def build_cases(
     side = np.full(n_users, TRAIN, dtype=np.int8)
     side[order[:n_test]] = TEST
     side[order[n_test : n_test + n_dev]] = DEV
-    lengths = np.array([len(s) - 1 for s in dataset.sequences], dtype=np.int64)
-    return Cases(np.arange(n_users, dtype=np.int64), lengths, side)
+    test_lengths = np.array([len(s) - 1 for s in dataset.sequences], dtype=np.int64)
+    return Cases(np.arange(n_users, dtype=np.int64), test_lengths, side)

@@ -312,7 +312,7 @@ def interpret(run: Run) -> None:
     rec = np.load(run.dir / "record.npz")
     sae = load_sae(run)
     top = rec["top_items"]
-    result = {
+    result: dict[str, Any] = {
         "sae": _interpret_codes(
             dataset, cases, rec["latent_idx"], rec["latent_val"], top, sae.n_latents,
             cfg.n_examples, cfg.seed,
@@ -356,14 +356,14 @@ def llm_latent_cases(run: Run) -> list[Any]:
     examples = part["examples"]
     items = ItemLookup.from_dataset(dataset)
 
-    def raw(role: str, lat: int) -> list[tuple[np.ndarray, int, int]]:
+    def raw(role: str, lat: int) -> list[tuple[list[int], int, int]]:
         ex = getattr(examples, role)
         out = []
         for slot in np.flatnonzero(ex.case[lat] >= 0):
             c = int(ex.case[lat, slot])
             u, n = int(cases.user[c]), int(cases.length[c])
             history = dataset.sequences[u][max(0, n - HISTORY_SHOWN) : n]
-            out.append((history, int(ex.item[lat, slot]), int(ex.level[lat, slot])))
+            out.append((history.tolist(), int(ex.item[lat, slot]), int(ex.level[lat, slot])))
         return out
 
     return [

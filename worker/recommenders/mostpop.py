@@ -18,6 +18,7 @@ from worker.recommenders.base import Batch, Recommender, register
 
 @register
 class MostPop(Recommender):
+    popularity: torch.Tensor  # registered buffer: training interactions per item
     name = "mostpop"
     sequential = False
     probed = False  # a baseline: its 1-d constant representation says nothing about the user

@@ -28,6 +28,8 @@ class TopKSAE(nn.Module):
     encoder bias; it exists so the saved file has every tensor SAELens expects.
     """
 
+    b_enc: torch.Tensor  # registered buffer (annotated so type checkers see a tensor)
+
     def __init__(
         self,
         d_in: int,
