@@ -11,6 +11,8 @@ from fastapi.testclient import TestClient
 
 from backend.app import create_app
 from backend.settings import Settings
+from backend.store import reads
+from backend.store.engine import session_factory
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv
 from worker.pipeline import STAGES, RunConfig, run_pipeline
 
@@ -61,3 +63,20 @@ def test_rerunning_skips_finished_stages(planted_run: tuple[Settings, list[str]]
     )  # fmt: skip
     run_pipeline(config, settings=settings, stages=STAGES[:-1], log=lines.append)
     assert all("done already" in line for line in lines), lines
+
+
+def test_sweep_stage_publishes_figures_7_and_8(planted_run: tuple[Settings, list[str]]) -> None:
+    settings, _ = planted_run
+    config = RunConfig(
+        recommender="bprmf", dataset_format="generic",
+        dataset_path=str(Path(settings.data_dir).parent / "csv"), dataset_name="planted",
+        rating_threshold=None, sae_scale=1, sae_k=4, recommender_overrides={"epochs": 20},
+        sae_overrides={"max_epochs": 20}, sweep=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    run_pipeline(config, settings=settings, log=lines.append)
+    assert any("recomputing from train_sae" in line for line in lines), lines
+    with session_factory(settings.resolved_database_url)() as session:
+        rows = reads.get_run(session, "planted-bprmf").metrics["report"]["sweep"]
+    assert [(r["scale"], r["k"]) for r in rows] == [(s, k) for s in (8, 16, 32) for k in (4, 8, 16)]
+    assert all(0.0 <= r["dead_fraction"] <= 1.0 and r["fvu_test"] > 0 for r in rows)
