@@ -29,6 +29,7 @@ def build_rows(run: Run) -> dict[str, Any]:
         load_llm_concepts,
         load_probe,
         load_sae,
+        probed_sequential,
     )
 
     cfg = run.config
@@ -56,7 +57,7 @@ def build_rows(run: Run) -> dict[str, Any]:
         )  # fmt: skip
         for i in range(dataset.n_items)
     ]
-    sequential = bool(np.load(run.dir / "probe.npz")["sequential"])
+    sequential = probed_sequential(run)
     user_side = {int(u): SIDE_NAMES[int(s)] for u, s in zip(cases.user, cases.side, strict=True)}
     users = [
         dict(

@@ -35,6 +35,11 @@ def load_dataset(run: Run) -> Dataset:
     return run._cache["dataset"]
 
 
+def probed_sequential(run: Run) -> bool:
+    """Whether the probed model's representation depends on the history (written by probe)."""
+    return bool(np.load(run.dir / "probe.npz")["sequential"])
+
+
 def load_probe(run: Run) -> tuple[Cases, np.ndarray, np.ndarray]:
     """(cases, reps [C, d], item_emb [n_items, d])."""
     arrays = np.load(run.dir / "probe.npz")
@@ -172,7 +177,7 @@ def train_sae(run: Run) -> None:
     cfg = run.config
     dataset = load_dataset(run)
     cases, reps, item_emb = load_probe(run)
-    sequential = bool(np.load(run.dir / "probe.npz")["sequential"])
+    sequential = probed_sequential(run)
     x_train, x_test = reps[cases.side == TRAIN], reps[cases.side == TEST]
     dev, dev_index = _dev_cases(dataset, cases, sequential)
     x_dev = reps[dev_index]
@@ -254,8 +259,9 @@ def record(run: Run) -> None:
     sae = load_sae(run)
     latent_idx, latent_val, _ = encode_batched(sae, reps)
     top = top_items(item_emb, reps, dataset, cases, n=10)
-    user_idx, user_val, _ = encode_batched(sae, probe_user_vectors(run))
-    user_top = top_items(item_emb, probe_user_vectors(run), dataset, user_vector_cases(dataset))
+    user_vectors = probe_user_vectors(run)
+    user_idx, user_val, _ = encode_batched(sae, user_vectors)
+    user_top = top_items(item_emb, user_vectors, dataset, user_vector_cases(dataset))
     np.savez(
         run.dir / "record.npz",
         latent_idx=latent_idx, latent_val=latent_val, top_items=top,
@@ -540,7 +546,7 @@ def sweep(run: Run) -> None:
         run.log("  skipped (pass --sweep to run it)")
         return
     cases, reps, _ = load_probe(run)
-    sequential = bool(np.load(run.dir / "probe.npz")["sequential"])
+    sequential = probed_sequential(run)
     x_train = reps[cases.side == TRAIN]
     base = sae_config(run.config, sequential, x_train.shape)
     rows = sensitivity_sweep(

@@ -344,7 +344,7 @@ class LLMClient:
         stop: list[str] | None = None,
         use_cache: bool = True,
     ) -> ChatAnswer:
-        """Synchronous ``achat`` for scripts and the worker (must not run inside an event loop)."""
+        """Synchronous ``achat`` for scripts and the worker (see ``run_sync``)."""
         return self.run_sync(
             lambda: self.achat(messages, max_tokens=max_tokens, stop=stop, use_cache=use_cache)
         )
