@@ -22,9 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backend import urls
 from backend.deps import STATIC_DIR, templates
 from backend.routes import explain, items, latents, runs, steer
-from backend.settings import Settings, get_settings
-from backend.store import migrate
-from backend.store.engine import session_factory
+from core.settings import Settings, get_settings
+from core.store import migrate
+from core.store.engine import session_factory
 
 PLOTLY_JS = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
 

@@ -20,9 +20,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from backend import urls
-from backend.settings import REPO_ROOT, Settings
-from backend.store import reads
-from backend.store.schema import Item, Latent, Run, User
+from core.settings import REPO_ROOT, Settings
+from core.store import reads
+from core.store.schema import Item, Latent, Run, User
 
 TEMPLATES_DIR = REPO_ROOT / "frontend" / "templates"
 STATIC_DIR = REPO_ROOT / "frontend" / "static"

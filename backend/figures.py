@@ -11,7 +11,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from backend.store.schema import Latent
+from core.store.schema import Latent
 
 Figure = dict[str, Any]
 _AXIS = {"gridcolor": "#eaeef2", "zerolinecolor": "#d0d7de", "linecolor": "#d0d7de"}

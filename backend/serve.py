@@ -23,7 +23,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from backend.app import create_app
-from backend.settings import REPO_ROOT, Settings
+from core.net import free_port
+from core.settings import REPO_ROOT, Settings
 
 
 class NoDelayH11Protocol(H11Protocol):
@@ -68,13 +69,6 @@ def serve(
     )  # fmt: skip
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @contextmanager
 def background_server(
     settings: Settings, host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 30.0
@@ -86,11 +80,7 @@ def background_server(
     its stderr, so a broken startup (a failed migration, a port in use) is visible.
     """
     port = port or free_port(host)
-    env = {
-        **os.environ,
-        "RECSAE_DATA_DIR": str(settings.data_dir),
-        "RECSAE_DATABASE_URL": settings.resolved_database_url,
-    }
+    env = {**os.environ, **settings.as_environment()}
     cmd = [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
            "--host", host, "--port", str(port), "--log-level", "warning"]  # fmt: skip
     # A file, not a pipe: an unread pipe that fills up would block the server.

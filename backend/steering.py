@@ -42,7 +42,7 @@ from safetensors.numpy import load_file
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.store.schema import Item, Latent, Run, User
+from core.store.schema import Item, Latent, Run, User
 
 SCALE_MIN, SCALE_MAX = -10.0, 10.0
 ABS_FACTOR = 10.0  # an absolute activation may reach ±10x the latent's largest observed one

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backend.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from worker.pipeline import Run, RunConfig, run_pipeline  # noqa: E402
 
 DEFAULT_DATA_DIR = ROOT / "var" / "bench"

@@ -21,18 +21,18 @@ from typing import Any
 
 import pandas as pd
 
-from backend.settings import REPO_ROOT, get_settings
-from worker.interpret.llm_concepts import (
+from core.llm.cache import LLMCache
+from core.llm.client import LLMClient
+from core.llm.concepts import (
     ItemLookup,
     LatentCases,
     LLMConcept,
     LLMConceptConfig,
     explain_latents,
 )
-from worker.llm.cache import LLMCache
-from worker.llm.client import LLMClient
-from worker.llm.prompts import PromptContext, oneshot_kind
-from worker.llm.server import LocalLLM
+from core.llm.prompts import PromptContext, oneshot_kind
+from core.llm.server import LocalLLM
+from core.settings import REPO_ROOT, get_settings
 
 MOVIES = REPO_ROOT / "data" / "ml-latest-small" / "movies.csv"
 
@@ -74,8 +74,8 @@ def demo_latents(n_latents: int) -> tuple[list[LatentCases], PromptContext] | No
     db = get_settings().data_dir / "recsae.db"
     if not db.is_file():
         return None
-    from backend.store import reads
-    from backend.store.engine import session_factory
+    from core.store import reads
+    from core.store.engine import session_factory
 
     with session_factory(f"sqlite:///{db}")() as session:
         runs = reads.list_runs(session)

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv  # noqa: E402
 from worker.pipeline import STAGES, RunConfig, run_pipeline  # noqa: E402
 

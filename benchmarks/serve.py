@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: python benchmarks/serve.py
 
 from backend.serve import background_server  # noqa: E402
-from backend.settings import Settings, get_settings  # noqa: E402
-from backend.store import migrate  # noqa: E402
-from backend.store.engine import session_factory  # noqa: E402
-from backend.store.schema import Run  # noqa: E402
+from core.settings import Settings, get_settings  # noqa: E402
+from core.store import migrate  # noqa: E402
+from core.store.engine import session_factory  # noqa: E402
+from core.store.schema import Run  # noqa: E402
 from tests.backend.factories import fixture_rows  # noqa: E402
 
 N_LATENTS = 1024
@@ -50,7 +50,7 @@ def demo_run(settings: Settings) -> tuple[str, int] | None:
 
 def generated_settings(data_dir: Path) -> Settings:
     """A DB with one realistic-size run: 1024 latents, 2000 items, 600 users."""
-    from backend.store.writes import publish_run
+    from core.store.writes import publish_run
 
     settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'recsae.db'}")
     migrate.upgrade(settings.resolved_database_url)

@@ -33,13 +33,15 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import save_file
 
+from core.net import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
-from backend.store.writes import publish_run  # noqa: E402
+from core.store.writes import publish_run  # noqa: E402
 
 GENRES = [
     "action", "adventure", "animation", "children", "comedy", "crime", "documentary", "drama",
@@ -185,12 +187,6 @@ def make_run(
 # --- the benchmark ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _bodies(n: int, n_users: int, n_latents: int, seed: int) -> list[tuple[int, dict[str, Any]]]:
     """Random steering requests: a user and 1–3 edits; values safe for active and inactive."""
     rng = np.random.default_rng(seed)
@@ -313,8 +309,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    from backend.store import migrate
-    from backend.store.engine import session_factory
+    from core.store import migrate
+    from core.store.engine import session_factory
 
     with tempfile.TemporaryDirectory(prefix="steer-bench-") as tmp:
         data_dir = Path(tmp)
@@ -326,7 +322,7 @@ def main() -> None:
             args.k, seed=args.seed,
         )  # fmt: skip
         build_s = time.perf_counter() - t
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "RECSAE_DATA_DIR": str(data_dir),

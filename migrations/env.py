@@ -1,6 +1,6 @@
-"""Alembic environment: one schema (backend.store.schema), one URL source.
+"""Alembic environment: one schema (core.store.schema), one URL source.
 
-The URL is ``sqlalchemy.url`` when a caller sets it (``backend.store.migrate.upgrade``), else the
+The URL is ``sqlalchemy.url`` when a caller sets it (``core.store.migrate.upgrade``), else the
 one ``Settings`` resolves, so the CLI (``alembic upgrade head``) and the app migrate the same DB.
 """
 
@@ -10,9 +10,9 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from backend.settings import Settings
-from backend.store.engine import make_engine
-from backend.store.schema import Base
+from core.settings import Settings
+from core.store.engine import make_engine
+from core.store.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from core.settings import Settings
 from worker.pipeline import DEMO_DATA, STAGES, RunConfig, run_pipeline
 
 app = typer.Typer(
@@ -149,8 +153,8 @@ def run(
 
 def _run_or_explain(fn) -> None:  # type: ignore[no-untyped-def]
     """Run ``fn``; errors a user can fix (bad data, no LLM, missing files) print one line."""
+    from core.llm.client import LLMError
     from worker.data.readers import DataFormatError
-    from worker.llm.client import LLMError
 
     try:
         fn()
@@ -181,13 +185,13 @@ def demo(
     """
     import contextlib
 
-    from backend.serve import serve as serve_app
-    from backend.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     with contextlib.ExitStack() as stack:
         if settings.llm_base_url is None:
-            from worker.llm.server import LocalLLM, free_port
+            from core.llm.server import LocalLLM
+            from core.net import free_port
 
             llm = stack.enter_context(LocalLLM(port=free_port(), threads=2))
             settings = settings.model_copy(
@@ -201,7 +205,7 @@ def demo(
                     lambda config=config: run_pipeline(config, settings=settings, force=force)
                 )
         typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API: http://{host}:{port}/docs)")
-        serve_app(host=host, port=port, settings=settings)
+        _serve(host, port, settings=settings)
 
 
 @app.command()
@@ -211,10 +215,27 @@ def serve(
     workers: Annotated[int, typer.Option(help="Server processes (steering is CPU-bound).")] = 1,
 ) -> None:
     """Serve the explorer (FastAPI) on the configured database."""
-    from backend.serve import serve as serve_app
-
     typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    serve_app(host=host, port=port, workers=workers)
+    _serve(host, port, workers=workers)
+
+
+def _serve(host: str, port: int, workers: int = 1, settings: Settings | None = None) -> None:
+    """Start the backend by its import string (``python -m backend.serve``) in a child process.
+
+    The worker never imports the backend (docs/architecture.md); ``settings`` reach the child
+    as the ``RECSAE_*`` variables it reads, as every server process of the explorer does.
+    """
+    env = dict(os.environ)
+    if settings is not None:
+        env.update(settings.as_environment())
+    cmd = [sys.executable, "-m", "backend.serve", "--host", host, "--port", str(port),
+           "--workers", str(workers)]  # fmt: skip
+    try:
+        code = subprocess.run(cmd, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        code = 0
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("llm-server")
@@ -226,7 +247,7 @@ def llm_server(
 
     Then set RECSAE_LLM_BASE_URL=http://127.0.0.1:PORT/v1 for the worker and the explorer.
     """
-    from worker.llm.server import main
+    from core.llm.server import main
 
     main(["--port", str(port), "--threads", str(threads)])
 

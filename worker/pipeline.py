@@ -5,7 +5,7 @@
 Each stage reads what the stages before it left in the run directory and writes its own
 artifacts there (weights as safetensors, arrays as npz, numbers as json), so a stage can be rerun
 alone and a finished stage is skipped unless forced. Only ``publish`` touches the database, in one
-transaction (``backend.store.writes.publish_run``).
+transaction (``core.store.writes.publish_run``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from backend.settings import REPO_ROOT, Settings, get_settings
-from worker.jsonsafe import jsonable
+from core.jsonsafe import jsonable
+from core.settings import REPO_ROOT, Settings, get_settings
 
 DEMO_DATA = REPO_ROOT / "data" / "ml-latest-small"
 STAGES = (

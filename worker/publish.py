@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backend.store.engine import session_factory
-from backend.store.migrate import upgrade
-from backend.store.writes import publish_run
+from core.jsonsafe import jsonable
+from core.store.engine import session_factory
+from core.store.migrate import upgrade
+from core.store.writes import publish_run
 from worker.cases import SIDE_NAMES
 from worker.interpret.examples import ExampleSet
-from worker.jsonsafe import jsonable
 
 if TYPE_CHECKING:
     from worker.pipeline import Run

@@ -353,7 +353,7 @@ VERIFIED = 0.8  # paper §3.3.2 / §5: concepts with confidence >= 0.8 count as 
 
 def llm_latent_cases(run: Run) -> list[Any]:
     """Every latent's recorded examples as the LLM prompts see them (real histories, SPEC §3)."""
-    from worker.interpret.llm_concepts import ItemLookup, LatentCases
+    from core.llm.concepts import ItemLookup, LatentCases
     from worker.publish import HISTORY_SHOWN
 
     dataset = load_dataset(run)
@@ -401,9 +401,9 @@ def explain_llm(run: Run) -> None:
     """LLM concepts (paper §3.3) for the first ``llm_latents`` latents of ``llm_priority``."""
     import contextlib
 
-    from worker.interpret.llm_concepts import explain_latents
-    from worker.llm.client import LLMClient, LLMNotConfigured
-    from worker.llm.prompts import PromptContext, oneshot_kind
+    from core.llm.client import LLMClient, LLMNotConfigured
+    from core.llm.concepts import explain_latents
+    from core.llm.prompts import PromptContext, oneshot_kind
 
     cfg = run.config
     out = run.dir / "llm_concepts.pkl"
@@ -421,7 +421,8 @@ def explain_llm(run: Run) -> None:
                     "RECSAE_LLM_BASE_URL to an OpenAI-compatible endpoint, or pass --llm-local "
                     "to start the bundled SmolLM2 server"
                 )
-            from worker.llm.server import LocalLLM, free_port
+            from core.llm.server import LocalLLM
+            from core.net import free_port
 
             server = stack.enter_context(LocalLLM(port=free_port(), threads=2))
             settings = settings.model_copy(
@@ -457,7 +458,7 @@ def load_llm_concepts(run: Run) -> list[Any]:
 
 def evaluate(run: Run) -> None:
     """The paper's report (SPEC §1.9): Tables 3, 4, 6, 7, 8 and Figures 2, 5."""
-    from worker.interpret.tfidf import analyze, item_token_sets
+    from core.text import analyze, item_token_sets
     from worker.interpret.tuning import TuningConfig, targeted_tuning
     from worker.metrics.interpretation import (
         concept_counts,

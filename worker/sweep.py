@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.jsonsafe import jsonable
+from core.jsonsafe import jsonable
 from worker.sae.baselines import sweep
 from worker.sae.train import SAEConfig
 

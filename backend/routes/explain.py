@@ -21,16 +21,16 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from backend.deps import LatentDep, RunDep, SessionDep, SettingsDep
-from backend.store import reads
-from backend.store.writes import add_concept
-from worker.interpret.llm_concepts import (
+from core.llm.client import LLMBadResponse, LLMClient, LLMNotConfigured, LLMUnreachable
+from core.llm.concepts import (
     ItemLookup,
     LatentCases,
     LLMConceptConfig,
     aexplain_and_verify,
 )
-from worker.llm.client import LLMBadResponse, LLMClient, LLMNotConfigured, LLMUnreachable
-from worker.llm.prompts import PromptContext, oneshot_kind
+from core.llm.prompts import PromptContext, oneshot_kind
+from core.store import reads
+from core.store.writes import add_concept
 
 router = APIRouter(tags=["llm"])
 

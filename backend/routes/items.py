@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from backend import urls
 from backend.deps import Context, ItemDep, RunDep, SessionDep, page
 from backend.routes.runs import run_summary
-from backend.store import reads
+from core.store import reads
 
 router = APIRouter(tags=["items"])
 

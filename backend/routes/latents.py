@@ -10,9 +10,9 @@ from fastapi import APIRouter, Query
 from backend import figures, urls
 from backend.deps import Context, LatentDep, RunDep, SessionDep, page
 from backend.routes.runs import run_summary
-from backend.store import reads
-from backend.store.reads import ROLE_ORDER, ConceptMethod, LatentSort, SortOrder
-from backend.store.schema import Concept, Item, Latent
+from core.store import reads
+from core.store.reads import ROLE_ORDER, ConceptMethod, LatentSort, SortOrder
+from core.store.schema import Concept, Item, Latent
 
 router = APIRouter(tags=["latents"])
 

@@ -19,8 +19,8 @@ from fastapi import APIRouter
 
 from backend import figures, paper, urls
 from backend.deps import Context, RunDep, SessionDep, _finite, page
-from backend.store import reads
-from backend.store.schema import Run
+from core.store import reads
+from core.store.schema import Run
 
 router = APIRouter(tags=["runs"])
 

@@ -43,8 +43,8 @@ from backend.steering import (
     UnknownUserError,
     engine_for_run,
 )
-from backend.store import reads
-from backend.store.schema import Run
+from core.store import reads
+from core.store.schema import Run
 
 
 class _JsonSafeValidationRoute(APIRoute):

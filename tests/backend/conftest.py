@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.app import create_app
-from backend.settings import Settings
-from backend.store import migrate
-from backend.store.engine import session_factory
+from core.settings import Settings
+from core.store import migrate
+from core.store.engine import session_factory
 from tests.backend.factories import publish_fixture
 
 

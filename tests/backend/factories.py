@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.store.writes import publish_run
+from core.store.writes import publish_run
 
 CONCEPTS = ["horror", "comedy", "romance", "sci-fi", "animation"]
 GENRES = ["Horror", "Comedy", "Romance", "Sci-Fi", "Animation", "Drama"]

@@ -10,12 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.settings import Settings
-from backend.store import reads
-from backend.store.engine import session_factory
+from core.llm.concepts import ItemLookup
+from core.settings import Settings
+from core.store import reads
+from core.store.engine import session_factory
 from tests.backend.factories import publish_fixture
 from tests.worker.test_llm_client import Reply, chat_reply, closed_port_url, scripted
-from worker.interpret.llm_concepts import ItemLookup
 
 __all__ = ["scripted"]
 

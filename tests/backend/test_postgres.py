@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from backend.store.engine import session_factory
-from backend.store.schema import Latent, Run
-from backend.store.writes import publish_run
+from core.store.engine import session_factory
+from core.store.schema import Latent, Run
+from core.store.writes import publish_run
 
 pytestmark = pytest.mark.postgres
 
@@ -25,7 +25,7 @@ def _latent(idx: int) -> dict:
 
 
 def test_migrate_and_publish_on_postgres(postgres_url: str) -> None:
-    from backend.store.migrate import upgrade
+    from core.store.migrate import upgrade
 
     upgrade(postgres_url)
     sessions = session_factory(postgres_url)

@@ -18,9 +18,9 @@ from backend import paper
 from backend.app import create_app
 from backend.deps import fmt, pct
 from backend.routes.runs import leftover
-from backend.store import migrate
-from backend.store.engine import session_factory
-from backend.store.writes import publish_run
+from core.store import migrate
+from core.store.engine import session_factory
+from core.store.writes import publish_run
 from tests.backend.conftest import make_settings
 from tests.backend.factories import fixture_rows
 

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 from safetensors.numpy import load_file
 
 from backend.app import create_app
-from backend.settings import Settings
 from backend.steering import (
     MAX_EDITS,
     Edit,
@@ -29,10 +28,11 @@ from backend.steering import (
     clear_cache,
     engine_for_run,
 )
-from backend.store import migrate
-from backend.store.engine import session_factory
-from backend.store.schema import Run
 from benchmarks.steer import SyntheticRun, make_run
+from core.settings import Settings
+from core.store import migrate
+from core.store.engine import session_factory
+from core.store.schema import Run
 
 RUN = "steer-test"
 

@@ -11,11 +11,11 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.settings import Settings
-from backend.store import migrate, reads
-from backend.store.engine import make_engine
-from backend.store.schema import Base
-from backend.store.writes import publish_run
+from core.settings import Settings
+from core.store import migrate, reads
+from core.store.engine import make_engine
+from core.store.schema import Base
+from core.store.writes import publish_run
 from tests.backend.factories import fixture_rows, llm_confidence, publish_fixture, tfidf_confidence
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from backend.serve import background_server
-from backend.settings import Settings
-from backend.store import migrate
-from backend.store.engine import session_factory
+from core.settings import Settings
+from core.store import migrate
+from core.store.engine import session_factory
 from tests.backend.factories import publish_fixture
 
 CHROMIUM = "/usr/bin/chromium"

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from backend.serve import background_server
-from backend.settings import Settings
-from backend.store import migrate
-from backend.store.engine import session_factory
 from benchmarks.steer import make_run
+from core.settings import Settings
+from core.store import migrate
+from core.store.engine import session_factory
 from tests.e2e.conftest import guarded_page
 
 pytestmark = pytest.mark.browser

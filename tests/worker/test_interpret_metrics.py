@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from core.text import analyze
 from worker.cases import TEST, TRAIN, Cases
 from worker.interpret.baseline import base_latents
 from worker.interpret.examples import select_examples
 from worker.interpret.levels import assign_levels, fit_level_edges
 from worker.interpret.statistics import decoder_item_effects, latent_statistics
-from worker.interpret.tfidf import analyze
 from worker.metrics.interpretation import (
     concept_counts,
     confidence_histogram,

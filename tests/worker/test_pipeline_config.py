@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.settings import Settings
+from core.settings import Settings
 from worker.pipeline import STAGES, Run, RunConfig, run_pipeline
 
 

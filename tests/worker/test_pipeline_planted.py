@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from backend.app import create_app
-from backend.settings import Settings
-from backend.store import reads
-from backend.store.engine import session_factory
+from core.settings import Settings
+from core.store import reads
+from core.store.engine import session_factory
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv
 from worker.pipeline import STAGES, RunConfig, run_pipeline
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from worker.cases import TEST
 from worker.data import preprocess, read_dataset
 from worker.metrics.ranking import hit_ndcg

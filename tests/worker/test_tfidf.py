@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from core.text import analyze, item_token_sets
 from worker.interpret.examples import ExampleSet, LatentExamples
-from worker.interpret.tfidf import analyze, item_token_sets, tfidf_concepts, verify_term
+from worker.interpret.tfidf import tfidf_concepts, verify_term
 
 ITEMS = [
     "Toy Story (1995) Animation Children Comedy",  # 0

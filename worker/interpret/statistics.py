@@ -1,4 +1,4 @@
-"""Per-latent statistics for the latent pages and the ``latents`` table (backend.store.schema).
+"""Per-latent statistics for the latent pages and the ``latents`` table (core.store.schema).
 
 Density is measured on the TRAIN side only (the SAE's own distribution); max, mean, the histogram
 and ``dead`` look at every recorded case, because a latent that fires only on test cases is not

@@ -10,52 +10,25 @@ one of the tokens of its predicted item's metadata; a random (non-active) case i
 it is. Confidence = (hits on positives + misses on negatives) / (#positives + #negatives), which
 is (.. ) / (N + N) whenever the latent is not ``too_rare``.
 
-Tokenisation (:func:`analyze`, used both by the vectorizer and by every term match, so a term can
-only match where TF-IDF could have counted it — token membership, never substring, so "war" does
-not match "Warriors"):
-- accents stripped and lowercased;
-- tokens are runs of letters/digits, hyphens kept inside ("sci-fi", "film-noir" stay whole, so
-  MovieLens genres are one term each), split at apostrophes and other punctuation;
-- tokens of one character and tokens without a letter (years such as "1995", "2") are dropped:
-  they name no concept;
-- scikit-learn's English stop words are removed.
+Tokenisation is :func:`core.text.analyze`, shared with every term match (steering included).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import (
-    ENGLISH_STOP_WORDS,
-    CountVectorizer,
-    TfidfVectorizer,
-    strip_accents_unicode,
-)
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
+from core.text import analyze
 from worker.interpret.examples import LatentExamples
-
-# >= 2 characters of [letters, digits, inner hyphens], at least one letter.
-TOKEN_RE = re.compile(r"(?u)\b(?=[\w-]*[^\W\d_])[^\W_][\w-]*[^\W_]\b")
-
-
-def analyze(text: str) -> list[str]:
-    """The one tokenisation of item metadata: what TF-IDF counts and what verification matches."""
-    tokens = TOKEN_RE.findall(strip_accents_unicode(text.lower()))
-    return [t for t in tokens if t not in ENGLISH_STOP_WORDS]
 
 
 def _pretokenized(doc: list[str]) -> list[str]:
     """The vectorizers' analyzer: documents arrive as token lists already (see tfidf_concepts)."""
     return doc
-
-
-def item_token_sets(item_text: Sequence[str]) -> list[frozenset[str]]:
-    """[n_items] token set of each item's metadata, for membership tests."""
-    return [frozenset(analyze(t)) for t in item_text]
 
 
 @dataclass
@@ -72,7 +45,7 @@ class TfidfConfig:
 
 @dataclass
 class TfidfConcept:
-    """One latent's TF-IDF concept, shaped like a ``concepts`` row (backend.store.schema)."""
+    """One latent's TF-IDF concept, shaped like a ``concepts`` row (core.store.schema)."""
 
     latent: int
     text: str  # the concept: top term ("" when status is no_text)

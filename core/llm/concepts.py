@@ -21,8 +21,8 @@ from typing import Any, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
-from worker.llm.client import ChatAnswer, LLMClient, Message
-from worker.llm.prompts import (
+from core.llm.client import ChatAnswer, LLMClient, Message
+from core.llm.prompts import (
     EXPLANATION_NUDGE,
     LEVEL_NUDGE,
     PROMPT_VERSION,

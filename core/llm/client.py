@@ -1,7 +1,7 @@
 """A client for any OpenAI-compatible ``/v1/chat/completions`` endpoint (llama.cpp, vLLM, OpenAI).
 
 Why our own small client rather than the ``openai`` package: we need exactly one call, a
-persistent request cache in front of it (``worker.llm.cache``), deterministic retries (seeded
+persistent request cache in front of it (``core.llm.cache``), deterministic retries (seeded
 jitter) and errors that tell the user what to do. The async API serves the backend; the sync
 wrappers (``chat``, ``run_sync``) serve the worker, which runs one event loop per batch.
 
@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from worker.llm.cache import LLMCache, request_key
+from core.llm.cache import LLMCache, request_key
 
 if TYPE_CHECKING:
-    from backend.settings import Settings
+    from core.settings import Settings
 
 T = TypeVar("T")
 
@@ -63,7 +63,7 @@ class LLMBadResponse(LLMError):
 NOT_CONFIGURED_MESSAGE = (
     "No LLM is configured: set RECSAE_LLM_BASE_URL to an OpenAI-compatible endpoint, e.g. "
     "http://127.0.0.1:8080/v1 after starting the bundled one with `recsae llm-server` "
-    "(or `python -m worker.llm.server --port 8080`)"
+    "(or `python -m core.llm.server --port 8080`)"
 )
 
 

@@ -9,7 +9,7 @@ fires when *predicting*) followed by the predicted item with its activation leve
 Verification (§3.3.2): given an explanation, predict the 0-10 activation of the last item of a
 sequence (the predicted item after the history); one-shot example, then the test case.
 
-The one-shot examples live in ``worker/prompts/oneshot.json``, one per dataset kind
+The one-shot examples live in ``core/prompts/oneshot.json``, one per dataset kind
 (``movielens`` and the ``generic`` fallback), so they can be edited without touching code.
 """
 
@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from worker.llm.client import Message
+from core.llm.client import Message
 
 ONESHOT_PATH = Path(__file__).resolve().parent.parent / "prompts" / "oneshot.json"
 EXPLANATION_MAX_CHARS = 160

@@ -17,7 +17,6 @@ class Settings(BaseSettings):
     data_dir: Path = REPO_ROOT / "var"
     # SQLAlchemy URL; SQLite in data_dir by default, e.g. postgresql+psycopg://u:p@host/db.
     database_url: str | None = None
-    environment: str = "development"  # development | production
 
     # Any OpenAI-compatible /v1/chat/completions endpoint (issue 4).
     llm_base_url: str | None = None  # e.g. http://127.0.0.1:8080/v1
@@ -39,6 +38,14 @@ class Settings(BaseSettings):
     @property
     def runs_dir(self) -> Path:
         return self.data_dir / "runs"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the ``RECSAE_*`` variables that reproduce them in a child process."""
+        env = {"RECSAE_DATABASE_URL": self.resolved_database_url}
+        for name, value in self.model_dump(exclude={"database_url"}).items():
+            if value is not None:
+                env[f"RECSAE_{name.upper()}"] = str(value)
+        return env
 
 
 @lru_cache

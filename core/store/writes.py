@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.store.schema import Concept, Example, Item, Latent, RecordedCase, Run, User
+from core.store.schema import Concept, Example, Item, Latent, RecordedCase, Run, User
 
 _CHUNK = 5000
 

@@ -6,7 +6,7 @@ weak but it speaks the protocol, so the whole pipeline runs for real. Point
 ``RECSAE_LLM_BASE_URL`` at a stronger endpoint for good labels.
 
 The server runs in this process (llama.cpp's own HTTP threads), on loopback only, and stops
-when the ``LocalLLM`` is closed. ``python -m worker.llm.server --port 8080`` serves in the
+when the ``LocalLLM`` is closed. ``python -m core.llm.server --port 8080`` serves in the
 foreground until Ctrl-C.
 """
 
@@ -21,6 +21,8 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+
+from core.net import free_port
 
 DEFAULT_PORT = 8080
 ALIAS = "local"
@@ -143,14 +145,6 @@ class LocalLLM:
         self.close()
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 def start_local_llm(
     port: int = DEFAULT_PORT, threads: int = 2, model_path: Path | str | None = None, **kwargs: Any
 ) -> LocalLLM:
@@ -159,9 +153,9 @@ def start_local_llm(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m worker.llm.server``: serve in the foreground until Ctrl-C."""
+    """``python -m core.llm.server``: serve in the foreground until Ctrl-C."""
     parser = argparse.ArgumentParser(
-        prog="python -m worker.llm.server",
+        prog="python -m core.llm.server",
         description=(
             "Serve SmolLM2-135M-Instruct (bundled) or any GGUF model over an OpenAI-compatible "
             "API on loopback, for the LLM concepts. Then set "

@@ -11,7 +11,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from backend.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 
 ALEMBIC_INI = REPO_ROOT / "alembic.ini"
 

@@ -13,7 +13,7 @@ from typing import Literal, get_args
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from backend.store.schema import Concept, Example, Item, Latent, RecordedCase, Run, User
+from core.store.schema import Concept, Example, Item, Latent, RecordedCase, Run, User
 
 LatentSort = Literal["confidence", "llm_confidence", "density", "id"]
 SortOrder = Literal["asc", "desc"]

@@ -1,8 +1,8 @@
 """Talking to an LLM: an OpenAI-compatible client with a persistent cache, the paper's prompts,
 and a bundled local server. No torch here: the backend imports this package."""
 
-from worker.llm.cache import LLMCache
-from worker.llm.client import (
+from core.llm.cache import LLMCache
+from core.llm.client import (
     ChatAnswer,
     LLMBadResponse,
     LLMClient,
