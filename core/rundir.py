@@ -1,0 +1,91 @@
+"""The run directory: every file name a run writes, and the loaders that read them back.
+
+A run is a directory ``<data_dir>/runs/<run id>/``. Arrays are safetensors, numbers and concepts
+JSON; nothing is pickled. The worker writes these files stage by stage; the database keeps the
+directory's path and the numbers (see :mod:`core.reports`), the backend reads the arrays it
+steers with through the numpy loaders here (no torch).
+
+Files, by the stage that writes them (docs/method.md §1 for what each holds):
+- prepare: ``dataset/``
+- train_recommender: ``recommender.safetensors`` + ``recommender.json``, ``recommender_report.json``
+- probe: ``probe.npz`` (cases + representations), ``vectors.safetensors`` (what steering needs)
+- train_sae: ``sae/cfg.json`` + ``sae/sae_weights.safetensors`` (SAELens), ``sae_report.json``
+- record: ``record.npz`` (TopK codes and the model's top-10 of every case)
+- evaluate: ``report.json`` (the paper's tables and figures)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load_file
+
+CONFIG = "config.json"
+DATASET_DIR = "dataset"
+RECOMMENDER_WEIGHTS = "recommender.safetensors"
+RECOMMENDER_CONFIG = "recommender.json"
+RECOMMENDER_REPORT = "recommender_report.json"
+PROBE = "probe.npz"
+VECTORS = "vectors.safetensors"
+SAE_DIR = "sae"
+SAE_CFG = "cfg.json"  # inside SAE_DIR (SAELens's name)
+SAE_WEIGHTS = "sae_weights.safetensors"  # inside SAE_DIR (SAELens's name)
+SAE_REPORT = "sae_report.json"
+RECORD = "record.npz"
+REPORT = "report.json"
+
+SAE_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec")
+VECTOR_TENSORS = ("item_embeddings", "user_vectors")
+
+
+class ArtifactError(RuntimeError):
+    """A run directory's file is missing or not what its writer wrote; says which and why."""
+
+
+def load_tensors(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named float32 arrays of a safetensors file, each checked present."""
+    if not path.is_file():
+        raise ArtifactError(f"missing artifact {path}")
+    arrays = load_file(str(path))
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ArtifactError(f"{path} lacks tensors {missing}; it has {sorted(arrays)}")
+    return {n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in names}
+
+
+def read_sae_cfg(sae_dir: Path) -> dict[str, Any]:
+    """The SAE's ``cfg.json`` (SAELens keys ``d_in``, ``d_sae``, ``k``, ``architecture``)."""
+    path = Path(sae_dir) / SAE_CFG
+    if not path.is_file():
+        raise ArtifactError(f"no SAE here: {path} is missing")
+    cfg: dict[str, Any] = json.loads(path.read_text())
+    missing = [key for key in ("d_in", "d_sae", "k") if key not in cfg]
+    if missing:
+        raise ArtifactError(f"{path} lacks {missing}: not a TopK SAE config")
+    if cfg.get("architecture", "topk") != "topk":
+        raise ArtifactError(f"{path} holds a {cfg['architecture']!r} SAE; only 'topk' is supported")
+    return cfg
+
+
+def load_sae_arrays(run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(cfg, {W_enc [d, n], b_enc [n], W_dec [n, d], b_dec [d]}) of a run's SAE, shapes checked."""
+    sae_dir = Path(run_dir) / SAE_DIR
+    cfg = read_sae_cfg(sae_dir)
+    arrays = load_tensors(sae_dir / SAE_WEIGHTS, SAE_TENSORS)
+    d, n = int(cfg["d_in"]), int(cfg["d_sae"])
+    expected = {"W_enc": (d, n), "b_enc": (n,), "W_dec": (n, d), "b_dec": (d,)}
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ArtifactError(
+                f"{sae_dir / SAE_WEIGHTS}: {name} has shape {arrays[name].shape}, cfg.json says "
+                f"{shape}"
+            )
+    return cfg, arrays
+
+
+def load_vectors(run_dir: Path) -> dict[str, np.ndarray]:
+    """{item_embeddings [I, d], user_vectors [U, d]}: what the probe left for steering."""
+    return load_tensors(Path(run_dir) / VECTORS, VECTOR_TENSORS)
