@@ -15,22 +15,24 @@ run / user / latent 404 (see :mod:`backend.steering` for the value ranges).
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from backend import urls
 from backend.deps import Context, RunDep, SessionDep, load_run, page
+from backend.routes.steer_models import (
+    JsonSafeValidationRoute,
+    SegmentSteerRequest,
+    SteerRequest,
+    edits_query,
+    parse_edits_query,
+    to_edits,
+)
 from backend.steering import (
-    MAX_EDITS,
     SCALE_MAX,
     SCALE_MIN,
     Edit,
@@ -44,99 +46,11 @@ from backend.steering import (
     engine_for_run,
 )
 from core.store import reads
-from core.store.schema import Run
+from core.store.schema import Latent, Run, User
 
+router = APIRouter(tags=["steering"], route_class=JsonSafeValidationRoute)
 
-class _JsonSafeValidationRoute(APIRoute):
-    """422s whose detail is always valid JSON.
-
-    A body like ``{"value": NaN}`` parses (Python's json accepts the literal) and pydantic
-    rejects it, but FastAPI's default 422 echoes the input back and then fails to encode NaN,
-    answering 500. Here each error keeps ``loc``, ``msg`` and ``type`` only.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                detail = [
-                    {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
-                    for e in exc.errors()
-                ]
-                return JSONResponse({"detail": detail}, status_code=422)
-
-        return route
-
-
-router = APIRouter(tags=["steering"], route_class=_JsonSafeValidationRoute)
-
-# A hard ceiling before the per-latent check (which needs the engine): anything beyond it is
-# nonsense whatever the latent, and rejecting it early keeps huge numbers out of the arithmetic.
-VALUE_HARD_LIMIT = 1e6
 HISTORY_SHOWN = 50  # most recent history items listed on the user page
-
-
-# --- request bodies ---------------------------------------------------------------------------
-
-
-class EditIn(BaseModel):
-    """One slider: ``value`` is a scale if the latent is active for the user, else an absolute
-    activation (ranges in :mod:`backend.steering`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    latent: int = Field(ge=0, description="latent index")
-    value: float = Field(allow_inf_nan=False, description="scale (active) or activation")
-
-    @field_validator("value")
-    @classmethod
-    def _bounded(cls, v: float) -> float:
-        if abs(v) > VALUE_HARD_LIMIT:
-            raise ValueError(f"value {v:g} is beyond ±{VALUE_HARD_LIMIT:g}")
-        return v
-
-
-def _unique(edits: list[EditIn]) -> None:
-    seen: set[int] = set()
-    for e in edits:
-        if e.latent in seen:
-            raise ValueError(f"latent {e.latent} is edited twice")
-        seen.add(e.latent)
-
-
-class SteerRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
-    mode: SteerMode = SteerMode.ERROR_PRESERVING
-
-    @model_validator(mode="after")
-    def _no_duplicates(self) -> SteerRequest:
-        _unique(self.edits)
-        return self
-
-
-class SegmentSteerRequest(BaseModel):
-    """Segment steering: every ``value`` is a scale in [-10, 10] (paper §8)."""
-
-    model_config = ConfigDict(extra="forbid")
-    edits: list[EditIn] = Field(min_length=1, max_length=MAX_EDITS)
-    mode: SteerMode = SteerMode.ERROR_PRESERVING
-    include_inactive: bool = Field(
-        False, description="also set the latent (value x its mean activation) where it is off"
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> SegmentSteerRequest:
-        _unique(self.edits)
-        for e in self.edits:
-            if not SCALE_MIN <= e.value <= SCALE_MAX:
-                raise ValueError(
-                    f"latent {e.latent}: segment values are scales in "
-                    f"[{SCALE_MIN:g}, {SCALE_MAX:g}], got {e.value:g}"
-                )
-        return self
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -144,38 +58,6 @@ class SegmentSteerRequest(BaseModel):
 
 def _engine(session: SessionDep, run: Run) -> SteeringEngine:
     return engine_for_run(session, run)
-
-
-def _edits(body: list[EditIn]) -> list[Edit]:
-    return [Edit(latent=e.latent, value=e.value) for e in body]
-
-
-def parse_edits_query(raw: str | None) -> list[Edit]:
-    """``"12:2.5,40:-1"`` -> edits; the URL form of the sliders. Raises 422 when malformed."""
-    if not raw:
-        return []
-    edits: list[Edit] = []
-    for part in raw.split(","):
-        latent_s, sep, value_s = part.partition(":")
-        try:
-            if not sep:
-                raise ValueError
-            latent, value = int(latent_s), float(value_s)
-        except ValueError:
-            raise HTTPException(
-                422, f"_edits must look like '12:2.5,40:-1' (latent:value), got {part!r}"
-            ) from None
-        if latent < 0 or not math.isfinite(value) or abs(value) > VALUE_HARD_LIMIT:
-            raise HTTPException(422, f"_edits: bad latent or value in {part!r}")
-        edits.append(Edit(latent, value))
-    if len(edits) > MAX_EDITS:
-        raise HTTPException(422, f"at most {MAX_EDITS} edits, got {len(edits)}")
-    return edits
-
-
-def edits_query(edits: list[Edit]) -> str:
-    """The inverse of :func:`parse_edits_query` (``%g`` keeps URLs short)."""
-    return ",".join(f"{e.latent}:{e.value:g}" for e in edits)
 
 
 def _steer(engine: SteeringEngine, user: int, edits: list[Edit], mode: SteerMode) -> SteerResult:
@@ -275,7 +157,9 @@ def segment_json(r: SegmentResult) -> dict[str, Any]:
     }
 
 
-def _slider(engine: SteeringEngine, latent: int, activation: float, value: float | None) -> dict:
+def _slider(
+    engine: SteeringEngine, latent: int, activation: float, value: float | None
+) -> dict[str, Any]:
     """One slider's range: scale for an active latent, absolute activation otherwise.
 
     The absolute range is 100 steps each side of 0 with a 3-significant-digit step (so 0, the
@@ -302,8 +186,8 @@ def _slider(engine: SteeringEngine, latent: int, activation: float, value: float
     }
 
 
-def _latent_row(session: SessionDep, run: Run, idx: int) -> dict[str, Any]:
-    lat = reads.get_latent(session, run.id, idx)
+def _latent_row(run: Run, idx: int, lat: Latent | None) -> dict[str, Any]:
+    """A slider's latent: its link and best concepts (None where the latent has no row)."""
     return {
         "latent": idx,
         "url": urls.latent(run.id, idx),
@@ -349,7 +233,7 @@ async def _engine_fast(request: Request, run_id: str) -> SteeringEngine:
 async def steer_user(run_id: str, idx: int, body: SteerRequest, request: Request) -> JSONResponse:
     """Rerank all items for user ``idx`` with the edits applied; top 10, diff, test-item rank."""
     engine = await _engine_fast(request, run_id)
-    result = _steer(engine, idx, _edits(body.edits), body.mode)
+    result = _steer(engine, idx, to_edits(body.edits), body.mode)
     return JSONResponse(result_json(engine, result))
 
 
@@ -358,7 +242,7 @@ def steer_segment(body: SegmentSteerRequest, run: RunDep, session: SessionDep) -
     """The same scales for every test-side user: NDCG@10 and concept presence before/after."""
     engine = _engine(session, run)
     try:
-        result = engine.steer_segment(_edits(body.edits), body.mode, body.include_inactive)
+        result = engine.steer_segment(to_edits(body.edits), body.mode, body.include_inactive)
     except UnknownLatentError as exc:
         raise HTTPException(404, str(exc)) from None
     except SteeringError as exc:
@@ -404,47 +288,32 @@ def search_latents(
 # --- the user page ----------------------------------------------------------------------------
 
 
-@page(router, "/runs/{run_id}/users/{idx}", "user.html", name="user")
-def user_page(
-    run: RunDep,
-    idx: int,
-    session: SessionDep,
-    edits_raw: Annotated[str | None, Query(alias="_edits")] = None,
-    mode: Annotated[SteerMode, Query(alias="_mode")] = SteerMode.ERROR_PRESERVING,
-    fragment: Annotated[str | None, Query(alias="_fragment")] = None,
-) -> Context:
-    """A user: history, the model's top 10, active latents with sliders, the steered list."""
-    engine = _engine(session, run)
-    edits = parse_edits_query(edits_raw)
-    result = _steer(engine, idx, edits, mode)
-    steer = result_json(engine, result)
-    ctx: Context = {
-        "run": {
-            "id": run.id,
-            "dataset": run.dataset,
-            "recommender": run.recommender,
-            "item_name": run.item_name,
-            "item_category": run.item_category,
-            "url": urls.run(run.id),
-        },
-        "user_idx": idx,
-        "mode": mode.value,
-        "edits": [{"latent": e.latent, "value": e.value} for e in edits],
-        "edits_query": edits_query(edits),
-        "steer": steer,
-        "api": {
-            "steer": f"/api/runs/{run.id}/users/{idx}/steer",
-            "search": f"/api/runs/{run.id}/steer/latents",
-            "segment": f"/api/runs/{run.id}/segment/steer",
-            "page": urls.user(run.id, idx),
-        },
-    }
-    if fragment not in (None, "", "0"):
-        return ctx  # the results block only: no history or latent rows needed
+def _sliders(
+    session: SessionDep, run: Run, engine: SteeringEngine, user: int, edits: list[Edit]
+) -> list[dict[str, Any]]:
+    """The user's active latents (strongest first), then the edited inactive ones, as sliders
+    with their latent's concepts (read in one query)."""
+    z = engine.encode(engine.user_vectors[user])
+    active = [int(i) for i in sorted(map(int, z.nonzero()[0]), key=lambda i: -z[i])]
+    edit_values = {e.latent: e.value for e in edits}
+    shown = [*active, *(e.latent for e in edits if e.latent not in set(active))]
+    latents = reads.latents_by_idx(session, run.id, shown)
+    sliders = []
+    for lat in shown:
+        act = float(z[lat])
+        sliders.append(
+            {
+                **_latent_row(run, lat, latents.get(lat)),
+                "activation": act,
+                "active": act > 0,
+                **_slider(engine, lat, act, edit_values.get(lat)),
+            }
+        )
+    return sliders
 
-    user = reads.get_user(session, run.id, idx)
-    if user is None:  # the engine knew it, so the database changed under us
-        raise HTTPException(404, f"run {run.id!r} has no user {idx}")
+
+def _user_json(session: SessionDep, run: Run, user: User) -> dict[str, Any]:
+    """The user's split: the most recent HISTORY_SHOWN history items, dev and test item."""
     shown = list(user.history)[-HISTORY_SHOWN:]
     items = reads.items_by_idx(session, run.id, [*shown, user.dev_item, user.test_item])
 
@@ -458,32 +327,56 @@ def user_page(
             "tags": list(it.tags) if it else [],
         }
 
-    z = engine.encode(engine.user_vectors[idx])
-    active = [int(i) for i in sorted(map(int, z.nonzero()[0]), key=lambda i: -z[i])]
-    edit_values = {e.latent: e.value for e in edits}
-    sliders = []
-    for lat in [*active, *(e.latent for e in edits if e.latent not in set(active))]:
-        act = float(z[lat])
-        sliders.append(
-            {
-                **_latent_row(session, run, lat),
-                "activation": act,
-                "active": act > 0,
-                **_slider(engine, lat, act, edit_values.get(lat)),
-            }
-        )
-    ctx.update(
-        {
-            "user": {
-                "idx": user.idx,
-                "external_id": user.external_id,
-                "side": user.side,
-                "history_length": len(user.history),
-                "history": [item_json(i) for i in reversed(shown)],  # most recent first
-                "dev_item": item_json(user.dev_item),
-                "test_item": item_json(user.test_item),
-            },
-            "sliders": sliders,
-        }
-    )
+    return {
+        "idx": user.idx,
+        "external_id": user.external_id,
+        "side": user.side,
+        "history_length": len(user.history),
+        "history": [item_json(i) for i in reversed(shown)],  # most recent first
+        "dev_item": item_json(user.dev_item),
+        "test_item": item_json(user.test_item),
+    }
+
+
+@page(router, "/runs/{run_id}/users/{idx}", "user.html", name="user")
+def user_page(
+    run: RunDep,
+    idx: int,
+    session: SessionDep,
+    edits_raw: Annotated[str | None, Query(alias="_edits")] = None,
+    mode: Annotated[SteerMode, Query(alias="_mode")] = SteerMode.ERROR_PRESERVING,
+    fragment: Annotated[str | None, Query(alias="_fragment")] = None,
+) -> Context:
+    """A user: history, the model's top 10, active latents with sliders, the steered list."""
+    engine = _engine(session, run)
+    edits = parse_edits_query(edits_raw)
+    result = _steer(engine, idx, edits, mode)
+    ctx: Context = {
+        "run": {
+            "id": run.id,
+            "dataset": run.dataset,
+            "recommender": run.recommender,
+            "item_name": run.item_name,
+            "item_category": run.item_category,
+            "url": urls.run(run.id),
+        },
+        "user_idx": idx,
+        "mode": mode.value,
+        "edits": [{"latent": e.latent, "value": e.value} for e in edits],
+        "edits_query": edits_query(edits),
+        "steer": result_json(engine, result),
+        "api": {
+            "steer": f"/api/runs/{run.id}/users/{idx}/steer",
+            "search": f"/api/runs/{run.id}/steer/latents",
+            "segment": f"/api/runs/{run.id}/segment/steer",
+            "page": urls.user(run.id, idx),
+        },
+    }
+    if fragment not in (None, "", "0"):
+        return ctx  # the results block only: no history or latent rows needed
+    user = reads.get_user(session, run.id, idx)
+    if user is None:  # the engine knew it, so the database changed under us
+        raise HTTPException(404, f"run {run.id!r} has no user {idx}")
+    ctx["user"] = _user_json(session, run, user)
+    ctx["sliders"] = _sliders(session, run, engine, idx, edits)
     return ctx

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -129,6 +129,15 @@ def get_latent(session: Session, run_id: str, idx: int) -> Latent | None:
     return session.get(Latent, (run_id, idx))
 
 
+def latents_by_idx(session: Session, run_id: str, idxs: Iterable[int]) -> dict[int, Latent]:
+    """Latents by index, in one query (the user page's sliders); absent indices are left out."""
+    wanted = sorted({int(i) for i in idxs})
+    if not wanted:
+        return {}
+    rows = session.scalars(select(Latent).where(Latent.run_id == run_id, Latent.idx.in_(wanted)))
+    return {latent.idx: latent for latent in rows}
+
+
 def latent_examples(session: Session, run_id: str, idx: int) -> list[Example]:
     """A latent's example cases, strongest activation first (group them by ``role``)."""
     return list(
@@ -243,6 +252,57 @@ def get_user(session: Session, run_id: str, idx: int) -> User | None:
     return session.get(User, (run_id, idx))
 
 
-def get_case(session: Session, run_id: str, user_idx: int) -> RecordedCase | None:
-    """A user's recorded test-position case (its k latents and the model's top 10)."""
-    return session.get(RecordedCase, (run_id, user_idx))
+
+# --- steering ----------------------------------------------------------------------------------
+
+
+class ItemText(NamedTuple):
+    idx: int
+    title: str
+    text: str  # the metadata text TF-IDF tokenised (title | genres | tags | text)
+
+
+class UserSplit(NamedTuple):
+    idx: int
+    history: list[int]  # train part, chronological
+    dev_item: int
+    test_item: int
+    side: str  # train / dev / test side of the split
+
+
+@dataclass(frozen=True)
+class SteeringRows:
+    """Everything steering needs from a run's rows, as plain data (no ORM objects)."""
+
+    items: list[ItemText]  # one per item row, in no particular order
+    users: list[UserSplit]  # one per user row, in no particular order
+    tfidf_concepts: list[tuple[int, str | None]]  # (latent idx, its TF-IDF concept)
+
+
+def steering_rows(session: Session, run_id: str) -> SteeringRows:
+    """The item texts, user splits and latent concepts of a run, in three queries.
+
+    Columns are selected explicitly (no ORM objects) so a 100k-item catalog loads in about a
+    second; the steering engine checks the indices against its arrays.
+    """
+    items = [
+        ItemText(idx, title, text or "")
+        for idx, title, text in session.execute(
+            select(Item.idx, Item.title, Item.text).where(Item.run_id == run_id)
+        )
+    ]
+    users = [
+        UserSplit(idx, [int(i) for i in history], dev_item, test_item, side)
+        for idx, history, dev_item, test_item, side in session.execute(
+            select(User.idx, User.history, User.dev_item, User.test_item, User.side).where(
+                User.run_id == run_id
+            )
+        )
+    ]
+    concepts = [
+        (idx, concept)
+        for idx, concept in session.execute(
+            select(Latent.idx, Latent.tfidf_concept).where(Latent.run_id == run_id)
+        )
+    ]
+    return SteeringRows(items=items, users=users, tfidf_concepts=concepts)

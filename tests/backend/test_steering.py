@@ -1,7 +1,7 @@
 """Steering: the engine's arithmetic against independent numpy, and the HTTP contract.
 
-The fixture run is synthetic (``benchmarks.steer.make_run``): tag directions are decoder rows,
-so latent t's concept (tag t) is what its direction promotes.
+The fixture run is synthetic (``tests.backend.synthetic_run.make_run``): tag directions are
+decoder rows, so latent t's concept (tag t) is what its direction promotes.
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ from backend.steering import (
     SteerMode,
     UnknownLatentError,
     UnknownUserError,
+    build_run_text,
     clear_cache,
     engine_for_run,
 )
-from benchmarks.steer import SyntheticRun, make_run
+from core import rundir
+from core.rundir import ArtifactError
 from core.settings import Settings
 from core.store import migrate
 from core.store.engine import session_factory
+from core.store.reads import ItemText, SteeringRows, UserSplit
 from core.store.schema import Run
+from core.text import item_token_sets
+from tests.backend.synthetic_run import SyntheticRun, make_run
 
 RUN = "steer-test"
 
@@ -72,8 +77,8 @@ def arrays(built: tuple[Settings, SyntheticRun]) -> dict[str, np.ndarray]:
     """The artifacts read back independently of the engine."""
     art = built[1].artifact_dir
     return {
-        **load_file(str(art / "sae" / "sae_weights.safetensors")),
-        **load_file(str(art / "vectors.safetensors")),
+        **load_file(str(art / rundir.SAE_DIR / rundir.SAE_WEIGHTS)),
+        **load_file(str(art / rundir.VECTORS)),
     }
 
 
@@ -211,6 +216,32 @@ def test_concept_mask_matches_tokens_case_insensitively(engine: SteeringEngine) 
     assert items.any()
     np.testing.assert_array_equal(items, engine.concept_mask("adventure"))
     assert not engine.concept_mask("advent").any()  # whole tokens only
+
+
+def test_concept_presence_is_what_tfidf_verification_counts() -> None:
+    """Accents and hyphens: presence uses core.text.analyze over Item.text, as verification does
+    (the old ``[a-z0-9]+`` matcher split "sci-fi" into "sci" + "fi" and "amélie" into "am" +
+    "lie", so it counted "Sci Fi Nights" and "I Am the Lie" as carrying those concepts)."""
+    texts = [
+        "Alien | Horror, Sci-Fi",
+        "Sci Fi Nights | Comedy",
+        "Amélie | Comedy, Romance",
+        "I Am the Lie | Drama",
+        "Film-Noir Nights | Film-Noir",
+    ]
+    rows = SteeringRows(
+        items=[ItemText(i, t.split(" | ")[0], t) for i, t in enumerate(texts)],
+        users=[UserSplit(0, [0], 1, 2, "test")],
+        tfidf_concepts=[(0, "sci-fi"), (1, "amelie")],
+    )
+    text = build_run_text("accents", rows, n_items=len(texts), n_users=1, n_latents=2)
+    tokens = item_token_sets(texts)
+    for concept in ("sci-fi", "amelie", "film-noir", "comedy"):
+        verified = [concept in item for item in tokens]  # verify_term's test, item by item
+        assert text.concept_mask(concept).tolist() == verified, concept
+    assert text.concept_mask("sci-fi").tolist() == [True, False, False, False, False]
+    assert text.concept_mask("Amélie").tolist() == [False, False, True, False, False]
+    assert not text.concept_mask("the").any()  # a stop word names nothing
 
 
 def test_diff_lists_entered_left_and_moved(engine: SteeringEngine) -> None:
@@ -424,7 +455,5 @@ def test_engine_is_loaded_once(
 
 
 def test_missing_artifacts_are_loud(tmp_path: Path, engine: SteeringEngine) -> None:
-    from backend.steering import ArtifactError
-
     with pytest.raises(ArtifactError, match="cfg.json"):
         SteeringEngine.from_artifacts("x", tmp_path, engine.text)

@@ -1,7 +1,7 @@
 """Live steering in a real browser: uvicorn subprocess + Debian chromium.
 
 The factory run of ``conftest.live_settings`` has no artifacts, so this module serves its own
-synthetic run (``benchmarks.steer.make_run``) on its own server.
+synthetic run (``tests.backend.synthetic_run.make_run``) on its own server.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 
 from backend.serve import background_server
-from benchmarks.steer import make_run
 from core.settings import Settings
 from core.store import migrate
 from core.store.engine import session_factory
+from tests.backend.synthetic_run import make_run
 from tests.e2e.conftest import guarded_page
 
 pytestmark = pytest.mark.browser
