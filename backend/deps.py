@@ -1,7 +1,7 @@
 """Typed dependencies and the page/JSON-twin machinery every route shares.
 
-``SessionDep`` gives a request its own session; ``RunDep`` / ``LatentDep`` / ``ItemDep`` /
-``UserDep`` load a row or answer 404 with a message naming what does not exist (and what does),
+``SessionDep`` gives a request its own session; ``RunDep`` / ``LatentDep`` / ``ItemDep`` load a
+row or answer 404 with a message naming what does not exist (and what does),
 so a mistyped URL tells the user what to fix. :func:`page` registers a page and its JSON twin
 from ONE context function, so the two can never drift apart.
 """
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from backend import urls
 from core.settings import REPO_ROOT, Settings
 from core.store import reads
-from core.store.schema import Item, Latent, Run, User
+from core.store.schema import Item, Latent, Run
 
 TEMPLATES_DIR = REPO_ROOT / "frontend" / "templates"
 STATIC_DIR = REPO_ROOT / "frontend" / "static"
@@ -86,18 +86,8 @@ def load_item(run: RunDep, idx: int, session: SessionDep) -> Item:
     return item
 
 
-def load_user(run: RunDep, idx: int, session: SessionDep) -> User:
-    user = reads.get_user(session, run.id, idx)
-    if user is None:
-        raise HTTPException(
-            404, f"run {run.id!r} has no user {idx}; {_range_hint(run.n_users, 'users')}"
-        )
-    return user
-
-
 LatentDep = Annotated[Latent, Depends(load_latent)]
 ItemDep = Annotated[Item, Depends(load_item)]
-UserDep = Annotated[User, Depends(load_user)]
 
 
 # --- templates ---------------------------------------------------------------------------------

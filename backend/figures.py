@@ -11,6 +11,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from core.reports import VERIFIED_CONFIDENCE
 from core.store.schema import Latent
 
 Figure = dict[str, Any]
@@ -144,8 +145,8 @@ def confidence_bars(figure2: dict[str, Any]) -> Figure | None:
         "type": "line",
         "xref": "x",
         "yref": "paper",
-        "x0": 0.8,
-        "x1": 0.8,
+        "x0": VERIFIED_CONFIDENCE,
+        "x1": VERIFIED_CONFIDENCE,
         "y0": 0,
         "y1": 1,
         "line": {"dash": "dot", "width": 1, "color": "#8c959f"},
@@ -153,7 +154,7 @@ def confidence_bars(figure2: dict[str, Any]) -> Figure | None:
     fig = go.Figure(
         traces,
         layout=_layout(
-            "confidence (dotted: 0.8, verified)",
+            f"confidence (dotted: {VERIFIED_CONFIDENCE:g}, verified)",
             "latents",
             height=280,
             barmode="group",

@@ -150,7 +150,7 @@ def for_recommender(recommender: str) -> dict[str, Any]:
     ``values`` is then None and ``note`` says so).
     """
     model = recommender.lower()
-    tables = {
+    tables: dict[str, dict[str, Any]] = {
         "table3": TABLE3,
         "table4": TABLE4,
         "table6": TABLE6,

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from backend import urls
 from backend.deps import Context, ItemDep, RunDep, SessionDep, page
-from backend.routes.runs import run_summary
+from backend.report import run_summary
 from core.store import reads
 
 router = APIRouter(tags=["items"])

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from backend import figures, urls
 from backend.deps import Context, LatentDep, RunDep, SessionDep, page
-from backend.routes.runs import run_summary
+from backend.report import run_summary
 from core.store import reads
 from core.store.reads import ROLE_ORDER, ConceptMethod, LatentSort, SortOrder
 from core.store.schema import Concept, Item, Latent
@@ -144,7 +144,7 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
     def decoder_items(rows: list[Any]) -> list[dict[str, Any]]:
         return [{**_item_ref(run.id, int(i), items), "score": s} for i, s in rows]
 
-    best = {
+    best: dict[str, dict[str, Any]] = {
         "tfidf": {"text": latent.tfidf_concept, "confidence": latent.tfidf_confidence},
         "llm": {"text": latent.llm_concept, "confidence": latent.llm_confidence},
     }

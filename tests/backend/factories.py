@@ -13,6 +13,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.reports import (
+    ConceptCounts,
+    Interval,
+    PaperReport,
+    RecommenderReport,
+    RunMetrics,
+    SAEReport,
+)
 from core.store.writes import publish_run
 
 CONCEPTS = ["horror", "comedy", "romance", "sci-fi", "animation"]
@@ -27,8 +35,8 @@ def llm_confidence(i: int) -> float | None:
     return None if i % 2 else round(1 - (i % 5) / 5, 2)
 
 
-def _ci(mean: float) -> dict[str, float]:
-    return {"mean": mean, "lo": round(mean - 0.01, 4), "hi": round(mean + 0.01, 4)}
+def _ci(mean: float) -> Interval:
+    return Interval(mean=mean, lo=round(mean - 0.01, 4), hi=round(mean + 0.01, 4))
 
 
 def fixture_rows(
@@ -54,24 +62,24 @@ def fixture_rows(
         "item_category": "movies",
         "item_name": "movie",
         "config": {"sae": {"k": k, "n_latents": n_latents, "seed": 0}, "recommender": {"emb": 64}},
-        "metrics": {  # the worker's shape (worker/stages.py), trimmed
-            "recommender": {
-                "test_ci": {"ndcg@10": _ci(0.0540), "hr@10": _ci(0.1032)},
-                "mostpop_test_ci": {"ndcg@10": _ci(0.0235), "hr@10": _ci(0.0449)},
-            },
-            "sae": {"fvu_test": 0.19, "pca_fvu_test": 0.42, "dead_fraction": 0.13, "l0": k},
-            "report": {
-                "table4": {"sae": {"latents_verified": 3, "concepts_verified": 3}},
-                "table4_llm": {"sae": {"latents_verified": 2, "concepts_verified": 2}},
-                "table7": {
+        "metrics": RunMetrics(  # the worker's shape (core.reports), trimmed
+            recommender=RecommenderReport(
+                test_ci={"ndcg@10": _ci(0.0540), "hr@10": _ci(0.1032)},
+                mostpop_test_ci={"ndcg@10": _ci(0.0235), "hr@10": _ci(0.0449)},
+            ),
+            sae=SAEReport(fvu_test=0.19, pca_fvu_test=0.42, dead_fraction=0.13, l0=k),
+            report=PaperReport(
+                table4={"sae": ConceptCounts(latents_verified=3, concepts_verified=3)},
+                table4_llm={"sae": ConceptCounts(latents_verified=2, concepts_verified=2)},
+                table7={
                     "mostpop": {"ndcg@10": _ci(0.0235), "hr@10": _ci(0.0449)},
                     "base": {"ndcg@10": _ci(0.0540), "hr@10": _ci(0.1032)},
                     "sae": {"ndcg@10": _ci(0.0486), "hr@10": _ci(0.0998)},
                     "random_sae": {"ndcg@10": _ci(0.0301), "hr@10": _ci(0.0611)},
                 },
-            },
-            "tuning": {"related": {"-10": 0.038, "1": 0.357, "10": 0.475}},  # an unknown key
-        },
+            ),
+            tuning={"related": {"-10": 0.038, "1": 0.357, "10": 0.475}},  # a key no model names
+        ).to_json(),
     }
     items = [
         {

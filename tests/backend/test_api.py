@@ -38,7 +38,7 @@ def test_run_json_turns_nested_metrics_into_tables(client: TestClient) -> None:
 
 
 def test_metric_tables_handle_any_nesting() -> None:
-    from backend.routes.runs import metric_tables
+    from backend.report import metric_tables
 
     tables = metric_tables(
         {"a": 1, "ci": [0.1, 0.2], "long": list(range(100)), "x": {"y": {"p": 1}, "z": {"p": 2}}},

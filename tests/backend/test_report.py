@@ -17,7 +17,23 @@ from fastapi.testclient import TestClient
 from backend import paper
 from backend.app import create_app
 from backend.deps import fmt, pct
-from backend.routes.runs import leftover
+from backend.report import leftover
+from core.reports import (
+    ConceptCounts,
+    ConfidenceHistogram,
+    CoverageSubset,
+    DenseAEReport,
+    FeatureCoverage,
+    HitRatioByLevel,
+    Interval,
+    PaperReport,
+    RecommenderReport,
+    RunMetrics,
+    SAEReport,
+    Similarity,
+    SweepRow,
+    TuningSummary,
+)
 from core.store import migrate
 from core.store.engine import session_factory
 from core.store.writes import publish_run
@@ -28,16 +44,100 @@ HTML = {"accept": "text/html"}
 LEVELS = list(range(1, 11))
 
 
-def ci(mean: float, half: float = 0.005) -> dict[str, float]:
-    return {"mean": mean, "lo": mean - half, "hi": mean + half}
+def ci(mean: float, half: float = 0.005) -> Interval:
+    return Interval(mean=mean, lo=mean - half, hi=mean + half)
 
 
-def ranking_row(n10: float, h10: float, n20: float, h20: float) -> dict[str, Any]:
+def ranking_row(n10: float, h10: float, n20: float, h20: float) -> dict[str, Interval]:
     return {"ndcg@10": ci(n10), "hr@10": ci(h10), "ndcg@20": ci(n20), "hr@20": ci(h20)}
 
 
+def _counts(verified: int, concepts: int, all_: int, concepts_all: int) -> ConceptCounts:
+    return ConceptCounts(
+        latents_verified=verified,
+        concepts_verified=concepts,
+        latents_all=all_,
+        concepts_all=concepts_all,
+    )
+
+
+def _paper_report(table7: dict[str, dict[str, Interval]]) -> PaperReport:
+    """report.json of a SASRec run (NaN where the worker computed nothing, as it may write)."""
+    edges = [i / 10 for i in range(11)]
+    return PaperReport(
+        table3={
+            "sae": Similarity(intra=0.6123, inter=0.1789, n_latents=37),
+            "base": Similarity(intra=math.nan, inter=None, n_latents=0),
+        },
+        table4={"sae": _counts(37, 21, 911, 301), "base": _counts(0, 0, 64, 33)},
+        table4_llm={"sae": _counts(95, 77, 1000, 640), "base": _counts(3, 3, 64, 60)},
+        figure2={
+            "sae": ConfidenceHistogram(
+                edges=edges, counts=[0, 1, 2, 3, 5, 8, 13, 21, 34, 55], n_unverified=113
+            ),
+            "base": ConfidenceHistogram(
+                edges=edges, counts=[0, 0, 1, 4, 9, 30, 15, 5, 0, 0], n_unverified=0
+            ),
+        },
+        figure5={
+            "sae_levels": HitRatioByLevel(
+                levels=LEVELS, n=[10] * 10, hit_ratio=[i / 20 for i in LEVELS], global_rate=0.0377
+            ),
+            "sae_pooled_levels": HitRatioByLevel(
+                levels=LEVELS,
+                n=[10] * 10,
+                hit_ratio=[None] * 5 + [i / 25 for i in range(5)],
+                global_rate=0.0377,
+            ),
+            "base_levels": HitRatioByLevel(
+                levels=LEVELS, n=[10] * 10, hit_ratio=[math.nan] * 10, global_rate=math.nan
+            ),
+            "base_pooled_levels": HitRatioByLevel(
+                levels=LEVELS, n=[10] * 10, hit_ratio=[None] * 10, global_rate=None
+            ),
+        },
+        table6={
+            "genres": FeatureCoverage(
+                all=CoverageSubset(
+                    n_features=19, n_covered=12, coverage=12 / 19, covered=["horror", "western"]
+                ),
+                single_term=CoverageSubset(
+                    n_features=18, n_covered=11, coverage=11 / 18, covered=["horror"]
+                ),
+                no_token=[],
+            ),
+            "tags": FeatureCoverage(
+                all=CoverageSubset(n_features=1161, n_covered=0, coverage=0.0, covered=[]),
+                single_term=CoverageSubset(n_features=656, n_covered=0, coverage=0.0, covered=[]),
+                no_token=["l.a.", "made me cry"],
+            ),
+        },
+        table7=table7,
+        table8=TuningSummary(
+            scales=[-10, -5, -1, 0, 1, 5, 10],
+            related=[0.051, 0.1, 0.2, 0.3, 0.402, 0.5, 0.533],
+            other=[0.021, 0.022, 0.023, 0.024, 0.026, 0.027, 0.028],
+            n_latents=29,
+            mode="replace",
+        ),
+        sweep=[
+            SweepRow(
+                scale=s,
+                k=k,
+                n_latents=64 * s,
+                fvu_test=0.5 / k + 0.01 * s,
+                pca_fvu_test=0.6 / k,
+                dead_fraction=0.01 * s,
+            )
+            for s in (8, 16, 32)
+            for k in (4, 8, 16)
+        ],
+        table9_new={"widgets": 4242},  # a table a later stage adds
+    )
+
+
 def real_metrics() -> dict[str, Any]:
-    """Run.metrics as worker/stages.py publishes it (a SASRec run, with a sweep and Table 8)."""
+    """Run.metrics as the worker publishes it (core.reports; a SASRec run, a sweep, Table 8)."""
     table7 = {
         "mostpop": ranking_row(0.02347, 0.04493, 0.03138, 0.07654),
         "base": ranking_row(0.05412, 0.10317, 0.06755, 0.15642),
@@ -45,146 +145,46 @@ def real_metrics() -> dict[str, Any]:
         "random_sae": ranking_row(0.03011, 0.06112, 0.04001, 0.09333),
         "ae": ranking_row(0.02953, 0.06156, 0.04421, 0.11981),
     }
-    levels = {"levels": LEVELS, "n": [10] * 10}
-    return {
-        "dataset": {"users": 601, "items": 1955, "interactions": 41227, "kcore_rounds": 4},
-        "recommender": {
-            "name": "sasrec",
-            "test": {k: v["mean"] for k, v in table7["base"].items()},
-            "test_ci": table7["base"],
-            "mostpop_test_ci": table7["mostpop"],
-            "dev": {"ndcg@10": 0.0612},
-            "best_epoch": 91,
-            "epochs_run": 100,
-            "train_seconds": 321.5,
-            "config": {"emb": 64, "layers": 1},
-        },
-        "sae": {
-            "fvu_train": 0.1234,
-            "fvu_dev": 0.1876,
-            "fvu_test": 0.1911,
-            "pca_fvu_test": 0.4217,
-            "random_sae_fvu_test": 0.8365,
-            "ae_fvu_test": 0.5123,
-            "ae": {"fvu_train": 0.5011, "fvu_dev": 0.5077, "best_epoch": 900, "epochs": 950},
-            "dead_fraction": 0.1328125,
-            "l0": 8.0,
-            "n_latents": 1024,
-            "vectors_per_second": 25123.4,
-            "train_seconds": 12.5,
-            "best_epoch": 40,
-            "epochs": 70,
-            "steps": 9999,  # a key the report does not know: shown at the bottom
-            "config": {"scale": 16, "k": 8, "seed": 0},
-            "ranking": table7,
-        },
-        "report": {
-            "table3": {
-                "sae": {"intra": 0.6123, "inter": 0.1789, "n_latents": 37},
-                "base": {"intra": math.nan, "inter": None, "n_latents": 0},
-            },
-            "table4": {
-                "sae": {
-                    "latents_verified": 37,
-                    "concepts_verified": 21,
-                    "latents_all": 911,
-                    "concepts_all": 301,
-                },
-                "base": {
-                    "latents_verified": 0,
-                    "concepts_verified": 0,
-                    "latents_all": 64,
-                    "concepts_all": 33,
-                },
-            },
-            "table4_llm": {
-                "sae": {
-                    "latents_verified": 95,
-                    "concepts_verified": 77,
-                    "latents_all": 1000,
-                    "concepts_all": 640,
-                },
-                "base": {
-                    "latents_verified": 3,
-                    "concepts_verified": 3,
-                    "latents_all": 64,
-                    "concepts_all": 60,
-                },
-            },
-            "figure2": {
-                "sae": {
-                    "edges": [i / 10 for i in range(11)],
-                    "counts": [0, 1, 2, 3, 5, 8, 13, 21, 34, 55],
-                    "n_unverified": 113,
-                },
-                "base": {
-                    "edges": [i / 10 for i in range(11)],
-                    "counts": [0, 0, 1, 4, 9, 30, 15, 5, 0, 0],
-                    "n_unverified": 0,
-                },
-            },
-            "figure5": {
-                "sae_levels": {**levels, "hit_ratio": [i / 20 for i in LEVELS], "global": 0.0377},
-                "sae_pooled_levels": {
-                    **levels,
-                    "hit_ratio": [None] * 5 + [i / 25 for i in range(5)],
-                    "global": 0.0377,
-                },
-                "base_levels": {**levels, "hit_ratio": [math.nan] * 10, "global": math.nan},
-                "base_pooled_levels": {**levels, "hit_ratio": [None] * 10, "global": None},
-            },
-            "table6": {
-                "genres": {
-                    "all": {
-                        "n_features": 19,
-                        "n_covered": 12,
-                        "coverage": 12 / 19,
-                        "covered": ["horror", "western"],
-                    },
-                    "single_term": {
-                        "n_features": 18,
-                        "n_covered": 11,
-                        "coverage": 11 / 18,
-                        "covered": ["horror"],
-                    },
-                    "no_token": [],
-                },
-                "tags": {
-                    "all": {"n_features": 1161, "n_covered": 0, "coverage": 0.0, "covered": []},
-                    "single_term": {
-                        "n_features": 656,
-                        "n_covered": 0,
-                        "coverage": 0.0,
-                        "covered": [],
-                    },
-                    "no_token": ["l.a.", "made me cry"],
-                },
-            },
-            "table7": table7,
-            "table8": {
-                "scales": [-10, -5, -1, 0, 1, 5, 10],
-                "related": [0.051, 0.1, 0.2, 0.3, 0.402, 0.5, 0.533],
-                "other": [0.021, 0.022, 0.023, 0.024, 0.026, 0.027, 0.028],
-                "n_latents": 29,
-                "mode": "replace",
-            },
-            "sweep": [
-                {
-                    "scale": s,
-                    "k": k,
-                    "n_latents": 64 * s,
-                    "fvu_test": 0.5 / k + 0.01 * s,
-                    "pca_fvu_test": 0.6 / k,
-                    "dead_fraction": 0.01 * s,
-                }
-                for s in (8, 16, 32)
-                for k in (4, 8, 16)
-            ],
-            "table9_new": {"widgets": 4242},  # a table a later stage adds
-        },
-        "timings": {"prepare": 1.5, "train_recommender": 300.25, "evaluate": 2.25},
-        "probe_extra": {"positions": 17},  # an unknown top-level section
-    }
+    metrics = RunMetrics(
+        dataset={"users": 601, "items": 1955, "interactions": 41227, "kcore_rounds": 4},
+        recommender=RecommenderReport(
+            name="sasrec",
+            test={k: v.mean for k, v in table7["base"].items()},
+            test_ci=table7["base"],
+            mostpop_test_ci=table7["mostpop"],
+            dev={"ndcg@10": 0.0612},
+            best_epoch=91,
+            epochs_run=100,
+            train_seconds=321.5,
+            config={"emb": 64, "layers": 1},
+        ),
+        sae=SAEReport(
+            fvu_train=0.1234,
+            fvu_dev=0.1876,
+            fvu_test=0.1911,
+            pca_fvu_test=0.4217,
+            random_sae_fvu_test=0.8365,
+            ae_fvu_test=0.5123,
+            ae=DenseAEReport(fvu_train=0.5011, fvu_dev=0.5077, best_epoch=900, epochs=950),
+            dead_fraction=0.1328125,
+            l0=8.0,
+            n_latents=1024,
+            vectors_per_second=25123.4,
+            train_seconds=12.5,
+            best_epoch=40,
+            epochs=70,
+            steps=9999,  # a field no report table shows: shown at the bottom
+            config={"scale": 16, "k": 8, "seed": 0},
+            ranking=table7,
+        ),
+        report=_paper_report(table7),
+        timings={"prepare": 1.5, "train_recommender": 300.25, "evaluate": 2.25},
+        probe_extra={"positions": 17},  # an unknown top-level section
+    ).to_json()
+    # A publisher that let a NaN through (JSON columns may hold one): the page must cope.
+    metrics["report"]["table3"]["base"]["intra"] = math.nan
+    metrics["report"]["figure5"]["base_levels"]["hit_ratio"] = [math.nan] * 10
+    return metrics
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +373,7 @@ def test_paper_numbers_are_per_model_and_never_borrowed_silently() -> None:
 
 
 def test_leftover_keeps_only_what_the_report_does_not_show() -> None:
-    m = real_metrics()
+    m = RunMetrics.from_column(real_metrics())
     assert leftover(m) == {
         "sae": {"steps": 9999},
         "report": {"table9_new": {"widgets": 4242}},

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -141,6 +141,35 @@ def test_examples_concepts_and_items(session: Session) -> None:
     items = reads.items_by_idx(session, "fixture", [1, 1, 5, 999])
     assert sorted(items) == [1, 5] and items[5].title == "Movie 05"
     assert reads.items_by_idx(session, "fixture", []) == {}
+
+
+def test_latents_by_idx_is_one_query_for_many(session: Session) -> None:
+    statements: list[str] = []
+    engine = session.get_bind()
+    listen = "before_cursor_execute"
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, listen, count)
+    try:
+        found = reads.latents_by_idx(session, "fixture", [5, 1, 5, 999])
+    finally:
+        event.remove(engine, listen, count)
+    assert len(statements) == 1
+    assert sorted(found) == [1, 5] and found[5].tfidf_confidence == tfidf_confidence(5)
+    assert reads.latents_by_idx(session, "fixture", []) == {}
+
+
+def test_steering_rows_are_plain_data(session: Session) -> None:
+    rows = reads.steering_rows(session, "fixture")
+    expected = fixture_rows()
+    assert sorted(rows.items) == [
+        reads.ItemText(i["idx"], i["title"], i["text"]) for i in expected["items"]
+    ]
+    (user,) = [u for u in rows.users if u.idx == 3]
+    assert user == reads.UserSplit(3, [3, 4, 5, 6, 7], 8, 9, "test")
+    assert dict(rows.tfidf_concepts)[3] is None and dict(rows.tfidf_concepts)[0] == "horror"
 
 
 def test_failed_publish_keeps_previous_version(fresh_sessions: sessionmaker[Session]) -> None:
