@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from core.reports import VERIFIED_CONFIDENCE  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv  # noqa: E402
 from worker.pipeline import STAGES, RunConfig, run_pipeline  # noqa: E402
@@ -57,16 +57,21 @@ def main() -> None:
             recommender_overrides={"epochs": 30},
         )  # fmt: skip
         run = run_pipeline(config, settings=settings, stages=STAGES[:-1])  # no DB needed
-        with open(run.dir / "interpretation.pkl", "rb") as f:
-            concepts = pickle.load(f)["sae"]["concepts"]
-        verified = {c.text for c in concepts if c.confidence is not None and c.confidence >= 0.8}
+        concepts = run.interpretation.sae.concepts
+        verified = {
+            c.text
+            for c in concepts
+            if c.confidence is not None and c.confidence >= VERIFIED_CONFIDENCE
+        }
         found = planted & verified
         rows[model] = {
             "planted": len(planted),
             "recovered": len(found),
             "fraction": len(found) / len(planted),
             "verified_latents": sum(
-                1 for c in concepts if c.confidence is not None and c.confidence >= 0.8
+                1
+                for c in concepts
+                if c.confidence is not None and c.confidence >= VERIFIED_CONFIDENCE
             ),
             "n_latents": len(concepts),
             "missing": sorted(planted - verified),

@@ -6,13 +6,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from core.llm.client import LLMError
+from core.rundir import ArtifactError
 from core.settings import Settings
+from worker.data.readers import READERS, DataFormatError
+from worker.errors import ConfigError
 from worker.pipeline import DEMO_DATA, STAGES, RunConfig, run_pipeline
+from worker.recommenders import REGISTRY
 
 app = typer.Typer(
     help="RecSAE Explorer: interpret and steer recommenders with TopK sparse autoencoders.",
@@ -23,14 +29,14 @@ app = typer.Typer(
 DEMO_MODELS = ("bprmf", "sasrec")
 DEMO_LLM_LATENTS = 6  # LLM concepts per demo model on the bundled SmolLM2: ~2 min each here
 
+# The models a run probes (MostPop is the floor every run is compared with, not one of them).
+PROBED_MODELS = sorted(name for name, cls in REGISTRY.items() if cls.probed)
 Recommender = Annotated[
-    str, typer.Option("--recommender", "-r", help="bprmf, lightgcn, sasrec or timirec.")
+    str, typer.Option("--recommender", "-r", help=f"One of: {', '.join(PROBED_MODELS)}.")
 ]
 Format = Annotated[
     str,
-    typer.Option(
-        "--format", help="movielens-latest, ml-100k, ml-1m, rechorus or generic (a local path)."
-    ),
+    typer.Option("--format", help=f"One of: {', '.join(sorted(READERS))} (a local path)."),
 ]
 DataPath = Annotated[Path, typer.Option("--data", help="Directory of the dataset, in --format.")]
 Name = Annotated[str, typer.Option("--name", help="Dataset name used in run ids.")]
@@ -81,8 +87,6 @@ def _config(
     llm_latents: int = 0,
     llm_local: bool = False,
 ) -> RunConfig:
-    from worker.recommenders import REGISTRY
-
     if recommender not in REGISTRY:
         raise typer.BadParameter(
             f"unknown recommender {recommender!r}; choose one of {sorted(REGISTRY)}",
@@ -151,14 +155,12 @@ def run(
     _run_or_explain(lambda: run_pipeline(config, stages=stages, force=force))
 
 
-def _run_or_explain(fn) -> None:  # type: ignore[no-untyped-def]
-    """Run ``fn``; errors a user can fix (bad data, no LLM, missing files) print one line."""
-    from core.llm.client import LLMError
-    from worker.data.readers import DataFormatError
-
+def _run_or_explain(fn: Callable[[], object]) -> None:
+    """Run ``fn``; errors a user can fix (bad data, no LLM, a missing file, an unknown name or
+    config field) print one line. Anything else is a bug and keeps its traceback."""
     try:
         fn()
-    except (DataFormatError, LLMError, FileNotFoundError, KeyError) as err:
+    except (DataFormatError, LLMError, ConfigError, ArtifactError, FileNotFoundError) as err:
         typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from err
 

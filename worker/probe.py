@@ -175,3 +175,8 @@ def evaluate(model: Recommender, dataset: Dataset, side: int, batch_size: int = 
     """[n_users] ranks of every user's dev or test target (leave-one-out, full ranking)."""
     cases = leave_one_out_cases(dataset, side)
     return rank_targets(model, probe(model, dataset, cases, batch_size), dataset, cases)
+
+
+def user_vector_cases(dataset: Dataset) -> Cases:
+    """Each user at the test position: the vector the explorer shows and steers."""
+    return leave_one_out_cases(dataset, TEST)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from tqdm.auto import tqdm
 
+from core.jsonsafe import jsonable
 from core.llm.client import ChatAnswer, LLMClient, Message
 from core.llm.prompts import (
     EXPLANATION_NUDGE,
@@ -49,7 +50,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-VERIFIED, TOO_RARE, UNPARSEABLE = "verified", "too_rare", "unparseable"
+# A concept's status (not to confuse with core.reports.VERIFIED_CONFIDENCE, the 0.8 threshold).
+STATUS_VERIFIED, STATUS_TOO_RARE, STATUS_UNPARSEABLE = "verified", "too_rare", "unparseable"
 RawCase = tuple[Sequence[int], int, int]  # (history item ids, predicted item id, level 0-10)
 
 
@@ -147,6 +149,15 @@ class LLMConcept:
             "details": self.details,
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """This concept as JSON (``llm_concepts.json`` in the run directory)."""
+        return jsonable(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LLMConcept:
+        """The inverse of :meth:`to_json`."""
+        return cls(**data)
+
 
 def equation4(
     positive_levels: Sequence[int | None], negative_levels: Sequence[int | None], threshold: int
@@ -241,7 +252,7 @@ async def aexplain_and_verify(
             f"no parseable explanation of its own after {explained.requests} answer(s) "
             "(empty, malformed, or a copy of the one-shot example's)"
         )
-        return LLMConcept(latent.latent_id, "", None, UNPARSEABLE, model, details)
+        return LLMConcept(latent.latent_id, "", None, STATUS_UNPARSEABLE, model, details)
     text: str = explained.value
     too_rare = latent.too_rare if latent.too_rare is not None else len(latent.verification) < n
     if too_rare or not latent.verification:
@@ -249,7 +260,7 @@ async def aexplain_and_verify(
             f"{len(latent.verification)} active verification case(s), fewer than N: "
             "too rare to verify (never verified on construction cases)"
         )
-        return LLMConcept(latent.latent_id, text, None, TOO_RARE, model, details)
+        return LLMConcept(latent.latent_id, text, None, STATUS_TOO_RARE, model, details)
 
     roles = [("verification", c) for c in latent.verification[:n]]
     roles += [("random", c) for c in latent.random[:n]]
@@ -290,9 +301,9 @@ async def aexplain_and_verify(
             f"only {n_parseable} of {len(asked)} verification answers were an integer 0-10 "
             f"(need {config.min_parseable_fraction:.0%})"
         )
-        return LLMConcept(latent.latent_id, text, None, UNPARSEABLE, model, details)
+        return LLMConcept(latent.latent_id, text, None, STATUS_UNPARSEABLE, model, details)
     confidence = equation4(pos, neg, config.threshold)
-    return LLMConcept(latent.latent_id, text, confidence, VERIFIED, model, details)
+    return LLMConcept(latent.latent_id, text, confidence, STATUS_VERIFIED, model, details)
 
 
 def explain_and_verify(

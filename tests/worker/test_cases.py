@@ -6,7 +6,7 @@ import numpy as np
 
 from worker.cases import DEV, TEST, TRAIN, build_cases
 from worker.data.dataset import Dataset
-from worker.stages import auto_scale
+from worker.stages.train_sae import auto_scale
 
 
 def _dataset(lengths: list[int]) -> Dataset:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.rundir import DATASET_ARRAYS, DATASET_META
+
 
 @dataclass
 class RawDataset:
@@ -86,7 +88,7 @@ class Dataset:
         directory.mkdir(parents=True, exist_ok=True)
         lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
         np.savez_compressed(
-            directory / "dataset.npz",
+            directory / DATASET_ARRAYS,
             lengths=lengths,
             items=np.concatenate(self.sequences) if self.sequences else np.zeros(0, np.int64),
             timestamps=np.concatenate(self.timestamps) if self.timestamps else np.zeros(0),
@@ -103,13 +105,13 @@ class Dataset:
             "item_name": self.item_name,
             "stats": self.stats,
         }
-        (directory / "dataset.json").write_text(json.dumps(meta))
+        (directory / DATASET_META).write_text(json.dumps(meta))
 
     @classmethod
     def load(cls, directory: Path) -> Dataset:
         directory = Path(directory)
-        meta = json.loads((directory / "dataset.json").read_text())
-        arrays = np.load(directory / "dataset.npz")
+        meta = json.loads((directory / DATASET_META).read_text())
+        arrays = np.load(directory / DATASET_ARRAYS)
         bounds = np.cumsum(arrays["lengths"])[:-1]
         return cls(
             sequences=[a.astype(np.int64) for a in np.split(arrays["items"], bounds)],

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.cases import TEST, TRAIN, Cases
+from worker.data.dataset import Dataset
 from worker.interpret.levels import check_codes
+
+ROLES = ("construction", "verification", "random")
+HISTORY_SHOWN = 20  # items of a case's history kept with an example (SASRec sees 20)
+_EXAMPLE_ARRAYS = ("case", "item", "activation", "level")
+_COUNT_ARRAYS = ("n_active_construction", "n_active_verification", "too_rare")
 
 
 @dataclass
@@ -46,6 +52,15 @@ class ExampleSet:
             level=np.zeros((n_latents, n), np.int64),
         )
 
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """The four arrays under ``<prefix>.case`` etc. (for a safetensors file)."""
+        return {f"{prefix}.{name}": getattr(self, name) for name in _EXAMPLE_ARRAYS}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> ExampleSet:
+        """The inverse of :meth:`to_arrays`."""
+        return cls(**{name: arrays[f"{prefix}.{name}"] for name in _EXAMPLE_ARRAYS})
+
 
 @dataclass
 class LatentExamples:
@@ -63,6 +78,28 @@ class LatentExamples:
     @property
     def n_latents(self) -> int:
         return self.construction.case.shape[0]
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """Every array under ``<prefix>.<field>`` (``n`` and ``seed`` go to :meth:`meta`)."""
+        arrays: dict[str, np.ndarray] = {}
+        for role in ROLES:
+            arrays |= getattr(self, role).to_arrays(f"{prefix}.{role}")
+        for name in _COUNT_ARRAYS:
+            arrays[f"{prefix}.{name}"] = getattr(self, name)
+        return arrays
+
+    def meta(self) -> dict[str, int]:
+        """The scalars :meth:`to_arrays` leaves out, for JSON."""
+        return {"n": self.n, "seed": self.seed}
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], prefix: str, meta: dict[str, int]
+    ) -> LatentExamples:
+        """The inverse of :meth:`to_arrays` and :meth:`meta`."""
+        sets = {role: ExampleSet.from_arrays(arrays, f"{prefix}.{role}") for role in ROLES}
+        counts = {name: arrays[f"{prefix}.{name}"] for name in _COUNT_ARRAYS}
+        return cls(**sets, **counts, n=int(meta["n"]), seed=int(meta["seed"]))
 
 
 def top_distinct(
@@ -173,3 +210,9 @@ def select_examples(
         n=n,
         seed=seed,
     )
+
+
+def example_history(dataset: Dataset, cases: Cases, case: int) -> np.ndarray:
+    """[<= HISTORY_SHOWN] the last items case ``case`` saw before its target (what is shown)."""
+    u, n = int(cases.user[case]), int(cases.length[case])
+    return dataset.sequences[u][max(0, n - HISTORY_SHOWN) : n]

@@ -24,6 +24,21 @@ class LatentStatistics:
     dead: np.ndarray  # [n_latents] bool: never active on any recorded case
     histograms: list[dict[str, list[Any]]]  # {"edges": [bins+1], "counts": [bins]} per latent
 
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """The per-latent arrays under ``<prefix>.<field>`` (the histograms are JSON: ragged)."""
+        return {f"{prefix}.{name}": getattr(self, name) for name in _STATISTICS_ARRAYS}
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: dict[str, np.ndarray], prefix: str, histograms: list[dict[str, list[Any]]]
+    ) -> LatentStatistics:
+        """The inverse of :meth:`to_arrays`, with the histograms from JSON."""
+        fields = {name: arrays[f"{prefix}.{name}"] for name in _STATISTICS_ARRAYS}
+        return cls(**fields, histograms=histograms)
+
+
+_STATISTICS_ARRAYS = ("density", "max_activation", "mean_activation", "n_active", "dead")
+
 
 def latent_statistics(
     latent_idx: np.ndarray,

@@ -16,12 +16,13 @@ Tokenisation is :func:`core.text.analyze`, shared with every term match (steerin
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
+from core.jsonsafe import jsonable
 from core.text import analyze
 from worker.interpret.examples import LatentExamples
 
@@ -53,6 +54,15 @@ class TfidfConcept:
     confidence: float | None  # None unless status == "verified"
     status: str  # "verified" | "too_rare" | "no_text"
     details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """This concept as JSON (numpy scalars as Python numbers)."""
+        return jsonable(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TfidfConcept:
+        """The inverse of :meth:`to_json`."""
+        return cls(**data)
 
 
 def verify_term(

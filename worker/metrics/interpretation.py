@@ -17,14 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from core.reports import VERIFIED_CONFIDENCE
 from worker.interpret.examples import top_distinct
 from worker.interpret.levels import N_LEVELS, check_codes
 
-VERIFIED = 0.8  # paper §3.3.2 / Table 4: "P >= 0.8"
 _EPS = 1e-9  # confidences are ratios of small integers; compare with a tolerance
 
 
-def verified_mask(confidence: Sequence[float | None], threshold: float = VERIFIED) -> np.ndarray:
+def verified_mask(
+    confidence: Sequence[float | None], threshold: float = VERIFIED_CONFIDENCE
+) -> np.ndarray:
     """[L] bool: confidence is known and >= threshold."""
     return np.array([c is not None and c >= threshold - _EPS for c in confidence], dtype=bool)
 
@@ -99,7 +101,7 @@ def similarity_table(
     items: np.ndarray,
     item_emb: np.ndarray,
     confidence: Sequence[float | None],
-    threshold: float = VERIFIED,
+    threshold: float = VERIFIED_CONFIDENCE,
 ) -> dict[str, float | int]:
     """Table 3 row: {"intra", "inter", "n_latents"} over latents with confidence >= threshold."""
     if len(confidence) != len(items):
@@ -117,7 +119,7 @@ def similarity_table(
 def concept_counts(
     concepts: Sequence[str | None],
     confidence: Sequence[float | None],
-    threshold: float = VERIFIED,
+    threshold: float = VERIFIED_CONFIDENCE,
 ) -> dict[str, int]:
     """Table 4 cell: latents and unique concepts, verified (>= threshold) and all.
 

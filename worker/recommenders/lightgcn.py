@@ -9,24 +9,28 @@ The training edges live in a buffer, so a saved model rebuilds its graph without
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from worker.data.dataset import Dataset
-from worker.recommenders.base import Batch, Recommender, register
+from worker.recommenders.base import Batch, Recommender, RecommenderConfig
 from worker.recommenders.bprmf import bpr_loss, pair_batches
 from worker.recommenders.sampling import KnownItems
 
 
-@register
 class LightGCN(Recommender):
     name = "lightgcn"
     sequential = False
+    # Tuned on ml-latest-small (601 users, seed 0, one thread): test NDCG@10 0.0262
+    # [0.018, 0.037] (MostPop 0.0235).
+    defaults = {
+        "lr": 5e-3, "l2": 1e-6, "batch_size": 1024, "epochs": 40, "patience": 6, "eval_every": 2,
+        "n_layers": 3, "init_std": 0.1,
+    }  # fmt: skip
 
-    def __init__(self, n_users: int, n_items: int, config: Any) -> None:
+    def __init__(self, n_users: int, n_items: int, config: RecommenderConfig) -> None:
         super().__init__(n_users, n_items, config)
         self.user_emb = nn.Embedding(n_users, config.emb_size)
         self.item_emb = nn.Embedding(n_items, config.emb_size)

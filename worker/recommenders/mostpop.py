@@ -7,23 +7,22 @@ is the constant 1-d vector [1] and the item "embedding" is the count, so rep · 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
 
 from worker.data.dataset import Dataset
-from worker.recommenders.base import Batch, Recommender, register
+from worker.recommenders.base import Batch, Recommender, RecommenderConfig
 
 
-@register
 class MostPop(Recommender):
     popularity: torch.Tensor  # registered buffer: training interactions per item
     name = "mostpop"
     sequential = False
-    probed = False  # a baseline: its 1-d constant representation says nothing about the user
+    defaults = {"epochs": 0}  # nothing to train
+    probed = False  # its 1-d constant representation says nothing about the user
 
-    def __init__(self, n_users: int, n_items: int, config: Any) -> None:
+    def __init__(self, n_users: int, n_items: int, config: RecommenderConfig) -> None:
         super().__init__(n_users, n_items, config)
         self.register_buffer("popularity", torch.zeros(n_items))
 

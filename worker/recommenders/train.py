@@ -1,15 +1,14 @@
 """Train a recommender: seeded, early-stopped on dev NDCG@10, scored on test (SPEC §1.2).
 
 Full ranking on every evaluation (all items, the user's other known items masked, ties against
-the target). SPEC §2: the authors' SASRec stopped at epoch 12 on a noisy dev metric and was
-under-trained, so the defaults below pair a higher learning rate with a generous patience.
+the target). Each model's tuned defaults live on its class (``Recommender.defaults``).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, fields, replace
 from typing import Any
 
 import numpy as np
@@ -18,94 +17,36 @@ from tqdm.auto import tqdm
 
 from worker.cases import DEV, TEST
 from worker.data.dataset import Dataset
+from worker.errors import ConfigError
 from worker.metrics.ranking import hit_ndcg, ranking_report
 from worker.probe import evaluate
-from worker.recommenders.base import REGISTRY, Recommender
-
-
-@dataclass
-class RecommenderConfig:
-    emb_size: int = 64  # d, the probed dimension (paper §4: 64 for every model)
-    lr: float = 1e-3  # Adam learning rate
-    l2: float = 0.0  # Adam weight decay
-    batch_size: int = 256  # training instances (pairs, windows or positions) per step
-    epochs: int = 100  # upper bound; early stopping usually ends sooner
-    patience: int = 10  # evaluations without a dev NDCG@10 gain before stopping
-    eval_every: int = 1  # epochs between dev evaluations
-    n_neg: int = 1  # sampled negatives per positive
-    max_history: int = 20  # items of history a sequential model sees (paper: 20)
-    dropout: float = 0.2  # embedding / attention / feed-forward dropout
-    n_layers: int = 1  # SASRec blocks, LightGCN propagation layers
-    n_heads: int = 1  # SASRec attention heads
-    init_std: float = 0.01  # normal init of embedding tables
-    loss: str = "bce"  # sequential models: "bce" or "bpr" against sampled negatives
-    n_interests: int = 4  # TiMiRec: K interests
-    attn_size: int = 8  # TiMiRec: hidden size of the self-attentive extractor
-    temperature: float = 1.0  # TiMiRec: softmax temperature of the target-interest teacher
-    distill_weight: float = 0.1  # TiMiRec: α of the distillation KL
-    seed: int = 0  # torch and numpy seed; training is deterministic given it
-    # torch intra-op threads. 2 on an idle 2-core machine: SASRec 6.4 s -> 4.1 s for 6 epochs,
-    # same result. On a machine shared with other busy processes, 1 avoids OpenMP spin-waits.
-    threads: int = 2
-
-
-# Tuned on ml-latest-small (601 users, seed 0, one thread); test NDCG@10 with 95% bootstrap CI:
-# mostpop 0.0235, bprmf 0.0276 [0.019, 0.039], lightgcn 0.0262 [0.018, 0.037],
-# sasrec 0.0581 [0.044, 0.073] (epoch budget sized for the 15-minute demo).
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "mostpop": {"epochs": 0},
-    "bprmf": {
-        "lr": 5e-3,
-        "l2": 1e-6,
-        "batch_size": 1024,
-        "epochs": 40,
-        "patience": 6,
-        "eval_every": 2,
-        "init_std": 0.1,
-    },
-    "lightgcn": {
-        "lr": 5e-3,
-        "l2": 1e-6,
-        "batch_size": 1024,
-        "epochs": 40,
-        "patience": 6,
-        "eval_every": 2,
-        "n_layers": 3,
-        "init_std": 0.1,
-    },
-    "sasrec": {
-        "lr": 2e-3,
-        "batch_size": 128,
-        "epochs": 150,
-        "patience": 6,
-        "eval_every": 5,
-        "dropout": 0.3,
-        "n_neg": 16,
-    },
-    "timirec": {
-        "lr": 2e-3,
-        "batch_size": 256,
-        "epochs": 40,
-        "patience": 5,
-        "eval_every": 2,
-        "dropout": 0.2,
-        "n_neg": 8,
-    },
-}
+from worker.recommenders.base import Recommender, RecommenderConfig, recommender_class
 
 
 def default_config(name: str, **overrides: Any) -> RecommenderConfig:
-    """The tuned defaults of model ``name``, with ``overrides`` applied on top."""
-    if name not in DEFAULTS:
-        raise KeyError(f"no defaults for recommender {name!r}; known: {sorted(DEFAULTS)}")
-    return replace(RecommenderConfig(), **{**DEFAULTS[name], **overrides})
+    """Model ``name``'s config: its class's tuned ``defaults``, then ``overrides`` on top.
+
+    An override naming a field the model's config lacks is a :class:`ConfigError` (a typo in
+    ``--set recommender.FIELD=VALUE`` must not train with the default silently).
+    """
+    cls = recommender_class(name, what="no defaults for recommender")
+    known = {f.name for f in fields(cls.config_class)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"{name} has no config field(s) {unknown}; its fields: {sorted(known)}")
+    return replace(cls.config_class(), **{**cls.defaults, **overrides})
 
 
-def build_recommender(name: str, n_users: int, n_items: int, config: RecommenderConfig):
+def build_recommender(
+    name: str, n_users: int, n_items: int, config: RecommenderConfig
+) -> Recommender:
     """Instantiate ``REGISTRY[name]`` with a loud error for unknown names."""
-    if name not in REGISTRY:
-        raise KeyError(f"unknown recommender {name!r}; registered: {sorted(REGISTRY)}")
-    return REGISTRY[name](n_users, n_items, config)
+    cls = recommender_class(name)
+    if not isinstance(config, cls.config_class):
+        raise TypeError(
+            f"{name} needs a {cls.config_class.__name__}, got a {type(config).__name__}"
+        )
+    return cls(n_users, n_items, config)
 
 
 def _dev_test(model: Recommender, dataset: Dataset, side: int) -> np.ndarray:

@@ -1,0 +1,230 @@
+"""A run: its config (``config.json``), its directory, and what its stages left there.
+
+Stages (``worker.stages``) read earlier stages' results through the cached loaders here
+(``run.dataset``, ``run.probe``, ...) and set the one they produce after writing it, so a later
+stage in the same process does not read it back from disk. File names are :mod:`core.rundir`'s.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from core import rundir
+from core.jsonsafe import jsonable
+from core.llm.concepts import LLMConcept
+from core.reports import PaperReport, RecommenderReport, Record, SAEReport, SweepRow
+from core.settings import REPO_ROOT, Settings, get_settings
+from worker.artifacts import (
+    ProbeArrays,
+    RecordArrays,
+    TuningPerLatent,
+    load_llm_concepts,
+    load_tuning,
+)
+from worker.data.dataset import Dataset
+from worker.interpret.result import Interpretation
+from worker.sae.io import load_sae
+from worker.sae.model import TopKSAE
+
+DEMO_DATA = REPO_ROOT / "data" / "ml-latest-small"
+# The stages in the order they run (``worker.pipeline`` maps each name to its function).
+STAGES = (
+    "prepare",
+    "train_recommender",
+    "probe",
+    "train_sae",
+    "record",
+    "interpret",
+    "explain_llm",
+    "evaluate",
+    "sweep",
+    "publish",
+)
+
+# The first stage that reads each RunConfig field (the rest read it in "prepare" or later).
+FIRST_STAGE_USING = {
+    "recommender": "train_recommender",
+    "recommender_overrides": "train_recommender",
+    "sae_scale": "train_sae",
+    "sae_k": "train_sae",
+    "sae_overrides": "train_sae",
+    "n_examples": "interpret",
+    "llm_latents": "explain_llm",
+    "llm_local": "explain_llm",
+    "tuning": "evaluate",
+    "sweep": "sweep",
+}
+
+R = TypeVar("R", bound=Record)
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; saved as the run directory's config.json."""
+
+    recommender: str = "sasrec"  # a name in worker.recommenders.REGISTRY
+    dataset_format: str = "movielens-latest"  # a name in worker.data.readers.READERS
+    dataset_path: str = str(DEMO_DATA)  # a local directory in that format
+    dataset_name: str = "ml-latest-small"
+    run_id: str = ""  # default: "<dataset_name>-<recommender>"
+    seed: int = 0  # every random choice of every stage derives from it
+    rating_threshold: float | None = 4.0  # positive interactions (SPEC §1.1)
+    k_core: int = 5
+    recommender_overrides: dict[str, Any] = field(default_factory=dict)  # RecommenderConfig fields
+    # n_latents = scale * d (SPEC §1.4). 0: 16 for sequential models (tens of thousands of
+    # training vectors); for one vector per user, the largest power of two <= 16 with
+    # scale * d <= n_train / 3, since 421 user vectors cannot feed 1,024 latents (SPEC §2).
+    sae_scale: int = 0
+    sae_k: int = 8
+    sae_overrides: dict[str, Any] = field(default_factory=dict)  # SAEConfig fields
+    n_examples: int = 5  # N construction / verification / random cases per latent (paper §3.3)
+    tuning: bool = True  # targeted-tuning evaluation (paper §8)
+    # LLM concepts (paper §3.3): how many latents to explain (0: none; the verified and most
+    # active first), through RECSAE_LLM_BASE_URL, or the bundled local model with llm_local.
+    llm_latents: int = 0
+    llm_local: bool = False
+    sweep: bool = False  # sensitivity to s in {8, 16, 32} and k in {4, 8, 16} (paper §7)
+
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            self.run_id = f"{self.dataset_name}-{self.recommender}"
+
+
+class Run:
+    """A run directory and the results of the stages run so far (loaded once, when first read)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        settings: Settings | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.config = config
+        self.settings = settings or get_settings()
+        self.dir = self.settings.runs_dir / config.run_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self._write_config()
+
+    def path(self, name: str) -> Path:
+        """A file of the run directory (``name`` from :mod:`core.rundir`)."""
+        return self.dir / name
+
+    def _write_config(self) -> None:
+        path = self.path(rundir.CONFIG)
+        new = asdict(self.config)
+        if path.exists():
+            old = json.loads(path.read_text())
+            changed = [key for key in new if old.get(key) != new[key]]
+            if changed:
+                # A changed field invalidates the first stage that reads it and all after it.
+                first = min(STAGES.index(FIRST_STAGE_USING.get(key, "prepare")) for key in changed)
+                self.log(
+                    f"config of run {self.config.run_id} changed ({', '.join(changed)}): "
+                    f"recomputing from {STAGES[first]}"
+                )
+                for name in STAGES[first:]:
+                    self.clear_done(name)
+        path.write_text(json.dumps(new, indent=2))
+
+    # -- bookkeeping --
+    def done(self, stage: str) -> bool:
+        return self.path(rundir.done_marker(stage)).exists()
+
+    def outputs_present(self, stage: str) -> bool:
+        """Whether every file ``stage`` always writes is there (a marker alone is not enough)."""
+        return all(self.path(name).exists() for name in rundir.STAGE_OUTPUTS.get(stage, ()))
+
+    def mark_done(self, stage: str, seconds: float) -> None:
+        self.path(rundir.done_marker(stage)).write_text(json.dumps({"seconds": seconds}))
+
+    def clear_done(self, stage: str) -> None:
+        self.path(rundir.done_marker(stage)).unlink(missing_ok=True)
+
+    def timings(self) -> dict[str, float]:
+        """Seconds of each finished stage."""
+        out = {}
+        for name in STAGES:
+            marker = self.path(rundir.done_marker(name))
+            if marker.exists():
+                out[name] = json.loads(marker.read_text())["seconds"]
+        return out
+
+    # -- JSON files and the typed reports --
+    def write_json(self, name: str, obj: Any) -> None:
+        rundir.write_json(self.path(name), jsonable(obj))
+
+    def read_json(self, name: str) -> Any:
+        path = self.path(name)
+        if not path.exists():
+            stage = rundir.stage_writing(name) or "the stage that writes it"
+            c = self.config
+            raise rundir.MissingArtifact(
+                f"{path} is missing: run {stage} first (recsae run --recommender {c.recommender} "
+                f"--name {c.dataset_name} --stage {stage}, with this run's other options)"
+            )
+        return json.loads(path.read_text())
+
+    def write_report(self, name: str, report: Record) -> None:
+        """A :mod:`core.reports` record as its JSON file."""
+        self.write_json(name, report.to_json())
+
+    def read_report(self, name: str, model: type[R]) -> R:
+        """A report file validated into its :mod:`core.reports` model."""
+        return model.model_validate(self.read_json(name))
+
+    def recommender_report(self) -> RecommenderReport:
+        return self.read_report(rundir.RECOMMENDER_REPORT, RecommenderReport)
+
+    def sae_report(self) -> SAEReport:
+        return self.read_report(rundir.SAE_REPORT, SAEReport)
+
+    def paper_report(self) -> PaperReport:
+        return self.read_report(rundir.REPORT, PaperReport)
+
+    def sweep_rows(self) -> list[SweepRow] | None:
+        """The sensitivity sweep's rows; None when the sweep did not run."""
+        if not self.path(rundir.SWEEP).exists():
+            return None
+        return [SweepRow.model_validate(row) for row in self.read_json(rundir.SWEEP)]
+
+    # -- what earlier stages left, loaded once (a stage sets what it writes) --
+    @cached_property
+    def dataset(self) -> Dataset:
+        return Dataset.load(self.path(rundir.DATASET_DIR))
+
+    @cached_property
+    def probe(self) -> ProbeArrays:
+        return ProbeArrays.load(self.dir)
+
+    @cached_property
+    def user_vectors(self) -> np.ndarray:
+        """[U, d] each user's vector at the test position (what the explorer shows and steers)."""
+        return rundir.load_vectors(self.dir)["user_vectors"]
+
+    @cached_property
+    def sae(self) -> TopKSAE:
+        return load_sae(self.path(rundir.SAE_DIR))
+
+    @cached_property
+    def record(self) -> RecordArrays:
+        return RecordArrays.load(self.dir)
+
+    @cached_property
+    def interpretation(self) -> Interpretation:
+        return Interpretation.load(self.dir)
+
+    @cached_property
+    def llm_concepts(self) -> list[LLMConcept]:
+        return load_llm_concepts(self.dir)
+
+    @cached_property
+    def tuning(self) -> TuningPerLatent:
+        return load_tuning(self.dir)

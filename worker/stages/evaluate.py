@@ -1,0 +1,126 @@
+"""evaluate: the paper's report (SPEC §1.9): Tables 3, 4, 6, 7, 8 and Figures 2, 5."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from core.jsonsafe import jsonable
+from core.reports import VERIFIED_CONFIDENCE, PaperReport
+from core.rundir import REPORT, TUNING
+from core.text import analyze, item_token_sets
+from worker.artifacts import save_tuning
+from worker.cases import TRAIN
+from worker.data.readers import NO_GENRES
+from worker.interpret.result import PARTS
+from worker.interpret.tuning import TuningConfig, targeted_tuning
+from worker.metrics.interpretation import (
+    concept_counts,
+    confidence_histogram,
+    feature_coverage,
+    hit_ratio_by_level,
+    similarity_table,
+    top_latent_items,
+)
+from worker.run import Run
+
+
+def _codes(run: Run, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """[C, k] (idx, val) of representation ``name``: the SAE's recorded codes, or the Base's."""
+    if name == "sae":
+        return run.record.latent_idx, run.record.latent_val
+    codes = run.interpretation.part(name).codes
+    if codes is None:
+        raise ValueError(f"the {name!r} interpretation was saved without its codes")
+    return codes
+
+
+def _per_representation(
+    run: Run, report: dict[str, Any], item_tokens: list[frozenset[str]]
+) -> dict[str, dict[int, str]]:
+    """Tables 3 and 4, Figures 2 and 5 for the SAE and the Base; returns their verified concepts
+    ({latent: term} per representation)."""
+    cases, item_emb = run.probe.cases, run.probe.item_emb
+    top1 = run.record.top_items[:, 0]
+    verified_concepts: dict[str, dict[int, str]] = {}
+    for name in PARTS:
+        idx, val = _codes(run, name)
+        part = run.interpretation.part(name)
+        conf = [c.confidence for c in part.concepts]
+        texts = [c.text or None for c in part.concepts]
+        items = top_latent_items(idx, val, top1, part.n_latents, n=5)
+        report["table3"][name] = similarity_table(items, item_emb, conf, VERIFIED_CONFIDENCE)
+        report["table4"][name] = concept_counts(texts, conf, VERIFIED_CONFIDENCE)
+        report["figure2"][name] = confidence_histogram(conf)
+        verified_concepts[name] = {
+            c.latent: c.text
+            for c in part.concepts
+            if c.confidence is not None and c.confidence >= VERIFIED_CONFIDENCE and c.text
+        }
+        for levels_name in ("levels", "pooled_levels"):
+            report["figure5"][f"{name}_{levels_name}"] = hit_ratio_by_level(
+                idx, getattr(part, levels_name), top1, verified_concepts[name], item_tokens,
+                case_mask=cases.side != TRAIN,
+            )  # fmt: skip
+    return verified_concepts
+
+
+def _tuning(
+    run: Run, concepts: dict[int, str], item_tokens: list[frozenset[str]]
+) -> dict[str, Any] | None:
+    """Table 8 (paper §8) over the verified SAE concepts; writes the per-latent rows too.
+
+    None (and no per-latent file) when the run turned tuning off or nothing was verified.
+    """
+    if not (run.config.tuning and concepts):
+        run.path(TUNING).unlink(missing_ok=True)
+        run.tuning = {}
+        return None
+    dataset, probe, rec, sae = run.dataset, run.probe, run.record, run.sae
+    cases = probe.cases
+    test_mask = cases.side != TRAIN  # the verification pool (DEV and TEST)
+    known = [dataset.sequences[u][:n] for u, n in zip(cases.user, cases.length, strict=True)]
+    tuning = targeted_tuning(
+        rec.latent_idx, rec.latent_val, sae.W_dec.detach().numpy(), sae.b_dec.detach().numpy(),
+        probe.item_emb, known, concepts, item_tokens, case_mask=test_mask, x=probe.reps,
+        config=TuningConfig(seed=run.config.seed),
+    )  # fmt: skip
+    save_tuning(run.dir, tuning.per_latent)
+    run.tuning = tuning.per_latent
+    return tuning.summary
+
+
+def evaluate(run: Run) -> None:
+    dataset = run.dataset
+    item_tokens = item_token_sets(dataset.item_text)
+    report: dict[str, Any] = {"table3": {}, "table4": {}, "figure2": {}, "figure5": {}}
+    verified_concepts = _per_representation(run, report, item_tokens)
+
+    llm = run.llm_concepts
+    if llm:  # Table 4 for the LLM method, over the latents it explained
+        report["table4_llm"] = {
+            "sae": concept_counts([c.text or None for c in llm], [c.confidence for c in llm])
+        }
+        report["figure2_llm"] = {"sae": confidence_histogram([c.confidence for c in llm])}
+
+    genres = [[g for g in gs if g != NO_GENRES] for gs in dataset.item_genres]
+    terms = sorted(set(verified_concepts["sae"].values()))
+    report["table6"] = {
+        "genres": feature_coverage(genres, terms, analyze),
+        "tags": feature_coverage(dataset.item_tags, terms, analyze),
+    }
+    report["table7"] = {
+        name: {metric: ci.to_json() for metric, ci in cis.items()}
+        for name, cis in run.sae_report().ranking.items()
+    }
+    table8 = _tuning(run, verified_concepts["sae"], item_tokens)
+    if table8 is not None:
+        report["table8"] = table8
+    run.write_report(REPORT, PaperReport.model_validate(jsonable(report)))
+    t3, t4 = report["table3"], report["table4"]
+    run.log(
+        f"  Table 3 intra {t3['base']['intra']:.3f} -> {t3['sae']['intra']:.3f}, inter "
+        f"{t3['base']['inter']:.3f} -> {t3['sae']['inter']:.3f}; Table 4 verified "
+        f"{t4['base']} -> {t4['sae']}"
+    )

@@ -1,0 +1,106 @@
+"""explain_llm (paper §3.3): LLM concepts for the first ``llm_latents`` latents worth explaining,
+through the configured OpenAI-compatible endpoint or the bundled local model."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from core.llm.client import LLMClient, LLMNotConfigured
+from core.llm.concepts import ItemLookup, LatentCases, RawCase, explain_latents
+from core.llm.prompts import PromptContext, oneshot_kind
+from core.llm.server import LocalLLM
+from core.net import free_port
+from core.reports import VERIFIED_CONFIDENCE
+from core.rundir import LLM_CONCEPTS
+from core.settings import Settings
+from worker.artifacts import save_llm_concepts
+from worker.interpret.examples import ExampleSet, example_history
+from worker.run import Run
+
+
+def llm_latent_cases(run: Run) -> list[LatentCases]:
+    """Every latent's recorded examples as the LLM prompts see them (real histories, SPEC §3)."""
+    dataset, cases = run.dataset, run.probe.cases
+    part = run.interpretation.sae
+    examples = part.examples
+    items = ItemLookup.from_dataset(dataset)
+
+    def raw(ex: ExampleSet, lat: int) -> list[RawCase]:
+        return [
+            (example_history(dataset, cases, int(ex.case[lat, slot])).tolist(),
+             int(ex.item[lat, slot]), int(ex.level[lat, slot]))
+            for slot in np.flatnonzero(ex.case[lat] >= 0)
+        ]  # fmt: skip
+
+    return [
+        LatentCases.from_ids(
+            lat,
+            items,
+            raw(examples.construction, lat),
+            raw(examples.verification, lat),
+            raw(examples.random, lat),
+            too_rare=bool(examples.too_rare[lat]),
+        )  # fmt: skip
+        for lat in range(part.n_latents)
+    ]
+
+
+def llm_priority(run: Run) -> list[int]:
+    """Latents worth an LLM's time first: verifiable ones, best TF-IDF confidence, then density."""
+    part = run.interpretation.sae
+    too_rare = part.examples.too_rare
+    conf = [c.confidence if c.confidence is not None else -1.0 for c in part.concepts]
+    density = part.statistics.density
+    order = sorted(range(part.n_latents), key=lambda i: (bool(too_rare[i]), -conf[i], -density[i]))
+    return [i for i in order if not part.statistics.dead[i]]
+
+
+def _llm_settings(run: Run, stack: contextlib.ExitStack) -> Settings:
+    """The run's settings, pointed at the bundled local LLM (started in ``stack``) if asked for."""
+    settings = run.settings
+    if settings.llm_base_url is not None:
+        return settings
+    if not run.config.llm_local:
+        raise LLMNotConfigured(
+            "LLM concepts were asked for (llm_latents > 0) but no LLM is configured: set "
+            "RECSAE_LLM_BASE_URL to an OpenAI-compatible endpoint, or pass --llm-local "
+            "to start the bundled SmolLM2 server"
+        )
+    server = stack.enter_context(LocalLLM(port=free_port(), threads=2))
+    run.log(f"  started the local LLM at {server.base_url}")
+    return settings.model_copy(update={"llm_base_url": server.base_url, "llm_model": server.alias})
+
+
+def explain_llm(run: Run) -> None:
+    cfg = run.config
+    if cfg.llm_latents <= 0:
+        run.path(LLM_CONCEPTS).unlink(missing_ok=True)
+        run.llm_concepts = []
+        run.log("  skipped (llm_latents = 0)")
+        return
+    dataset = run.dataset
+    with contextlib.ExitStack() as stack:
+        client = LLMClient.from_settings(_llm_settings(run, stack))
+        ctx = PromptContext(
+            item_category=dataset.item_category, item_name=dataset.item_name,
+            oneshot=oneshot_kind(cfg.dataset_name),
+        )  # fmt: skip
+        chosen = set(llm_priority(run)[: cfg.llm_latents])
+        concepts = explain_latents(
+            [lc for lc in llm_latent_cases(run) if lc.latent_id in chosen], client, ctx
+        )
+        if client.cache is not None:
+            run.log(
+                f"  LLM cache: {client.cache.stats.hits} hits, {client.cache.stats.misses} misses"
+            )
+    save_llm_concepts(run.dir, concepts)
+    run.llm_concepts = concepts
+    n_ok = sum(
+        1 for c in concepts if c.confidence is not None and c.confidence >= VERIFIED_CONFIDENCE
+    )
+    run.log(
+        f"  LLM concepts: {len(concepts)} latents explained, {n_ok} with confidence >= "
+        f"{VERIFIED_CONFIDENCE}"
+    )

@@ -1,0 +1,79 @@
+"""interpret (SPEC §1.6–1.8): levels, examples, TF-IDF concepts and statistics of every latent,
+for the SAE's codes and for the Base dimensions (paper §4.3), plus the decoder's item effects."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.reports import VERIFIED_CONFIDENCE
+from worker.cases import DEV, TEST, TRAIN, Cases
+from worker.data.dataset import Dataset
+from worker.interpret.baseline import base_latents
+from worker.interpret.examples import select_examples
+from worker.interpret.levels import assign_levels, fit_level_edges
+from worker.interpret.result import CodesInterpretation, Interpretation
+from worker.interpret.statistics import decoder_item_effects, latent_statistics
+from worker.interpret.tfidf import tfidf_concepts
+from worker.run import Run
+
+
+def verification_pool(cases: Cases) -> Cases:
+    """The cases as interpretation sees them: DEV joins TEST in the verification pool.
+
+    SPEC §1.7: construction from the training side, verification from held-out cases. The DEV
+    cases are held out from the recommender and the concepts alike (the SAE only used them to
+    pick a checkpoint by FVU), and with one test case per user a 1,024-latent SAE would leave
+    most latents with fewer than N active verification cases.
+    """
+    side = np.where(cases.side == DEV, TEST, cases.side).astype(np.int8)
+    return Cases(cases.user, cases.length, side)
+
+
+def interpret_codes(
+    dataset: Dataset, cases: Cases, idx: np.ndarray, val: np.ndarray, top: np.ndarray,
+    n_latents: int, n: int, seed: int,
+) -> CodesInterpretation:  # fmt: skip
+    """SPEC §1.6–1.8 on one set of codes: idx / val [C, k], top [C, 10] the model's top items."""
+    train_mask = cases.side == TRAIN
+    cases = verification_pool(cases)
+    edges = fit_level_edges(idx, val, train_mask, n_latents)
+    levels = assign_levels(idx, val, edges)
+    pooled_levels = assign_levels(idx, val, fit_level_edges(idx, val, train_mask, n_latents, False))
+    examples = select_examples(cases, idx, val, levels, top, n_latents, n=n, seed=seed)
+    return CodesInterpretation(
+        n_latents=n_latents,
+        edges=edges,
+        levels=levels,
+        pooled_levels=pooled_levels,
+        examples=examples,
+        concepts=tfidf_concepts(examples, dataset.item_text),
+        statistics=latent_statistics(idx, val, train_mask, n_latents),
+    )
+
+
+def interpret(run: Run) -> None:
+    cfg, dataset, probe, rec, sae = run.config, run.dataset, run.probe, run.record, run.sae
+    cases, reps = probe.cases, probe.reps
+    sae_part = interpret_codes(
+        dataset, cases, rec.latent_idx, rec.latent_val, rec.top_items, sae.n_latents,
+        cfg.n_examples, cfg.seed,
+    )  # fmt: skip
+    # Base (paper §4.3): the raw dimensions as latents, through the same construction/verification.
+    base_idx, base_val = base_latents(reps, sae.k, fit_mask=cases.side == TRAIN)
+    base_part = interpret_codes(
+        dataset, cases, base_idx, base_val, rec.top_items, reps.shape[1], cfg.n_examples, cfg.seed
+    )
+    base_part.codes = (base_idx, base_val)
+    W_dec = sae.W_dec.detach().numpy()
+    promoted, suppressed = decoder_item_effects(W_dec, probe.item_emb)
+    result = Interpretation(sae_part, base_part, promoted, suppressed)
+    result.save(run.dir)
+    run.interpretation = result
+    n_ok = sum(
+        1 for c in sae_part.concepts
+        if c.confidence is not None and c.confidence >= VERIFIED_CONFIDENCE
+    )  # fmt: skip
+    run.log(
+        f"  TF-IDF concepts with confidence >= {VERIFIED_CONFIDENCE}: {n_ok} of {sae.n_latents} "
+        "latents"
+    )

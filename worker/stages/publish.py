@@ -1,0 +1,204 @@
+"""publish: turn a finished run directory into store rows and publish them in one transaction.
+
+Each table's rows come from one function below (typed records of :mod:`core.records`); the run
+row carries every number as :class:`core.reports.RunMetrics`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from core import records
+from core.jsonsafe import jsonable
+from core.llm.concepts import STATUS_VERIFIED
+from core.reports import RunMetrics
+from core.rundir import CONFIG
+from core.store.engine import session_factory
+from core.store.migrate import upgrade
+from core.store.writes import publish_run
+from worker.cases import SIDE_NAMES
+from worker.interpret.examples import ROLES, ExampleSet, example_history
+from worker.run import Run
+
+
+def item_rows(run: Run) -> list[records.ItemRow]:
+    dataset = run.dataset
+    popularity = np.bincount(dataset.train_pairs()[:, 1], minlength=dataset.n_items)
+    return [
+        records.ItemRow(
+            idx=i,
+            external_id=dataset.item_ids[i],
+            title=dataset.item_title[i],
+            genres=dataset.item_genres[i],
+            tags=dataset.item_tags[i],
+            text=dataset.item_text[i],
+            popularity=int(popularity[i]),
+        )  # fmt: skip
+        for i in range(dataset.n_items)
+    ]
+
+
+def user_rows(run: Run) -> list[records.UserRow]:
+    """Users, with the side their vector went to (every user is a test case when sequential)."""
+    dataset, probe = run.dataset, run.probe
+    user_side = {
+        int(u): SIDE_NAMES[int(s)] for u, s in zip(probe.cases.user, probe.cases.side, strict=True)
+    }
+    return [
+        records.UserRow(
+            idx=u,
+            external_id=dataset.user_ids[u],
+            history=dataset.train_items(u).tolist(),
+            dev_item=dataset.dev_item(u),
+            test_item=dataset.test_item(u),
+            side="test" if probe.sequential else user_side[u],
+        )  # fmt: skip
+        for u in range(dataset.n_users)
+    ]
+
+
+def latent_rows(run: Run) -> list[records.LatentRow]:
+    """Every SAE latent: statistics, examples' counts, decoder effects, best concepts."""
+    interp, tuning = run.interpretation, run.tuning
+    llm = {c.latent_id: c for c in run.llm_concepts}
+    part = interp.sae
+    stats, examples = part.statistics, part.examples
+    out = []
+    for lat in range(run.sae.n_latents):
+        c = part.concepts[lat]
+        verified = c.status == STATUS_VERIFIED and c.confidence is not None
+        tfidf_confidence = float(c.confidence) if verified and c.confidence is not None else None
+        out.append(
+            records.LatentRow(
+                idx=lat,
+                density=float(stats.density[lat]),
+                max_activation=float(stats.max_activation[lat]),
+                mean_activation=float(stats.mean_activation[lat]),
+                dead=bool(stats.dead[lat]),
+                histogram=jsonable(stats.histograms[lat]),
+                level_edges=jsonable(part.edges[lat]),
+                n_active_construction=int(examples.n_active_construction[lat]),
+                n_active_verification=int(examples.n_active_verification[lat]),
+                too_rare=bool(examples.too_rare[lat]),
+                promoted=jsonable(interp.promoted[lat]),
+                suppressed=jsonable(interp.suppressed[lat]),
+                tfidf_confidence=tfidf_confidence,
+                tfidf_concept=c.text or None,
+                tuning=jsonable(tuning.get(lat, {})),
+                llm_confidence=llm[lat].confidence if lat in llm else None,
+                llm_concept=(llm[lat].text or None) if lat in llm else None,
+            )  # fmt: skip
+        )
+    return out
+
+
+def example_rows(run: Run) -> list[records.ExampleRow]:
+    """Every latent's construction / verification / random examples, with real histories."""
+    dataset, cases = run.dataset, run.probe.cases
+    examples = run.interpretation.sae.examples
+    out = []
+    for role in ROLES:
+        ex: ExampleSet = getattr(examples, role)
+        for lat, slot in zip(*np.nonzero(ex.case >= 0), strict=True):
+            case = int(ex.case[lat, slot])
+            out.append(
+                records.ExampleRow(
+                    latent_idx=int(lat),
+                    role=role,
+                    user_idx=int(cases.user[case]),
+                    history=example_history(dataset, cases, case).tolist(),
+                    predicted_item=int(ex.item[lat, slot]),
+                    activation=float(ex.activation[lat, slot]),
+                    level=int(ex.level[lat, slot]),
+                )  # fmt: skip
+            )
+    return out
+
+
+def concept_rows(run: Run) -> list[records.ConceptRow]:
+    """The TF-IDF concepts of every latent with a term, then the LLM's."""
+    tfidf = [
+        records.ConceptRow(
+            latent_idx=c.latent,
+            method="tfidf",
+            text=c.text,
+            terms=jsonable(c.terms),
+            confidence=jsonable(c.confidence),
+            status=c.status,
+            model=None,
+            details=jsonable(c.details),
+        )  # fmt: skip
+        for c in run.interpretation.sae.concepts
+        if c.text
+    ]
+    llm = [records.ConceptRow(**jsonable(c.to_row())) for c in run.llm_concepts if c.text]
+    return tfidf + llm
+
+
+def case_rows(run: Run) -> list[records.CaseRow]:
+    """Each user's recorded test-position vector (what the explorer steers from)."""
+    rec = run.record
+    return [
+        records.CaseRow(
+            user_idx=u,
+            latent_idx=rec.user_latent_idx[u].tolist(),
+            latent_val=[float(v) for v in rec.user_latent_val[u]],
+            top_items=rec.user_top_items[u].tolist(),
+            top1_item=int(rec.user_top_items[u, 0]),
+        )  # fmt: skip
+        for u in range(run.dataset.n_users)
+    ]
+
+
+def run_metrics(run: Run) -> RunMetrics:
+    """Every number of the run, from the typed reports the stages wrote."""
+    report = run.paper_report()
+    report.sweep = run.sweep_rows()
+    recommender = run.recommender_report()
+    recommender.history = []  # per-epoch dev metrics stay in the run directory
+    return RunMetrics(
+        dataset=run.dataset.stats,
+        recommender=recommender,
+        sae=run.sae_report(),
+        report=report,
+        timings=run.timings(),
+    )
+
+
+def run_row(run: Run) -> records.RunRow:
+    cfg, dataset, sae = run.config, run.dataset, run.sae
+    return records.RunRow(
+        id=cfg.run_id, dataset=cfg.dataset_name, recommender=cfg.recommender,
+        artifact_dir=str(run.dir.resolve()), n_users=dataset.n_users, n_items=dataset.n_items,
+        n_latents=sae.n_latents, k=sae.k, item_category=dataset.item_category,
+        item_name=dataset.item_name, config=run.read_json(CONFIG),
+        metrics=jsonable(run_metrics(run).to_json()),
+    )  # fmt: skip
+
+
+def build_rows(run: Run) -> dict[str, Any]:
+    """The keyword arguments of ``publish_run``: the run row and every table's rows."""
+    return dict(
+        run=records.rows([run_row(run)])[0],
+        items=records.rows(item_rows(run)),
+        users=records.rows(user_rows(run)),
+        latents=records.rows(latent_rows(run)),
+        examples=records.rows(example_rows(run)),
+        concepts=records.rows(concept_rows(run)),
+        cases=records.rows(case_rows(run)),
+    )
+
+
+def publish(run: Run) -> None:
+    url = run.settings.resolved_database_url
+    if url.startswith("sqlite:///"):
+        run.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(url)
+    rows = build_rows(run)
+    publish_run(session_factory(url), **rows)
+    run.log(
+        f"  published run {rows['run']['id']}: {len(rows['latents'])} latents, "
+        f"{len(rows['examples'])} examples, {len(rows['concepts'])} concepts"
+    )

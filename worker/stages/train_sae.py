@@ -1,0 +1,144 @@
+"""train_sae: the TopK SAE on TRAIN vectors, selected on dev, measured on held-out vectors beside
+its baselines (PCA-k, a random SAE, a dense autoencoder) and in the model (SPEC §1.4, Table 7)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.jsonsafe import jsonable
+from core.reports import RankingCI, SAEReport
+from core.rundir import SAE_DIR, SAE_REPORT
+from worker.cases import DEV, TEST, TRAIN, Cases
+from worker.data.dataset import Dataset
+from worker.errors import ConfigError
+from worker.metrics.ranking import per_case_ndcg, ranking_report
+from worker.metrics.reconstruction import fvu
+from worker.probe import rank_targets, user_vector_cases
+from worker.run import Run, RunConfig
+from worker.sae.baselines import pca_fvu, random_sae, train_dense_ae
+from worker.sae.io import save_sae
+from worker.sae.model import TopKSAE
+from worker.sae.train import SAEConfig, encode_batched
+from worker.sae.train import train_sae as train
+
+
+def dev_cases(dataset: Dataset, cases: Cases, sequential: bool) -> tuple[Cases, np.ndarray]:
+    """DEV-side cases whose targets are dev items (never the test item), with their index."""
+    dev_index = np.flatnonzero(cases.side == DEV)
+    dev = cases.subset(dev_index)
+    if not sequential:  # one vector per user: score it against the user's dev item instead
+        dev = Cases(dev.user, dev.length - 1, dev.side)
+    return dev, dev_index
+
+
+def auto_scale(n_train: int, d: int, sequential: bool) -> int:
+    """The SAE scale s when the run does not fix one (see ``RunConfig.sae_scale``)."""
+    if sequential:
+        return 16
+    scale = 16
+    while scale > 1 and scale * d > n_train / 3:
+        scale //= 2
+    return scale
+
+
+def sae_config(cfg: RunConfig, sequential: bool, train_shape: tuple[int, ...]) -> SAEConfig:
+    """SAEConfig for this run: per-kind defaults (measured in benchmarks/sae.py), then overrides.
+
+    Sequential models give ~40k training vectors: bounded epochs keep the demo fast (dev FVU
+    moves by < 0.01 after ~150 epochs). One vector per user gives a few hundred: full-batch steps
+    and a longer patience, early-stopped on dev FVU so the SAE does not memorise (SPEC §1.4).
+    """
+    known = {f.name for f in fields(SAEConfig)}
+    unknown = sorted(set(cfg.sae_overrides) - known)
+    if unknown:
+        raise ConfigError(f"the SAE has no config field(s) {unknown}; its fields: {sorted(known)}")
+    n_train, d = train_shape
+    scale = cfg.sae_scale or auto_scale(n_train, d, sequential)
+    kind: dict[str, Any] = (
+        {"lr": 3e-3, "batch_size": 4096, "max_epochs": 150, "patience": 10}
+        if sequential
+        else {"lr": 3e-3, "batch_size": 4096, "patience": 30}
+    )
+    return SAEConfig(scale=scale, k=cfg.sae_k, seed=cfg.seed, **{**kind, **cfg.sae_overrides})
+
+
+def _dense_reconstruct(ae: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        out: np.ndarray = ae(torch.as_tensor(x, dtype=torch.float32)).numpy()
+        return out
+
+
+def train_sae(run: Run) -> None:
+    cfg, dataset, probe = run.config, run.dataset, run.probe
+    cases, reps, item_emb = probe.cases, probe.reps, probe.item_emb
+    x_train = reps[cases.side == TRAIN]
+    dev, dev_index = dev_cases(dataset, cases, probe.sequential)
+    x_dev = reps[dev_index]
+
+    def dev_ndcg(sae: TopKSAE) -> float:  # SPEC §1.4: select on dev NDCG of the reconstruction
+        _, _, x_hat = encode_batched(sae, x_dev)
+        return float(per_case_ndcg(rank_targets(item_emb, x_hat, dataset, dev), 10).mean())
+
+    config = sae_config(cfg, probe.sequential, x_train.shape)
+    if "score_tolerance" not in cfg.sae_overrides:
+        # Dev NDCG vetoes only checkpoints that are clearly worse: more than the half-width of
+        # the base model's 95% CI on the same dev cases (SPEC §2: judge by CIs; 60 dev users
+        # give +-0.02, so a fixed small tolerance would select on noise).
+        base_dev = per_case_ndcg(rank_targets(item_emb, x_dev, dataset, dev), 10)
+        config.score_tolerance = float(1.96 * base_dev.std() / np.sqrt(len(base_dev)))
+    sae, raw = train(x_train, x_dev, config, dev_score_fn=dev_ndcg)
+    raw["score_tolerance"] = config.score_tolerance
+    save_sae(sae, config, run.path(SAE_DIR))  # later stages load it back (eval mode)
+    raw.update(_held_out(run, sae, config))
+    raw.pop("history", None)
+    report = SAEReport.model_validate(jsonable(raw))
+    run.write_report(SAE_REPORT, report)
+    ranking = report.ranking
+    run.log(
+        f"  SAE: FVU test {report.fvu_test:.3f} (PCA-{config.k} {report.pca_fvu_test:.3f}, "
+        f"random {report.random_sae_fvu_test:.3f}), dead {report.dead_fraction:.1%}, "
+        f"NDCG@10 {ranking['sae']['ndcg@10'].mean:.4f} vs base "
+        f"{ranking['base']['ndcg@10'].mean:.4f}, {report.vectors_per_second:.0f} vectors/s"
+    )
+
+
+def _held_out(run: Run, sae: TopKSAE, config: SAEConfig) -> dict[str, Any]:
+    """Table 7 and SPEC §1.4: the model with x replaced by x_hat (SAE, random SAE, dense AE),
+    on every user's test case; FVU on vectors the SAE never trained on, beside PCA-k."""
+    dataset, probe, seed = run.dataset, run.probe, run.config.seed
+    cases, reps, item_emb = probe.cases, probe.reps, probe.item_emb
+    x_train, x_test = reps[cases.side == TRAIN], reps[cases.side == TEST]
+    x_dev = reps[dev_cases(dataset, cases, probe.sequential)[1]]
+    user_cases = user_vector_cases(dataset)
+    user_vectors = run.user_vectors
+    rand = random_sae(reps.shape[1], config.scale * reps.shape[1], config.k,
+                      b_dec=x_train.mean(0), seed=seed)  # fmt: skip
+    ae, ae_report = train_dense_ae(x_train, x_dev, hidden=8, seed=seed)
+    recon = {
+        "sae": encode_batched(sae, user_vectors)[2],
+        "random_sae": encode_batched(rand, user_vectors)[2],
+        "ae": _dense_reconstruct(ae, user_vectors),
+    }
+    mostpop: RankingCI = run.recommender_report().mostpop_test_ci
+    ranking: dict[str, dict[str, Any]] = {
+        "mostpop": {metric: ci.to_json() for metric, ci in mostpop.items()},
+        "base": ranking_report(rank_targets(item_emb, user_vectors, dataset, user_cases)),
+    }
+    for name, x_hat in recon.items():
+        ranking[name] = ranking_report(rank_targets(item_emb, x_hat, dataset, user_cases))
+    return dict(
+        fvu_test=fvu(x_test, encode_batched(sae, x_test)[2]),
+        pca_fvu_test=pca_fvu(x_train, x_test, config.k),
+        random_sae_fvu_test=fvu(x_test, encode_batched(rand, x_test)[2]),
+        ae_fvu_test=fvu(x_test, _dense_reconstruct(ae, x_test)),
+        ae=ae_report,
+        n_train_vectors=len(x_train),
+        n_dev_vectors=len(x_dev),
+        n_test_vectors=len(x_test),
+        config=asdict(config),
+        ranking=ranking,
+    )
