@@ -262,6 +262,22 @@ async def aexplain_and_verify(
         )
         return LLMConcept(latent.latent_id, text, None, STATUS_TOO_RARE, model, details)
 
+    confidence, status = await _verify(latent, text, client, ctx, config, details)
+    return LLMConcept(latent.latent_id, text, confidence, status, model, details)
+
+
+async def _verify(
+    latent: LatentCases,
+    text: str,
+    client: LLMClient,
+    ctx: PromptContext,
+    config: LLMConceptConfig,
+    details: dict[str, Any],
+) -> tuple[float | None, str]:
+    """(confidence, status) of explanation ``text``: the LLM predicts the activation level of
+    each verification (positive) and random (negative) case; eq. 4 over the parseable answers.
+    Records every answer in ``details``."""
+    n = config.n
     roles = [("verification", c) for c in latent.verification[:n]]
     roles += [("random", c) for c in latent.random[:n]]
     asked = await asyncio.gather(
@@ -277,7 +293,7 @@ async def aexplain_and_verify(
             for _, case in roles
         )
     )
-    cases = [
+    details["cases"] = [
         {
             "role": role,
             "predicted_item": case.predicted,
@@ -288,7 +304,6 @@ async def aexplain_and_verify(
         }
         for (role, case), a in zip(roles, asked, strict=True)
     ]
-    details["cases"] = cases
     details["requests"] += sum(a.requests for a in asked)
     details["cached"] += sum(a.cached for a in asked)
     pos = [a.value for (role, _), a in zip(roles, asked, strict=True) if role == "verification"]
@@ -301,9 +316,8 @@ async def aexplain_and_verify(
             f"only {n_parseable} of {len(asked)} verification answers were an integer 0-10 "
             f"(need {config.min_parseable_fraction:.0%})"
         )
-        return LLMConcept(latent.latent_id, text, None, STATUS_UNPARSEABLE, model, details)
-    confidence = equation4(pos, neg, config.threshold)
-    return LLMConcept(latent.latent_id, text, confidence, STATUS_VERIFIED, model, details)
+        return None, STATUS_UNPARSEABLE
+    return equation4(pos, neg, config.threshold), STATUS_VERIFIED
 
 
 def explain_and_verify(

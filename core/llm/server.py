@@ -145,13 +145,6 @@ class LocalLLM:
         self.close()
 
 
-def start_local_llm(
-    port: int = DEFAULT_PORT, threads: int = 2, model_path: Path | str | None = None, **kwargs: Any
-) -> LocalLLM:
-    """Start and return a ``LocalLLM`` (close it, or use ``with LocalLLM(...)``)."""
-    return LocalLLM(port, threads, model_path, **kwargs).start()
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m core.llm.server``: serve in the foreground until Ctrl-C."""
     parser = argparse.ArgumentParser(

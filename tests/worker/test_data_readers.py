@@ -285,3 +285,21 @@ def test_generic_round_trip_of_synthetic_data(tmp_path: Path) -> None:
     check_contract(back)
     pd.testing.assert_frame_equal(back.interactions, raw.interactions)
     pd.testing.assert_frame_equal(back.items, raw.items)
+
+
+def test_generic_items_csv_may_name_its_id_column_id(tmp_path: Path) -> None:
+    """The README's layout: an items CSV with an ``id`` column (``item`` is accepted too)."""
+    write(tmp_path / "interactions.csv", "user,item,timestamp\na,i1,5\nb,i2,6\n")
+    write(tmp_path / "items.csv", "id,title,genres\ni1,First,Drama|Comedy\ni2,Second,\n")
+    raw = read_dataset("generic", tmp_path)
+    check_contract(raw)
+    items = raw.items.set_index("item")
+    assert items.loc["i1", "title"] == "First"
+    assert items.loc["i1", "genres"] == ["Drama", "Comedy"]
+
+
+def test_generic_items_csv_without_an_id_column_names_both(tmp_path: Path) -> None:
+    write(tmp_path / "interactions.csv", "user,item,timestamp\na,i1,5\n")
+    write(tmp_path / "items.csv", "movie,title\ni1,First\n")
+    with pytest.raises(DataFormatError, match="expected an id column named item or id"):
+        read_dataset("generic", tmp_path)

@@ -134,28 +134,24 @@ def _distinct_rows(rng: np.random.Generator, rows: int, n: int, k: int) -> np.nd
     return np.argsort(rng.random((rows, n)), axis=1)[:, :k].astype(np.int64)
 
 
-def generate(config: SyntheticConfig | None = None) -> tuple[RawDataset, PlantedTruth]:
-    """Interactions and item metadata with planted tag structure, deterministic given the seed.
+def _draw_histories(
+    config: SyntheticConfig,
+    rng: np.random.Generator,
+    user_tags: np.ndarray,
+    item_onehot: np.ndarray,
+    log_weight: np.ndarray,
+    lengths: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user [N], item [N], coherent [N] bool) of every interaction, users in blocks of
+    ``config.block_users``, unordered in time: each user's coherent items first, then the rest.
 
-    Returns the RawDataset (user ids "1".."n_users", item ids "1".."n_items", timestamps
-    increasing within each user, ratings 5.0 or NaN) and the PlantedTruth. A user whose tags
-    cover fewer items than their coherent draws asks for gets the rest from the other items,
-    so the realised coherence of very long histories is below ``coherence``.
+    user_tags [n_users, tags_per_user], item_onehot [n_items, n_tags] bool, log_weight [n_items]
+    the popularity prior, lengths [n_users] history lengths.
     """
-    config = config or SyntheticConfig()
-    _validate(config)
-    rng = np.random.default_rng(config.seed)
     n_users, n_items, n_tags = config.n_users, config.n_items, config.n_tags
-
-    item_tags = _distinct_rows(rng, n_items, n_tags, config.tags_per_item)
-    user_tags = _distinct_rows(rng, n_users, n_tags, config.tags_per_user)
-    item_onehot = np.zeros((n_items, n_tags), dtype=bool)
-    np.put_along_axis(item_onehot, item_tags, True, axis=1)
-    popularity_rank = rng.permutation(n_items) + 1
-    log_weight = -config.popularity_exponent * np.log(popularity_rank)  # [n_items]
-
-    lengths = _history_lengths(config, rng)
-    users_out, items_out, coherent_out = [], [], []
+    users_out: list[np.ndarray] = []
+    items_out: list[np.ndarray] = []
+    coherent_out: list[np.ndarray] = []
     positions = np.arange(n_items)
     for start in range(0, n_users, config.block_users):
         stop = min(start + config.block_users, n_users)
@@ -183,9 +179,33 @@ def generate(config: SyntheticConfig | None = None) -> tuple[RawDataset, Planted
         items_out += [order_m[take_m], order_o[take_o]]
         coherent_out += [np.ones(int(n_coherent.sum()), bool), np.zeros(int(take_o.sum()), bool)]
 
-    users = np.concatenate(users_out)
-    items = np.concatenate(items_out)
-    coherent = np.concatenate(coherent_out)
+    return np.concatenate(users_out), np.concatenate(items_out), np.concatenate(coherent_out)
+
+
+def generate(config: SyntheticConfig | None = None) -> tuple[RawDataset, PlantedTruth]:
+    """Interactions and item metadata with planted tag structure, deterministic given the seed.
+
+    Returns the RawDataset (user ids "1".."n_users", item ids "1".."n_items", timestamps
+    increasing within each user, ratings 5.0 or NaN) and the PlantedTruth. A user whose tags
+    cover fewer items than their coherent draws asks for gets the rest from the other items,
+    so the realised coherence of very long histories is below ``coherence``.
+    """
+    config = config or SyntheticConfig()
+    _validate(config)
+    rng = np.random.default_rng(config.seed)
+    n_users, n_items, n_tags = config.n_users, config.n_items, config.n_tags
+
+    item_tags = _distinct_rows(rng, n_items, n_tags, config.tags_per_item)
+    user_tags = _distinct_rows(rng, n_users, n_tags, config.tags_per_user)
+    item_onehot = np.zeros((n_items, n_tags), dtype=bool)
+    np.put_along_axis(item_onehot, item_tags, True, axis=1)
+    popularity_rank = rng.permutation(n_items) + 1
+    log_weight = -config.popularity_exponent * np.log(popularity_rank)  # [n_items]
+
+    lengths = _history_lengths(config, rng)
+    users, items, coherent = _draw_histories(
+        config, rng, user_tags, item_onehot, log_weight, lengths
+    )
     # Shuffle each user's items into a random time order, then give increasing timestamps.
     order = np.lexsort((rng.random(len(users)), users))
     users, items, coherent = users[order], items[order], coherent[order]

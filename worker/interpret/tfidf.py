@@ -84,6 +84,42 @@ def verify_term(
     return correct / (len(pos) + len(neg)), pos, neg
 
 
+def _verify(
+    concept: TfidfConcept, examples: LatentExamples, tokens_of: Callable[[int], frozenset[str]]
+) -> None:
+    """Verify ``concept.text`` on its latent's verification and random cases (paper §3.3.2):
+    sets its details, status and (unless too rare) confidence."""
+    latent = concept.latent
+    ver, rnd = examples.verification, examples.random
+    pos_slots = np.flatnonzero(ver.case[latent] >= 0)
+    neg_slots = np.flatnonzero(rnd.case[latent] >= 0)
+    pos_items = [int(i) for i in ver.item[latent, pos_slots]]
+    neg_items = [int(i) for i in rnd.item[latent, neg_slots]]
+    details: dict[str, Any] = {
+        "construction_items": [int(i) for i in examples.construction.item[latent] if i >= 0],
+        "verification": [],
+        "random": [],
+    }
+    concept.details = details
+    if not pos_items and not neg_items:
+        concept.status = "too_rare"
+        return
+    tokens = {i: tokens_of(i) for i in set(pos_items) | set(neg_items)}
+    confidence, pos_hit, neg_hit = verify_term(concept.text, pos_items, neg_items, tokens)
+    details["verification"] = [
+        {"case": int(c), "item": i, "present": h, "correct": h}
+        for c, i, h in zip(ver.case[latent, pos_slots], pos_items, pos_hit, strict=True)
+    ]
+    details["random"] = [
+        {"case": int(c), "item": i, "present": h, "correct": not h}
+        for c, i, h in zip(rnd.case[latent, neg_slots], neg_items, neg_hit, strict=True)
+    ]
+    if examples.too_rare[latent]:
+        concept.status = "too_rare"  # SPEC §1.7: never verified on construction cases
+    else:
+        concept.status, concept.confidence = "verified", confidence
+
+
 def tfidf_concepts(
     examples: LatentExamples,
     item_text: Sequence[str],
@@ -140,33 +176,6 @@ def tfidf_concepts(
         best = np.lexsort((vocab[cols], -scores, ~shared))[: config.n_terms]
         terms = [[str(vocab[cols[j]]), float(scores[j])] for j in best]
         concept = concepts[latent]
-        concept.text, concept.terms = terms[0][0], terms
-        ver, rnd = examples.verification, examples.random
-        pos_slots = np.flatnonzero(ver.case[latent] >= 0)
-        neg_slots = np.flatnonzero(rnd.case[latent] >= 0)
-        pos_items = [int(i) for i in ver.item[latent, pos_slots]]
-        neg_items = [int(i) for i in rnd.item[latent, neg_slots]]
-        details: dict[str, Any] = {
-            "construction_items": [int(i) for i in items[latent] if i >= 0],
-            "verification": [],
-            "random": [],
-        }
-        concept.details = details
-        if not pos_items and not neg_items:
-            concept.status = "too_rare"
-            continue
-        tokens = {i: tokens_of(i) for i in set(pos_items) | set(neg_items)}
-        confidence, pos_hit, neg_hit = verify_term(concept.text, pos_items, neg_items, tokens)
-        details["verification"] = [
-            {"case": int(c), "item": i, "present": h, "correct": h}
-            for c, i, h in zip(ver.case[latent, pos_slots], pos_items, pos_hit, strict=True)
-        ]
-        details["random"] = [
-            {"case": int(c), "item": i, "present": h, "correct": not h}
-            for c, i, h in zip(rnd.case[latent, neg_slots], neg_items, neg_hit, strict=True)
-        ]
-        if examples.too_rare[latent]:
-            concept.status = "too_rare"  # SPEC §1.7: never verified on construction cases
-        else:
-            concept.status, concept.confidence = "verified", confidence
+        concept.text, concept.terms = str(terms[0][0]), terms
+        _verify(concept, examples, tokens_of)
     return concepts

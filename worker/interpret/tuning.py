@@ -49,6 +49,85 @@ class TuningResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
+def _check_inputs(
+    latent_idx: np.ndarray,
+    latent_val: np.ndarray,
+    W_dec: np.ndarray,
+    b_dec: np.ndarray,
+    item_emb: np.ndarray,
+    known_items: Sequence[np.ndarray],
+    concepts: Mapping[int, str],
+    item_tokens: Sequence[frozenset[str]] | Sequence[set[str]],
+    x: np.ndarray | None,
+    config: TuningConfig,
+) -> None:
+    """Loud errors for inputs of :func:`targeted_tuning` that do not fit together."""
+    n_latents, d = W_dec.shape
+    check_codes(latent_idx, latent_val, n_latents)
+    C = latent_idx.shape[0]
+    if b_dec.shape != (d,) or item_emb.ndim != 2 or item_emb.shape[1] != d:
+        raise ValueError(f"b_dec {b_dec.shape} / item_emb {item_emb.shape} do not fit d = {d}")
+    if len(known_items) != C:
+        raise ValueError(f"known_items has {len(known_items)} entries for {C} cases")
+    if len(item_tokens) != item_emb.shape[0]:
+        raise ValueError(f"item_tokens has {len(item_tokens)} items, item_emb {item_emb.shape[0]}")
+    if config.mode not in ("replace", "error_preserving"):
+        raise ValueError(f"mode must be 'replace' or 'error_preserving', got {config.mode!r}")
+    if config.mode == "error_preserving" and (x is None or x.shape != (C, d)):
+        raise ValueError(f"error_preserving mode needs x [{C}, {d}]")
+    if not 1 <= config.top <= item_emb.shape[0]:
+        raise ValueError(f"top must be in [1, n_items], got {config.top}")
+    unknown = [latent for latent in concepts if not 0 <= latent < n_latents]
+    if unknown:
+        raise ValueError(f"concepts name latents outside [0, {n_latents}): {unknown[:5]}")
+
+
+@dataclass
+class _Scorer:
+    """What every latent's re-ranking shares: codes, decoder, items, concept membership."""
+
+    latent_idx: np.ndarray
+    latent_val: np.ndarray
+    W_dec: np.ndarray
+    b_dec: np.ndarray
+    emb: np.ndarray  # [n_items, d] float64
+    known_items: Sequence[np.ndarray]
+    has: np.ndarray  # [n_items, T] bool: item carries term t
+    x: np.ndarray | None
+    config: TuningConfig
+
+    def base_vectors(self, cases: np.ndarray) -> np.ndarray:
+        """[b, d] the unmodified vector the change is added to (x̂ or x)."""
+        if self.config.mode == "error_preserving":
+            return np.asarray(self.x, dtype=np.float64)[cases]
+        val = self.latent_val[cases].astype(np.float64)
+        return np.einsum("bk,bkd->bd", val, self.W_dec[self.latent_idx[cases]]) + self.b_dec
+
+    def presence(
+        self, latent: int, cases: np.ndarray, hit: np.ndarray, scales: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """([S, T] eq. 5 per term, [S, T] share of the top list carrying it) for one latent."""
+        v = (self.latent_val * hit).sum(axis=1)[cases]  # [b] this latent's activation
+        scores0 = (self.base_vectors(cases) @ self.emb.T).astype(np.float32)  # [b, n_items]
+        known = self.known_items
+        rows = np.concatenate([np.full(len(known[int(c)]), r) for r, c in enumerate(cases)])
+        cols = np.concatenate([np.asarray(known[int(c)], np.int64) for c in cases])
+        scores0[rows.astype(np.int64), cols] = -np.inf  # full ranking: known items masked
+        direction = (self.emb @ self.W_dec[latent]).astype(np.float32)  # [n_items] per unit
+        n_terms = self.has.shape[1]
+        present = np.empty((len(scales), len(cases), n_terms), dtype=bool)
+        share = np.empty((len(scales), len(cases), n_terms), dtype=np.float32)
+        kth = self.emb.shape[0] - self.config.top
+        for s, scale in enumerate(scales):
+            shift = ((scale - 1.0) * v).astype(np.float32)
+            scores = scores0 + shift[:, None] * direction[None, :]
+            top = np.argpartition(scores, kth, axis=1)[:, kth:]  # float32: ~2x faster
+            carries = self.has[top]  # [b, top, T]
+            present[s] = carries.any(axis=1)  # [b, T]
+            share[s] = carries.mean(axis=1)  # [b, T] share of the list carrying each term
+        return present.mean(axis=1), share.mean(axis=1)
+
+
 def targeted_tuning(
     latent_idx: np.ndarray,
     latent_val: np.ndarray,
@@ -71,40 +150,18 @@ def targeted_tuning(
     (the paper uses the test set); x [C, d] the probed vectors, only for "error_preserving".
     """
     config = config or TuningConfig()
-    n_latents, d = W_dec.shape
-    check_codes(latent_idx, latent_val, n_latents)
-    C, k = latent_idx.shape
-    if b_dec.shape != (d,) or item_emb.ndim != 2 or item_emb.shape[1] != d:
-        raise ValueError(f"b_dec {b_dec.shape} / item_emb {item_emb.shape} do not fit d = {d}")
-    if len(known_items) != C:
-        raise ValueError(f"known_items has {len(known_items)} entries for {C} cases")
-    if len(item_tokens) != item_emb.shape[0]:
-        raise ValueError(f"item_tokens has {len(item_tokens)} items, item_emb {item_emb.shape[0]}")
-    if config.mode not in ("replace", "error_preserving"):
-        raise ValueError(f"mode must be 'replace' or 'error_preserving', got {config.mode!r}")
-    if config.mode == "error_preserving" and (x is None or x.shape != (C, d)):
-        raise ValueError(f"error_preserving mode needs x [{C}, {d}]")
-    if not 1 <= config.top <= item_emb.shape[0]:
-        raise ValueError(f"top must be in [1, n_items], got {config.top}")
-    unknown = [latent for latent in concepts if not 0 <= latent < n_latents]
-    if unknown:
-        raise ValueError(f"concepts name latents outside [0, {n_latents}): {unknown[:5]}")
-
+    _check_inputs(
+        latent_idx, latent_val, W_dec, b_dec, item_emb, known_items, concepts, item_tokens, x,
+        config,
+    )  # fmt: skip
     scales = np.asarray(config.scales, dtype=np.float64)
-    mask = np.ones(C, bool) if case_mask is None else case_mask
-    emb = item_emb.astype(np.float64)
-    n_items = emb.shape[0]
-
-    def base_vectors(cases: np.ndarray) -> np.ndarray:
-        """[b, d] the unmodified vector the change is added to (x̂ or x)."""
-        if config.mode == "error_preserving":
-            return np.asarray(x, dtype=np.float64)[cases]
-        val = latent_val[cases].astype(np.float64)
-        return np.einsum("bk,bkd->bd", val, W_dec[latent_idx[cases]]) + b_dec
-
+    mask = np.ones(latent_idx.shape[0], bool) if case_mask is None else case_mask
     terms = sorted(set(concepts.values()))
     term_col = {t: j for j, t in enumerate(terms)}
-    has = concept_item_matrix(item_tokens, terms)  # [n_items, T]
+    scorer = _Scorer(
+        latent_idx, latent_val, W_dec, b_dec, item_emb.astype(np.float64), known_items,
+        concept_item_matrix(item_tokens, terms), x, config,
+    )  # fmt: skip
 
     rng = np.random.default_rng(config.seed)
     result = TuningResult()
@@ -113,27 +170,13 @@ def targeted_tuning(
         cases = np.flatnonzero(hit.any(axis=1))
         if len(cases) > config.max_cases:
             cases = np.sort(rng.choice(cases, size=config.max_cases, replace=False))
-        entry = {"scales": scales.tolist(), "related": [], "other": [], "n_cases": len(cases)}
+        entry: dict[str, Any] = {
+            "scales": scales.tolist(), "related": [], "other": [], "n_cases": len(cases)
+        }  # fmt: skip
         result.per_latent[latent] = entry
         if len(cases) == 0:
             continue
-        v = (latent_val * hit).sum(axis=1)[cases]  # [b] this latent's activation
-        scores0 = (base_vectors(cases) @ emb.T).astype(np.float32)  # [b, n_items]
-        rows = np.concatenate([np.full(len(known_items[c]), r) for r, c in enumerate(cases)])
-        cols = np.concatenate([np.asarray(known_items[c], np.int64) for c in cases])
-        scores0[rows.astype(np.int64), cols] = -np.inf  # full ranking: known items masked
-        direction = (emb @ W_dec[latent]).astype(np.float32)  # [n_items] change per unit
-        present = np.empty((len(scales), len(cases), len(terms)), dtype=bool)
-        share = np.empty((len(scales), len(cases), len(terms)), dtype=np.float32)
-        kth = n_items - config.top
-        for s, scale in enumerate(scales):
-            shift = ((scale - 1.0) * v).astype(np.float32)
-            scores = scores0 + shift[:, None] * direction[None, :]
-            top = np.argpartition(scores, kth, axis=1)[:, kth:]  # float32: ~2x faster
-            carries = has[top]  # [b, top, T]
-            present[s] = carries.any(axis=1)  # [b, T]
-            share[s] = carries.mean(axis=1)  # [b, T] share of the list carrying each term
-        ratio = present.mean(axis=1)  # [S, T] eq. 5 per term
+        ratio, item_share = scorer.presence(latent, cases, hit, scales)  # [S, T] each
         own = term_col[concepts[latent]]
         others = [j for j in range(len(terms)) if j != own]
         entry["related"] = ratio[:, own].tolist()
@@ -141,16 +184,22 @@ def targeted_tuning(
         # The paper's text also reads it as "the ratio of items related to the target concept":
         # the share of the top-10 items carrying the concept, finer than eq. 5 for broad concepts
         # (a genre is in almost every top 10, so eq. 5 saturates).
-        item_share = share.mean(axis=1)  # [S, T]
         entry["related_share"] = item_share[:, own].tolist()
         entry["other_share"] = (
             item_share[:, others].mean(axis=1).tolist() if others else [None] * len(scales)
         )
+    result.summary = _summary(result.per_latent, scales, config.mode)
+    return result
 
-    used = [e for e in result.per_latent.values() if e["n_cases"] > 0]
+
+def _summary(
+    per_latent: dict[int, dict[str, Any]], scales: np.ndarray, mode: str
+) -> dict[str, Any]:
+    """Table 8: means over the latents with at least one case."""
+    used = [e for e in per_latent.values() if e["n_cases"] > 0]
     other = [e["other"] for e in used if e["other"] and e["other"][0] is not None]
     other_share = [e["other_share"] for e in used if e["other"] and e["other"][0] is not None]
-    result.summary = {
+    return {
         "scales": scales.tolist(),
         "related": np.mean([e["related"] for e in used], axis=0).tolist() if used else [],
         "other": np.mean(other, axis=0).tolist() if other else [],
@@ -159,6 +208,5 @@ def targeted_tuning(
         else [],
         "other_share": np.mean(other_share, axis=0).tolist() if other_share else [],
         "n_latents": len(used),
-        "mode": config.mode,
+        "mode": mode,
     }
-    return result

@@ -26,7 +26,8 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -219,6 +220,40 @@ def _update_front(
     return [c for c in front if c.score >= best_score - tol]
 
 
+@dataclass
+class _Selection:
+    """Model selection over the evaluations: the Pareto front of (dev FVU, dev score)
+    checkpoints within the score tolerance, the bests so far, and evaluations without a gain."""
+
+    tolerance: float
+    front: list[_Checkpoint] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_fvu: float = float("inf")
+    best_score: float | None = None
+    stale: int = 0
+
+    def observe(
+        self, sae: TopKSAE, epoch: int, steps: int, fvu_dev: float, score: float | None
+    ) -> None:
+        """Record one evaluation; a new best FVU or score resets the patience count."""
+        self.history.append({"epoch": epoch, "steps": steps, "fvu_dev": fvu_dev, "score": score})
+        improved = fvu_dev < self.best_fvu or (
+            score is not None and (self.best_score is None or score > self.best_score)
+        )
+        self.best_fvu = min(self.best_fvu, fvu_dev)
+        if score is not None:
+            self.best_score = score if self.best_score is None else max(self.best_score, score)
+        checkpoint = _Checkpoint(
+            epoch,
+            fvu_dev,
+            score if score is not None else float("-inf"),
+            copy.deepcopy(sae.state_dict()),
+        )
+        best_score = self.best_score if self.best_score is not None else float("-inf")
+        self.front = _update_front(self.front, checkpoint, best_score, self.tolerance)
+        self.stale = 0 if improved else self.stale + 1
+
+
 def init_sae(x_train_ND: torch.Tensor, config: SAEConfig) -> TopKSAE:
     """A fresh SAE for these training vectors: n = scale * d latents, b_dec = their mean
     (SPEC §1.4), weights from ``config.seed``."""
@@ -232,14 +267,13 @@ def train_sae(
     config: SAEConfig | None = None,
     dev_score_fn: Callable[[TopKSAE], float] | None = None,
     progress: bool = True,
-) -> tuple[TopKSAE, dict]:
+) -> tuple[TopKSAE, dict[str, Any]]:
     """Train a TopK SAE on x_train [N, d], select it on x_dev [M, d]; return (sae, report).
 
-    ``dev_score_fn(sae) -> float`` (higher is better) joins model selection when given.
-    Report: fvu_train, fvu_dev, dead_fraction (latents that never fire on the whole training
-    set, after training), l0, steps, epochs, best_epoch, train_seconds (training steps only),
-    vectors_per_second (training vectors per second of train_seconds), dev_score, and history
-    (one dict per evaluation).
+    ``dev_score_fn(sae) -> float`` (higher is better) joins model selection when given. Report:
+    fvu_train, fvu_dev, dead_fraction (latents that never fire on the whole training set, after
+    training), l0, steps, epochs, best_epoch, train_seconds (training steps only),
+    vectors_per_second (per second of train_seconds), dev_score, history (one per evaluation).
     """
     config = config or SAEConfig()
     config.validate()
@@ -257,10 +291,8 @@ def train_sae(
         batch = min(config.batch_size, n_train)
         gen = torch.Generator().manual_seed(config.seed)
 
-        front: list[_Checkpoint] = []
-        history: list[dict] = []
-        best_fvu, best_score = float("inf"), None
-        stale, steps, vectors, train_seconds, epoch = 0, 0, 0, 0.0, 0
+        selection = _Selection(config.score_tolerance)
+        steps, vectors, train_seconds, epoch = 0, 0, 0.0, 0
         bar = tqdm(range(1, config.max_epochs + 1), disable=not progress, desc="SAE", unit="ep")
         for epoch in bar:
             t0 = time.perf_counter()
@@ -279,31 +311,13 @@ def train_sae(
             sae.eval()
             fvu_dev = fvu(x_dv.numpy(), encode_batched(sae, x_dv, config.eval_batch_size)[2])
             score = float(dev_score_fn(sae)) if dev_score_fn is not None else None
-            history.append({"epoch": epoch, "steps": steps, "fvu_dev": fvu_dev, "score": score})
-            improved = fvu_dev < best_fvu or (
-                score is not None and (best_score is None or score > best_score)
-            )
-            best_fvu = min(best_fvu, fvu_dev)
-            if score is not None:
-                best_score = score if best_score is None else max(best_score, score)
-            front = _update_front(
-                front,
-                _Checkpoint(
-                    epoch,
-                    fvu_dev,
-                    score if score is not None else float("-inf"),
-                    copy.deepcopy(sae.state_dict()),
-                ),
-                best_score if best_score is not None else float("-inf"),
-                config.score_tolerance,
-            )
-            bar.set_postfix(fvu_dev=f"{fvu_dev:.4f}", best=f"{best_fvu:.4f}")
-            stale = 0 if improved else stale + 1
-            if stale >= config.patience or out_of_steps:
+            selection.observe(sae, epoch, steps, fvu_dev, score)
+            bar.set_postfix(fvu_dev=f"{fvu_dev:.4f}", best=f"{selection.best_fvu:.4f}")
+            if selection.stale >= config.patience or out_of_steps:
                 break
         bar.close()
 
-        best = min(front, key=lambda c: c.fvu_dev)  # the front holds only eligible ones
+        best = min(selection.front, key=lambda c: c.fvu_dev)  # the front holds eligible ones
         sae.load_state_dict(best.state)
         sae.eval()
         idx_tr, val_tr, x_hat_tr = encode_batched(sae, x_tr, config.eval_batch_size)
@@ -322,7 +336,7 @@ def train_sae(
             "best_epoch": best.epoch,
             "train_seconds": train_seconds,
             "vectors_per_second": vectors / train_seconds if train_seconds > 0 else float("nan"),
-            "history": history,
+            "history": selection.history,
         }
         return sae, report
     finally:
