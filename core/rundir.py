@@ -1,9 +1,9 @@
 """The run directory: every file name a run writes, and the loaders that read them back.
 
-A run is a directory ``<data_dir>/runs/<run id>/``. Arrays are safetensors, numbers and concepts
-JSON; nothing is pickled. The worker writes these files stage by stage; the database keeps the
-directory's path and the numbers (see :mod:`core.reports`), the backend reads the arrays it
-steers with through the numpy loaders here (no torch).
+A run is a directory ``<data_dir>/runs/<run id>/``. Arrays are safetensors (or npz), numbers and
+concepts JSON, never a Python object dump. The worker writes these files stage by stage; the
+database keeps the directory's path and the numbers (see :mod:`core.reports`), the backend reads
+the arrays it steers with through the numpy loaders here (no torch).
 
 Files, by the stage that writes them (docs/method.md §1 for what each holds):
 - prepare: ``dataset/``

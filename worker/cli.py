@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +21,8 @@ from worker.data.readers import READERS, DataFormatError
 from worker.errors import ConfigError
 from worker.pipeline import DEMO_DATA, STAGES, RunConfig, run_pipeline
 from worker.recommenders import REGISTRY
+from worker.recommenders.train import default_config
+from worker.sae.train import SAEConfig
 
 app = typer.Typer(
     help="RecSAE Explorer: interpret and steer recommenders with TopK sparse autoencoders.",
@@ -106,6 +110,7 @@ def _config(
         except json.JSONDecodeError:
             value = raw
         (rec if section == "recommender" else sae)[field] = value
+    _check_fields(recommender, rec, sae)
     return RunConfig(
         recommender=recommender,
         dataset_format=fmt,
@@ -119,6 +124,22 @@ def _config(
         llm_latents=llm_latents,
         llm_local=llm_local,
     )
+
+
+def _check_fields(recommender: str, rec: dict[str, object], sae: dict[str, object]) -> None:
+    """``--set`` names only fields the model's config and the SAE's config have (before any
+    stage runs, not minutes later in the stage that reads them)."""
+    try:
+        default_config(recommender, **rec)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--set") from err
+    known = {f.name for f in fields(SAEConfig)}
+    unknown = sorted(set(sae) - known)
+    if unknown:
+        raise typer.BadParameter(
+            f"the SAE has no config field(s) {unknown}; its fields: {sorted(known)}",
+            param_hint="--set",
+        )
 
 
 @app.command()
@@ -203,9 +224,7 @@ def demo(
         if not serve_only:
             for name in DEMO_MODELS:
                 config = RunConfig(recommender=name, llm_latents=llm_latents)
-                _run_or_explain(
-                    lambda config=config: run_pipeline(config, settings=settings, force=force)
-                )
+                _run_or_explain(partial(run_pipeline, config, settings=settings, force=force))
         typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API: http://{host}:{port}/docs)")
         _serve(host, port, settings=settings)
 

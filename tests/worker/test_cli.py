@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
-from worker.cli import app
+from worker.cli import _run_or_explain, app
+from worker.errors import ConfigError
 
 runner = CliRunner()
 
@@ -39,3 +42,25 @@ def test_missing_dataset_names_the_file(tmp_path) -> None:
     result = runner.invoke(app, args, env={"COLUMNS": "400"})  # no wrapping of the long path
     assert result.exit_code != 0
     assert "nowhere" in result.output and "does not exist" in result.output
+
+
+def test_unknown_config_field_is_refused_before_any_stage_runs() -> None:
+    result = runner.invoke(app, ["run", "-r", "bprmf", "--set", "recommender.n_interests=3"])
+    assert result.exit_code != 0
+    assert "n_interests" in result.output and "bprmf" in result.output
+    result = runner.invoke(app, ["run", "-r", "bprmf", "--set", "sae.nosuch=3"])
+    assert result.exit_code != 0
+    assert "nosuch" in result.output
+
+
+def test_user_errors_print_one_line_and_bugs_keep_their_traceback() -> None:
+    def user_error() -> None:
+        raise ConfigError("unknown stage(s) ['trian_sae']")
+
+    def bug() -> None:
+        raise KeyError("a real bug")
+
+    with pytest.raises(typer.Exit):
+        _run_or_explain(user_error)
+    with pytest.raises(KeyError, match="a real bug"):
+        _run_or_explain(bug)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -246,9 +247,9 @@ def _item_metadata(
         )
     rows = {str(k): i for i, k in enumerate(meta["item"])} if len(meta) else {}
 
-    def column(name: str, empty: object) -> list:
+    def column(name: str, empty: object) -> list[Any]:
         values = meta[name].tolist() if name in meta.columns else []
-        out = []
+        out: list[Any] = []
         for item in item_ids:
             row = rows.get(item)
             value = values[row] if row is not None and values else empty

@@ -97,9 +97,16 @@ class LatentExamples:
         cls, arrays: dict[str, np.ndarray], prefix: str, meta: dict[str, int]
     ) -> LatentExamples:
         """The inverse of :meth:`to_arrays` and :meth:`meta`."""
-        sets = {role: ExampleSet.from_arrays(arrays, f"{prefix}.{role}") for role in ROLES}
-        counts = {name: arrays[f"{prefix}.{name}"] for name in _COUNT_ARRAYS}
-        return cls(**sets, **counts, n=int(meta["n"]), seed=int(meta["seed"]))
+        return cls(
+            construction=ExampleSet.from_arrays(arrays, f"{prefix}.construction"),
+            verification=ExampleSet.from_arrays(arrays, f"{prefix}.verification"),
+            random=ExampleSet.from_arrays(arrays, f"{prefix}.random"),
+            n_active_construction=arrays[f"{prefix}.n_active_construction"],
+            n_active_verification=arrays[f"{prefix}.n_active_verification"],
+            too_rare=arrays[f"{prefix}.too_rare"],
+            n=int(meta["n"]),
+            seed=int(meta["seed"]),
+        )
 
 
 def top_distinct(

@@ -2,7 +2,7 @@
 levels, examples, TF-IDF concepts and statistics; plus the decoder's item effects.
 
 On disk (``core.rundir``): the arrays in ``interpretation.safetensors`` under ``<part>.<field>``
-keys, everything else (concepts, histograms, sizes) in ``interpretation.json``. No pickles.
+keys, everything else (concepts, histograms, sizes) in ``interpretation.json``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Save and load a trained recommender: one directory, ``recommender.safetensors`` (weights and
-buffers) + ``recommender.json`` (name, sizes, config). No pickles, no dataset needed to load."""
+buffers) + ``recommender.json`` (name, sizes, config). Plain tensors and JSON; no dataset needed
+to load."""
 
 from __future__ import annotations
 

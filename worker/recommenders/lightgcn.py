@@ -62,7 +62,7 @@ class LightGCN(Recommender):
             ).coalesce()
         return self._adj
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         key = prefix + "edges"
         if key in state_dict:  # the graph's size is only known from the saved edges
             self.edges = torch.empty_like(state_dict[key])

@@ -168,7 +168,7 @@ def remove_parallel_grad(sae: TopKSAE) -> None:
 @torch.no_grad()
 def normalise_decoder(sae: TopKSAE) -> None:
     """Renormalise every decoder row to unit norm (after every step, SPEC §1.4 and §3)."""
-    sae.W_dec /= sae.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    sae.W_dec.div_(sae.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 @torch.inference_mode()

@@ -158,12 +158,13 @@ def run_metrics(run: Run) -> RunMetrics:
     report.sweep = run.sweep_rows()
     recommender = run.recommender_report()
     recommender.history = []  # per-epoch dev metrics stay in the run directory
+    timings: dict[str, float | None] = dict(run.timings())
     return RunMetrics(
         dataset=run.dataset.stats,
         recommender=recommender,
         sae=run.sae_report(),
         report=report,
-        timings=run.timings(),
+        timings=timings,
     )
 
 

@@ -43,7 +43,7 @@ def check_columns(frame: pd.DataFrame, expected: list[str], path: Path) -> None:
 def read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
     """pandas.read_csv whose parse errors name the file."""
     try:
-        return pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
+        return pd.read_csv(path, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataFormatError(f"{path.name} in {path.parent}: cannot parse: {error}") from error
 
