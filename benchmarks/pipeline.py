@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
-import numpy as np
 from common import add_run_arguments, demo_runs, read
 
+from core.rundir import REPORT, SAE_REPORT
 from worker.cases import DEV, TEST, TRAIN
+from worker.run import Run
+from worker.sweep import sensitivity_sweep
 
 # SPEC §2: the authors' code on the same split (NDCG@10), and the issue's targets.
 THEIRS = {"mostpop": 0.0235, "bprmf": 0.0267, "sasrec": 0.0540}
@@ -36,12 +37,9 @@ def _ci(d: dict) -> str:
     return f"{d['mean']:.4f} [{d['lo']:.4f}, {d['hi']:.4f}]"
 
 
-def scale_sweep(run_dir: Path, scales: tuple[int, ...], seed: int) -> list[dict]:
+def scale_sweep(run: Run, scales: tuple[int, ...], seed: int) -> list[dict]:
     """Dead fraction and held-out FVU of BPRMF's SAE for several scales s (k = 8)."""
-    from worker.sweep import sensitivity_sweep
-
-    arrays = np.load(run_dir / "probe.npz")
-    reps, side = arrays["reps"], arrays["side"]
+    reps, side = run.probe.reps, run.probe.cases.side
     x_train, x_dev, x_test = reps[side == TRAIN], reps[side == DEV], reps[side == TEST]
     return sensitivity_sweep(x_train, x_dev, x_test, scales=scales, ks=(8,), seed=seed)
 
@@ -59,7 +57,7 @@ def main() -> None:
     wall = time.perf_counter() - start
     figures: dict[str, dict] = {}
     for model, run in runs.items():
-        sae, report = read(run, "sae_report.json"), read(run, "report.json")
+        sae, report = read(run, SAE_REPORT), read(run, REPORT)
         ranking = sae["ranking"]
         base = ranking["base"]["ndcg@10"]["mean"]
         figures[model] = {
@@ -81,7 +79,7 @@ def main() -> None:
             "pipeline_seconds": sum(run.timings().values()),
         }
         if model == "bprmf" and not args.no_sweep:
-            figures[model]["scale_sweep"] = scale_sweep(run.dir, (1, 2, 4, 8, 16), args.seed)
+            figures[model]["scale_sweep"] = scale_sweep(run, (1, 2, 4, 8, 16), args.seed)
 
     print()
     print(f"{'model':8} {'variant':11} {'NDCG@10 [95% CI]':28} {'HR@10 [95% CI]':28}")

@@ -17,6 +17,8 @@ import json
 
 from common import add_run_arguments, demo_runs, read
 
+from core.rundir import REPORT, SAE_REPORT
+
 
 def _ndcg(table7: dict, name: str) -> float:
     return table7[name]["ndcg@10"]["mean"]
@@ -30,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     figures = {}
     for model, run in demo_runs(args).items():
-        report = read(run, "report.json")
+        report = read(run, REPORT)
         t3, t4, t7 = report["table3"], report["table4"], report["table7"]
         base = _ndcg(t7, "base")
         f = {
@@ -41,7 +43,7 @@ def main() -> None:
                 "sae": t4["sae"]["latents_verified"],
             },
             "ndcg@10": {k: _ndcg(t7, k) for k in ("mostpop", "base", "sae", "random_sae", "ae")},
-            "n_latents": read(run, "sae_report.json")["n_latents"],
+            "n_latents": read(run, SAE_REPORT)["n_latents"],
         }
         f["sae_retained"] = f["ndcg@10"]["sae"] / base
         f["ae_retained"] = f["ndcg@10"]["ae"] / base

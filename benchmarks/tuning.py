@@ -18,6 +18,8 @@ import json
 import numpy as np
 from common import add_run_arguments, demo_runs, read
 
+from core.rundir import REPORT
+
 # SPEC §2: the paper's SASRec on MovieLens-1M: related 3.8% (-10x) / 35.7% (1x) / 47.5% (+10x);
 # other 2.4% / 2.9% / 2.7%.
 PAPER = {"related": [0.038, 0.357, 0.475], "other": [0.024, 0.029, 0.027]}
@@ -52,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     figures = {}
     for model, run in demo_runs(args).items():
-        table8 = read(run, "report.json").get("table8")
+        table8 = read(run, REPORT).get("table8")
         if not table8:
             figures[model] = {"error": "no verified concept, so no targeted tuning"}
             continue
