@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from core import rundir
-from core.jsonsafe import jsonable
 from core.llm.concepts import LLMConcept
 from core.reports import PaperReport, RecommenderReport, Record, SAEReport, SweepRow
 from core.settings import REPO_ROOT, Settings, get_settings
@@ -159,7 +158,7 @@ class Run:
 
     # -- JSON files and the typed reports --
     def write_json(self, name: str, obj: Any) -> None:
-        rundir.write_json(self.path(name), jsonable(obj))
+        rundir.write_json(self.path(name), obj)
 
     def read_json(self, name: str) -> Any:
         path = self.path(name)

@@ -68,7 +68,7 @@ def latent_rows(run: Run) -> list[records.LatentRow]:
     out = []
     for lat in range(run.sae.n_latents):
         c = part.concepts[lat]
-        verified = c.status == STATUS_VERIFIED and c.confidence is not None
+        verified = c.status == STATUS_VERIFIED
         tfidf_confidence = float(c.confidence) if verified and c.confidence is not None else None
         out.append(
             records.LatentRow(
