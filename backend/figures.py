@@ -33,7 +33,8 @@ def _layout(xtitle: str, ytitle: str, height: int = 260, **extra: Any) -> dict[s
 
 
 def activation_histogram(latent: Latent) -> Figure | None:
-    """Non-zero activations as bars, level edges as dotted lines (SPEC §1.6). None: no data."""
+    """Non-zero activations as bars, level edges as dotted lines (docs/method.md §1.6). None: no
+    data."""
     edges = (latent.histogram or {}).get("edges") or []
     counts = (latent.histogram or {}).get("counts") or []
     if not counts or len(edges) != len(counts) + 1:

@@ -1,6 +1,6 @@
-"""The RecSAE paper's MovieLens-1M numbers, to show beside a run's own (SPEC §2).
+"""The RecSAE paper's MovieLens-1M numbers, to show beside a run's own (docs/method.md §2).
 
-Transcribed from ``shared/paper/recsae-paper.txt`` (k = 8, s = 16). Each table names where it
+Transcribed from the paper's tables (k = 8, s = 16; docs/method.md §2). Each table names where it
 comes from, so a reader can check a number against the paper. The paper reports Table 6 and
 Figure 5 for BPRMF and SASRec only, and Table 8 for SASRec only; :func:`for_recommender` says so
 instead of inventing a value.

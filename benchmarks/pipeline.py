@@ -1,5 +1,5 @@
 """Benchmark of the whole pipeline on the demo data (issue 2): quality against the authors' code
-(SPEC §2) and speed of every stage.
+(docs/method.md §2) and speed of every stage.
 
 Runs the pipeline for each model in ``var/bench`` (reusing finished stages and their recorded
 timings; ``--fresh`` for a new temporary directory), then
@@ -27,7 +27,7 @@ from worker.cases import DEV, TEST, TRAIN
 from worker.run import Run
 from worker.sweep import sensitivity_sweep
 
-# SPEC §2: the authors' code on the same split (NDCG@10), and the issue's targets.
+# docs/method.md §2: the authors' code on the same split (NDCG@10), and the issue's targets.
 THEIRS = {"mostpop": 0.0235, "bprmf": 0.0267, "sasrec": 0.0540}
 TARGET_NDCG = {"bprmf": 0.027, "sasrec": 0.054}
 THEIR_VECTORS_PER_S = {"bprmf": 6_000, "sasrec": 36_000}  # the top of their range

@@ -1,4 +1,5 @@
-"""Benchmark of the TopK SAE against its baselines on probed recommender vectors (SPEC §1.4, §2).
+"""Benchmark of the TopK SAE against its baselines on probed recommender vectors (docs/method.md
+§1.4, §2).
 
 Reads ``var/vectors/{bprmf,sasrec}.npz`` (``x`` [C, d], ``side`` [C] with worker.cases
 TRAIN/DEV/TEST) when the recommender stage has written them; otherwise builds stand-ins from

@@ -57,7 +57,7 @@ def generated_settings(data_dir: Path) -> Settings:
     rows = fixture_rows(run_id="bench", n_items=2000, n_users=600, n_latents=N_LATENTS, k=8)
     n_items = 2000
     examples: list[dict[str, Any]] = []
-    for ex in rows["examples"]:  # 2 per role -> 5 per role, histories of 20 (SPEC §1.7)
+    for ex in rows["examples"]:  # 2 per role -> 5 per role, histories of 20 (docs/method.md §1.7)
         for copy in range(3 if ex["activation"] > 1.5 or ex["role"] == "random" else 2):
             history = [(ex["latent_idx"] * 7 + copy * 31 + j) % n_items for j in range(20)]
             examples.append({**ex, "user_idx": (ex["user_idx"] + copy) % 600, "history": history})

@@ -1,7 +1,7 @@
 """Benchmark the data stage at MovieLens-1M size on synthetic data with planted concepts.
 
 Stages: generate (6,040 users, 3,706 items, 1,000,209 interactions), write it in the generic
-CSV layout, read it back, preprocess it (SPEC §1.1), save the Dataset. Prints a table
+CSV layout, read it back, preprocess it (docs/method.md §1.1), save the Dataset. Prints a table
 (stage, seconds, rows) and, as its last line, one JSON object with the figures.
 
     .venv/bin/python benchmarks/synthetic.py [--seed 0]

@@ -20,8 +20,8 @@ from common import add_run_arguments, demo_runs, read
 
 from core.rundir import REPORT
 
-# SPEC §2: the paper's SASRec on MovieLens-1M: related 3.8% (-10x) / 35.7% (1x) / 47.5% (+10x);
-# other 2.4% / 2.9% / 2.7%.
+# docs/method.md §2: the paper's SASRec on MovieLens-1M: related 3.8% (-10x) / 35.7% (1x) / 47.5%
+# (+10x); other 2.4% / 2.9% / 2.7%.
 PAPER = {"related": [0.038, 0.357, 0.475], "other": [0.024, 0.029, 0.027]}
 
 

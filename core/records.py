@@ -31,7 +31,7 @@ class UserRow:
     history: list[int]  # training items, in order
     dev_item: int
     test_item: int
-    side: str  # "train" | "dev" | "test": where the user's vector went (SPEC §1.4)
+    side: str  # "train" | "dev" | "test": where the user's vector went (docs/method.md §1.4)
 
 
 @dataclass

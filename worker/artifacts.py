@@ -72,7 +72,8 @@ class ProbeArrays:
 
 @dataclass
 class RecordArrays:
-    """``record.npz`` (SPEC §1.5): TopK codes and top-10 of every case and every user vector."""
+    """``record.npz`` (docs/method.md §1.5): TopK codes and top-10 of every case and every user
+    vector."""
 
     latent_idx: np.ndarray  # [C, k] int
     latent_val: np.ndarray  # [C, k] float32

@@ -3,7 +3,8 @@
 A case is "user u after the first ``length`` items of their sequence": the history is
 ``sequences[u][:length]`` and the item the model should predict next is ``sequences[u][length]``.
 
-Sides (SPEC §1.4 and §1.7 — nothing trained or constructed on one side is evaluated on another):
+Sides (docs/method.md §1.4 and §1.7 — nothing trained or constructed on one side is evaluated on
+another):
 - ``TRAIN``: SAE training vectors and the concept *construction* pool.
 - ``DEV``: SAE model selection (dev FVU, dev NDCG of the reconstructed model).
 - ``TEST``: held-out FVU and the concept *verification* pool.

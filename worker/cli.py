@@ -50,8 +50,8 @@ Scale = Annotated[
     int,
     typer.Option(
         "--scale",
-        help="SAE latents = scale x 64 (SPEC §1.4); 0 = automatic: 16 for sequential models, "
-        "smaller when few user vectors would leave most latents dead.",
+        help="SAE latents = scale x 64 (docs/method.md §1.4); 0 = automatic: 16 for sequential "
+        "models, smaller when few user vectors would leave most latents dead.",
     ),
 ]
 TopK = Annotated[int, typer.Option("--k", help="Active latents per vector (TopK).")]

@@ -1,5 +1,5 @@
-"""The pipeline, as a table of contents (STYLE.md): each stage's name and the function that runs
-it, in order (``worker.stages.<name>``; docs/method.md §1 says what each computes).
+"""The pipeline, as a table of contents (docs/architecture.md): each stage's name and the function
+that runs it, in order (``worker.stages.<name>``; docs/method.md §1 says what each computes).
 
 Each stage reads what the stages before it left in the run directory (:class:`worker.run.Run`)
 and writes its own files there (names in :mod:`core.rundir`), so a stage can be rerun alone and a

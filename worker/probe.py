@@ -1,4 +1,5 @@
-"""Probe a recommender (SPEC §1.3) and rank items for cases with full ranking (SPEC §1.2).
+"""Probe a recommender (docs/method.md §1.3) and rank items for cases with full ranking
+(docs/method.md §1.2).
 
 The probe site is ``Recommender.user_representation``: the vector u with score(u, i) = u · e_i.
 Everything downstream (SAE training, reconstructed NDCG, steering) works on those vectors and
@@ -99,9 +100,9 @@ def known_items_mask(
     """(rows, cols) of the items to mask for each case, as index arrays into [B, n_items].
 
     ``whole_sequence``: mask every item of the user's sequence except the case's target
-    (``sequences[u][length]``) — the evaluation rule of SPEC §1.2: at the test position that is
-    train + dev, at the dev position train + test. Otherwise mask the history ``seq[:length]``
-    only (what the user has already seen when recommending).
+    (``sequences[u][length]``) — the evaluation rule of docs/method.md §1.2: at the test position
+    that is train + dev, at the dev position train + test. Otherwise mask the history
+    ``seq[:length]`` only (what the user has already seen when recommending).
     """
     rows, cols = [], []
     for row, (u, n) in enumerate(zip(users, lengths, strict=True)):
@@ -120,7 +121,8 @@ def known_items_mask(
 def rank_targets(
     scorer: Scorer, reps_CD: np.ndarray, dataset: Dataset, cases: Cases, chunk: int = 2048
 ) -> np.ndarray:
-    """[C] int64 0-based rank of each case's target among all items (SPEC §1.2 full ranking).
+    """[C] int64 0-based rank of each case's target among all items (docs/method.md §1.2 full
+    ranking).
 
     The user's other known items (the whole sequence except the target) are masked out; a tie
     counts against the target: rank = #unmasked non-target items with score >= target score.

@@ -74,12 +74,13 @@ class RunConfig:
     dataset_name: str = "ml-latest-small"
     run_id: str = ""  # default: "<dataset_name>-<recommender>"
     seed: int = 0  # every random choice of every stage derives from it
-    rating_threshold: float | None = 4.0  # positive interactions (SPEC §1.1)
+    rating_threshold: float | None = 4.0  # positive interactions (docs/method.md §1.1)
     k_core: int = 5
     recommender_overrides: dict[str, Any] = field(default_factory=dict)  # RecommenderConfig fields
-    # n_latents = scale * d (SPEC §1.4). 0: 16 for sequential models (tens of thousands of
+    # n_latents = scale * d (docs/method.md §1.4). 0: 16 for sequential models (tens of thousands of
     # training vectors); for one vector per user, the largest power of two <= 16 with
-    # scale * d <= n_train / 3, since 421 user vectors cannot feed 1,024 latents (SPEC §2).
+    # scale * d <= n_train / 3, since 421 user vectors cannot feed 1,024 latents (docs/method.md
+    # §2).
     sae_scale: int = 0
     sae_k: int = 8
     sae_overrides: dict[str, Any] = field(default_factory=dict)  # SAEConfig fields

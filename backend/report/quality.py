@@ -104,7 +104,8 @@ def table7(m: RunMetrics, ref: dict[str, Any]) -> Table:
 
 
 def reconstruction(m: RunMetrics, k: int) -> list[Table]:
-    """FVU of the SAE vs its baselines (SPEC §1.4: held-out FVU is the one that counts)."""
+    """FVU of the SAE vs its baselines (docs/method.md §1.4: held-out FVU is the one that
+    counts)."""
     sae, ae = m.sae, m.sae.ae
     held_out_only = "baselines are measured on held-out vectors only"
     pca_k = sae.config.get("k") or k

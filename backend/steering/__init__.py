@@ -1,4 +1,4 @@
-"""Live steering (SPEC §1.10, the product's version of paper §8 / Table 8), numpy only.
+"""Live steering (docs/method.md §1.10, the product's version of paper §8 / Table 8), numpy only.
 
 A :class:`SteeringEngine` (:mod:`.engine`) holds one run's arrays in memory: the SAE (SAELens
 layout, loaded by :mod:`core.rundir`), the item embeddings, the user vectors at the test
@@ -23,9 +23,9 @@ Modes:
   neutral sliders give exactly the model's own list.
 - ``replace``: x' = decode(z') = z' W_dec + b_dec (the paper: the reconstruction replaces x).
 
-Ranking convention (SPEC §1.2): every item is scored, the user's known items (history + dev item,
-everything but the held-out test item) are masked, lists are ordered by score descending then
-item index; the *rank* of the test item counts ties against it (:mod:`.ranking`). Segment
+Ranking convention (docs/method.md §1.2): every item is scored, the user's known items (history +
+dev item, everything but the held-out test item) are masked, lists are ordered by score descending
+then item index; the *rank* of the test item counts ties against it (:mod:`.ranking`). Segment
 steering (every test-side user at once) is :mod:`.segment`.
 """
 

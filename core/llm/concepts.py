@@ -1,5 +1,5 @@
-"""LLM concepts (paper §3.3, SPEC §1.8): explain a latent from its construction cases, then verify
-the explanation by predicting activation levels on its verification and random cases.
+"""LLM concepts (paper §3.3, docs/method.md §1.8): explain a latent from its construction cases,
+then verify the explanation by predicting activation levels on its verification and random cases.
 
 Input is plain data (``LatentCases`` of ``CaseText``) so any stage can feed it: the pipeline from
 its recorded examples (``LatentCases.from_ids`` with an ``ItemLookup``), the backend from the
@@ -86,14 +86,15 @@ class ItemLookup:
 
 @dataclass
 class LatentCases:
-    """A latent's examples (SPEC §1.7), as text. ``verification`` are active test-side cases
-    (positives), ``random`` are cases where the latent is not active (negatives)."""
+    """A latent's examples (docs/method.md §1.7), as text. ``verification`` are active test-side
+    cases (positives), ``random`` are cases where the latent is not active (negatives)."""
 
     latent_id: int
     construction: list[CaseText]
     verification: list[CaseText]
     random: list[CaseText]
-    # Fewer than N active verification cases (SPEC §1.7); None: decide from len(verification).
+    # Fewer than N active verification cases (docs/method.md §1.7); None: decide from
+    # len(verification).
     too_rare: bool | None = None
 
     @classmethod

@@ -211,7 +211,7 @@ _LEVEL = re.compile(r"(10|[0-9])")
 def parse_level(raw: str) -> int | None:
     """An activation level 0..10 when the answer is exactly that integer, else None.
 
-    Strict on purpose (SPEC §3: the reference code counted out-of-range answers as correct
+    Strict on purpose (docs/method.md §3: the reference code counted out-of-range answers as correct
     negatives): "7", " 7.", "'7'" parse; "11", "-1", "7/10", "about 7" do not.
     """
     text = raw.strip().strip(_QUOTES).rstrip(".").strip()

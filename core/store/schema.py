@@ -51,7 +51,7 @@ class Run(Base):
     # Every stage's config, as saved with the run (dataclasses -> dict).
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The run's report: {"dataset": stats, "recommender": {...}, "sae": {...}, "concepts": {...},
-    # "tables": {...}}; the numbers of SPEC §1.9 as they are computed.
+    # "tables": {...}}; the numbers of docs/method.md §1.9 as they are computed.
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
@@ -103,7 +103,7 @@ class Latent(Base):
     tfidf_concept: Mapped[str | None] = mapped_column(Text, nullable=True)
     llm_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     llm_concept: Mapped[str | None] = mapped_column(Text, nullable=True)
-    # Targeted tuning (paper §8, SPEC §1.9 Table 8): {"scales": [...], "related": [...],
+    # Targeted tuning (paper §8, docs/method.md §1.9 Table 8): {"scales": [...], "related": [...],
     # "other": [...], "n_cases": int}; empty when the latent has no verified concept.
     tuning: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -123,7 +123,7 @@ class Example(Base):
     history: Mapped[list[Any]] = mapped_column(JSON)  # item idx the model saw (last 20)
     predicted_item: Mapped[int] = mapped_column(Integer)  # the model's top-1
     activation: Mapped[float] = mapped_column(Float)
-    level: Mapped[int] = mapped_column(Integer)  # 0-10 (SPEC §1.6)
+    level: Mapped[int] = mapped_column(Integer)  # 0-10 (docs/method.md §1.6)
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -159,7 +159,8 @@ class Concept(Base):
 
 
 class RecordedCase(Base):
-    """A recorded case (SPEC §1.5) on the verification side: its latents and the model's output.
+    """A recorded case (docs/method.md §1.5) on the verification side: its latents and the model's
+    output.
 
     Only TEST-side cases are stored (one per test user for sequential models, the held-out users
     otherwise, plus every user's own test-position case for the user page); the rest stays in the

@@ -1,4 +1,4 @@
-"""Cases and their sides (SPEC §1.4, §1.7): nothing on one side is reused on another."""
+"""Cases and their sides (docs/method.md §1.4, §1.7): nothing on one side is reused on another."""
 
 from __future__ import annotations
 

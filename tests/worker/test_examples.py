@@ -1,4 +1,5 @@
-"""Example selection (SPEC §1.7): disjoint pools, distinct predicted items, seeded negatives."""
+"""Example selection (docs/method.md §1.7): disjoint pools, distinct predicted items, seeded
+negatives."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Paper metrics (SPEC §1.9), per-latent statistics and the Base baseline, on hand-computed data."""
+"""Paper metrics (docs/method.md §1.9), per-latent statistics and the Base baseline, on
+hand-computed data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Activation levels 0-10 (SPEC §1.6): equal-frequency per latent, TRAIN side only."""
+"""Activation levels 0-10 (docs/method.md §1.6): equal-frequency per latent, TRAIN side only."""
 
 from __future__ import annotations
 

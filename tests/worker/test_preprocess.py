@@ -1,4 +1,4 @@
-"""preprocess (SPEC §1.1): the demo-data check and hand-computed tiny frames."""
+"""preprocess (docs/method.md §1.1): the demo-data check and hand-computed tiny frames."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def original(ds: Dataset, u: int) -> list[str]:
 
 
 def test_demo_data_must_pass_check() -> None:
-    """SPEC §1.1: 601 users, 1,955 items, 41,227 interactions (40,025/601/601), 4 rounds."""
+    """docs/method.md §1.1: 601 users, 1,955 items, 41,227 interactions (40,025/601/601), 4
+    rounds."""
     lines: list[str] = []
     ds = preprocess(read_dataset("movielens-latest", DEMO), log=lines.append)
     assert (ds.n_users, ds.n_items) == (601, 1955)

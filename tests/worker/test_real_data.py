@@ -1,5 +1,5 @@
-"""On the shipped demo data: the preprocessing of SPEC §1.1 feeds a recommender that beats the
-popularity floor (SPEC §1.2), deterministically for a seed."""
+"""On the shipped demo data: the preprocessing of docs/method.md §1.1 feeds a recommender that beats
+the popularity floor (docs/method.md §1.2), deterministically for a seed."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_bprmf_beats_mostpop_on_the_demo_data(demo) -> None:
     mostpop = build_recommender("mostpop", demo.n_users, demo.n_items, default_config("mostpop"))
     mostpop.prepare(demo)
     floor = hit_ndcg(evaluate(mostpop, demo, TEST))
-    assert floor["hr@10"] == pytest.approx(0.0449, abs=1e-4)  # SPEC §2: MostPop HR@10
+    assert floor["hr@10"] == pytest.approx(0.0449, abs=1e-4)  # docs/method.md §2: MostPop HR@10
     assert report["test"]["ndcg@10"] > floor["ndcg@10"]
     again, report2 = train_recommender(demo, "bprmf", default_config("bprmf"), progress=False)
     assert report2["test"] == report["test"]  # seeded: the same numbers twice

@@ -1,4 +1,4 @@
-"""Invariants of the TopK SAE, its trainer and its files, on tiny tensors (SPEC §1.4)."""
+"""Invariants of the TopK SAE, its trainer and its files, on tiny tensors (docs/method.md §1.4)."""
 
 from __future__ import annotations
 

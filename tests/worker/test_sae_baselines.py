@@ -1,4 +1,5 @@
-"""The SAE's baselines: PCA-k, random SAE, dense 8-unit AE, the (s, k) sweep (SPEC §1.4, §1.9)."""
+"""The SAE's baselines: PCA-k, random SAE, dense 8-unit AE, the (s, k) sweep (docs/method.md §1.4,
+§1.9)."""
 
 from __future__ import annotations
 

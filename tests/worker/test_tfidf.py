@@ -1,4 +1,5 @@
-"""TF-IDF concepts (SPEC §1.8, paper §3.3): construction documents, verification, tokenisation."""
+"""TF-IDF concepts (docs/method.md §1.8, paper §3.3): construction documents, verification,
+tokenisation."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The prepared dataset every later stage reads: remapped ids, chronological sequences, item text.
 
 A ``RawDataset`` is what a reader returns (original ids, untouched); ``preprocess`` turns it into a
-``Dataset`` (SPEC §1.1): positive interactions, iterative k-core, per-user chronological order,
-leave-one-out. Internal ids are dense ``0..n-1``; index ``i`` of every per-item list is item ``i``.
+``Dataset`` (docs/method.md §1.1): positive interactions, iterative k-core, per-user chronological
+order, leave-one-out. Internal ids are dense ``0..n-1``; index ``i`` of every per-item list is item
+``i``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class RawDataset:
 
 @dataclass
 class Dataset:
-    """A prepared dataset (SPEC §1.1).
+    """A prepared dataset (docs/method.md §1.1).
 
     sequences[u]: int64 array, user u's positive items in (timestamp, original item id) order.
     The last item is the test target, the one before it the dev target, the rest is train.

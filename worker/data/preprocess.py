@@ -1,8 +1,8 @@
 """RawDataset -> Dataset: positive interactions, iterative k-core, chronological leave-one-out.
 
-SPEC §1.1 and the paper §5.1 ("positive interactions correspond to ratings equal to or above 4
-... a 5-core filter, and a leave-one-out split", ReChorus' built-in processing). Deterministic:
-no randomness anywhere, every tie is broken by the original ids.
+docs/method.md §1.1 and the paper §5.1 ("positive interactions correspond to ratings equal to or
+above 4 ... a 5-core filter, and a leave-one-out split", ReChorus' built-in processing).
+Deterministic: no randomness anywhere, every tie is broken by the original ids.
 
 Id order rule (used for the dense ids and for timestamp ties): original ids compare as integers
 when every id of that kind is an integer ("2" < "10"), otherwise as strings.
@@ -54,8 +54,8 @@ def _check_interactions(frame: pd.DataFrame, where: str) -> None:
 
 
 def k_core(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, int]:
-    """Iterative k-core (SPEC §1.1): each round drops, together, the users and the items with
-    fewer than ``k`` interactions in the current rows; repeat until a round drops nothing.
+    """Iterative k-core (docs/method.md §1.1): each round drops, together, the users and the items
+    with fewer than ``k`` interactions in the current rows; repeat until a round drops nothing.
 
     users, items: [N] int64 ids (dense enough for bincount). Returns the [N] bool mask of kept
     rows and the number of rounds, counting the final round that found nothing to drop (so
@@ -79,7 +79,7 @@ def preprocess(
     config: PrepareConfig | None = None,
     log: Callable[[str], None] | None = print,
 ) -> Dataset:
-    """Prepare ``raw`` for every later stage (SPEC §1.1).
+    """Prepare ``raw`` for every later stage (docs/method.md §1.1).
 
     Positive interactions (rating >= threshold; rows without a rating are kept), duplicate
     (user, item) pairs dropped keeping the earliest, iterative k-core, each user's items in

@@ -4,7 +4,7 @@ Every item carries a few tags ("planted07": one token, so TF-IDF treats it as on
 user prefers a few tags, and each history position is drawn, with probability ``coherence``,
 from the items carrying one of the user's tags (otherwise from the items carrying none of them).
 Items are drawn without replacement per user with Zipf-like popularity. An SAE trained on a
-recommender fitted to this data should find latents whose TF-IDF concept (SPEC §1.8) is a
+recommender fitted to this data should find latents whose TF-IDF concept (docs/method.md §1.8) is a
 planted tag, and ``PlantedTruth`` says which.
 
 Vectorised with numpy (Gumbel-top-k sampling without replacement, a block of users at a time):

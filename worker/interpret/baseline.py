@@ -10,7 +10,7 @@ would, which lets levels / examples / TF-IDF / metrics run unchanged on the resu
 - a case's active dimensions are its k largest standardised values, kept only where positive
   (a dimension below its training mean is "not active", as a ReLU'd latent would be);
 - the activation value is that positive standardised value, so per-dimension levels 1-10 come
-  from the same equal-frequency binning (SPEC §1.6) as SAE latents.
+  from the same equal-frequency binning (docs/method.md §1.6) as SAE latents.
 
 Only the positive direction of each dimension is a "latent"; giving each dimension a second,
 negated latent would double the Base latent count and no longer compare with the paper's

@@ -1,4 +1,4 @@
-"""Example cases per latent: construction, verification, random (SPEC §1.7, paper §3.3).
+"""Example cases per latent: construction, verification, random (docs/method.md §1.7, paper §3.3).
 
 The paper takes the top 2N activated cases and splits them at random, yet also says construction
 comes from the recommendation training side and verification from the test side; the authors'
@@ -64,7 +64,7 @@ class ExampleSet:
 
 @dataclass
 class LatentExamples:
-    """Everything SPEC §1.7 records per latent; rows are latents."""
+    """Everything docs/method.md §1.7 records per latent; rows are latents."""
 
     construction: ExampleSet
     verification: ExampleSet

@@ -1,4 +1,4 @@
-"""Activation levels 0-10 (SPEC §1.6, paper §3.3).
+"""Activation levels 0-10 (docs/method.md §1.6, paper §3.3).
 
 Level 0 means "not active"; levels 1-10 are equal-frequency bins of the *training-side* non-zero
 activations. The authors' code pools every latent into one set of deciles, so a latent whose

@@ -31,7 +31,7 @@ ItemEffects = list[list[list[Any]]]  # per latent: [[item, score], ...] stronges
 
 @dataclass
 class CodesInterpretation:
-    """SPEC §1.6–1.8 on one set of codes (C recorded cases, k codes each)."""
+    """docs/method.md §1.6–1.8 on one set of codes (C recorded cases, k codes each)."""
 
     n_latents: int
     edges: np.ndarray  # [n_latents, 9] per-latent level edges (NaN rows: never active)

@@ -1,4 +1,4 @@
-"""TF-IDF concepts and their verification (SPEC §1.8, paper §3.3.1 / §3.3.2).
+"""TF-IDF concepts and their verification (docs/method.md §1.8, paper §3.3.1 / §3.3.2).
 
 Construction: one document per latent, the metadata text (``Dataset.item_text``) of the predicted
 items of its construction cases; a ``TfidfVectorizer`` is fitted across all latents' documents,
@@ -115,7 +115,7 @@ def _verify(
         for c, i, h in zip(rnd.case[latent, neg_slots], neg_items, neg_hit, strict=True)
     ]
     if examples.too_rare[latent]:
-        concept.status = "too_rare"  # SPEC §1.7: never verified on construction cases
+        concept.status = "too_rare"  # docs/method.md §1.7: never verified on construction cases
     else:
         concept.status, concept.confidence = "verified", confidence
 

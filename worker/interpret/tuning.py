@@ -1,4 +1,5 @@
-"""Targeted tuning (paper §8, eq. 5; SPEC §1.9 Table 8): scale one latent, decode, re-rank.
+"""Targeted tuning (paper §8, eq. 5; docs/method.md §1.9 Table 8): scale one latent, decode,
+re-rank.
 
 For each latent with a verified concept, on the cases where it is active: multiply its recorded
 activation by each scale, decode, score every item, mask the case's known items, and take the top
@@ -8,7 +9,7 @@ it for the latent's own concept ("related") and, averaged, for the other verifie
 ("other"; unique terms other than the related one, so a concept shared by two latents is not
 counted twice).
 
-Modes (SPEC §1.10): "replace" is the paper's x' = W_decᵀ z' + b_dec; "error_preserving" is
+Modes (docs/method.md §1.10): "replace" is the paper's x' = W_decᵀ z' + b_dec; "error_preserving" is
 x' = x + W_decᵀ (z' − z), which keeps what the SAE fails to reconstruct (needs ``x``).
 
 Speed: the change of latent l by (s − 1)·v moves every item's score by (s − 1)·v·(W_dec[l]·e_i),

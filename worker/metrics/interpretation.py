@@ -1,4 +1,5 @@
-"""The paper's interpretation metrics (SPEC §1.9, paper §4.4, §5), as pure functions over arrays.
+"""The paper's interpretation metrics (docs/method.md §1.9, paper §4.4, §5), as pure functions over
+arrays.
 
 - Table 3: intra- and inter-latent similarity of the item embeddings of latents' top items.
 - Table 4: number of latents and unique concepts, verified (confidence >= 0.8) and all.
@@ -65,7 +66,7 @@ def intra_latent_similarity(items: np.ndarray, item_emb: np.ndarray) -> np.ndarr
     """[L] mean cosine over ALL pairs of each latent's top items; NaN with fewer than 2 items.
 
     items [L, m] (-1 padded), item_emb [n_items, d]. The reference code used only the top pair;
-    SPEC §1.9 asks for all m(m-1)/2 pairs of the top 5.
+    docs/method.md §1.9 asks for all m(m-1)/2 pairs of the top 5.
     """
     valid = items >= 0
     e = _unit(item_emb[np.maximum(items, 0)]) * valid[..., None]  # [L, m, d], padding zeroed

@@ -1,4 +1,5 @@
-"""Ranking metrics over 0-based target ranks (SPEC §1.2: full ranking, ties count against).
+"""Ranking metrics over 0-based target ranks (docs/method.md §1.2: full ranking, ties count
+against).
 
 Pure numpy: the ranks come from ``worker.probe.rank_targets``; everything here is a function
 of the rank array alone, so it is tested against hand-computed values.
@@ -49,7 +50,8 @@ def bootstrap_ci(
 ) -> tuple[float, float, float]:
     """(mean, lo, hi): percentile bootstrap CI of the mean of per-case values.
 
-    SPEC §2: with ~600 test users ±0.01 HR is noise, so every reported figure gets an interval.
+    docs/method.md §2: with ~600 test users ±0.01 HR is noise, so every reported figure gets an
+    interval.
     """
     values_C = np.asarray(values_C, dtype=np.float64)
     if values_C.ndim != 1 or values_C.size == 0:

@@ -1,4 +1,4 @@
-"""Reconstruction metrics of an SAE (SPEC §1.4): FVU, dead-latent fraction, L0.
+"""Reconstruction metrics of an SAE (docs/method.md §1.4): FVU, dead-latent fraction, L0.
 
 Pure functions. ``fvu`` and ``l0`` are duck-typed over numpy arrays and torch tensors (they only
 use operators both share), so the trainer and the report compute them with the same code.

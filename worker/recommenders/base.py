@@ -1,7 +1,7 @@
 """The one contract every recommender meets, its config, and the registry that fills itself.
 
-score(u, i) = u · e_i, so the probe site (SPEC §1.3) is ``user_representation``: the vector just
-before the prediction layer. Steering and SAE reconstruction only need
+score(u, i) = u · e_i, so the probe site (docs/method.md §1.3) is ``user_representation``: the
+vector just before the prediction layer. Steering and SAE reconstruction only need
 ``user_representation`` and ``item_embeddings``.
 
 Adding a recommender is one file in this package: a subclass of :class:`Recommender` with a

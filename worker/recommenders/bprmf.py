@@ -1,6 +1,6 @@
 """BPRMF (Rendle et al. 2009): user and item embeddings, BPR loss on sampled negatives.
 
-Probe (SPEC §1.3): the user embedding itself, score(u, i) = p_u · q_i.
+Probe (docs/method.md §1.3): the user embedding itself, score(u, i) = p_u · q_i.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """LightGCN (He et al. 2020): embeddings smoothed over the user-item graph, BPR loss.
 
 E^(l+1) = Â E^(l) with Â = D^-1/2 A D^-1/2 over TRAIN interactions only (dev/test edges would
-leak the targets); the final embedding is the mean of layers 0..n_layers. Probe (SPEC §1.3):
-the propagated user embedding; items are scored against the propagated item embeddings.
+leak the targets); the final embedding is the mean of layers 0..n_layers. Probe (docs/method.md
+§1.3): the propagated user embedding; items are scored against the propagated item embeddings.
 The training edges live in a buffer, so a saved model rebuilds its graph without the dataset.
 """
 

@@ -1,4 +1,5 @@
-"""MostPop: the popularity floor every model must beat (SPEC §1.2). A baseline, never probed.
+"""MostPop: the popularity floor every model must beat (docs/method.md §1.2). A baseline, never
+probed.
 
 score(u, i) = training popularity of i for every user; to fit the contract the "representation"
 is the constant 1-d vector [1] and the item "embedding" is the count, so rep · e_i = count(i).

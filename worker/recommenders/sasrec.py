@@ -1,8 +1,8 @@
 """SASRec (Kang & McAuley 2018): causal self-attention over the last ``max_history`` items.
 
-Paper setting (SPEC §1.2): 1 layer, 1 head, history <= 20, learned positional embedding, layer
-norm, dropout. Training predicts the next item at *every* position of a window of the training
-sequence (causal mask), BCE against sampled negatives. Probe (SPEC §1.3): the final hidden
+Paper setting (docs/method.md §1.2): 1 layer, 1 head, history <= 20, learned positional embedding,
+layer norm, dropout. Training predicts the next item at *every* position of a window of the training
+sequence (causal mask), BCE against sampled negatives. Probe (docs/method.md §1.3): the final hidden
 state at the last position, score(u, i) = h · e_i with the shared item embedding table.
 """
 
@@ -56,8 +56,9 @@ class SASRec(Recommender):
     name = "sasrec"
     sequential = True
     # Tuned on ml-latest-small (601 users, seed 0, one thread): test NDCG@10 0.0581
-    # [0.044, 0.073]; the epoch budget is sized for the 15-minute demo. SPEC §2: the authors'
-    # SASRec stopped at epoch 12 on a noisy dev metric, hence a higher rate and more patience.
+    # [0.044, 0.073]; the epoch budget is sized for the 15-minute demo. docs/method.md §2: the
+    # authors' SASRec stopped at epoch 12 on a noisy dev metric, hence a higher rate and more
+    # patience.
     defaults = {
         "lr": 2e-3, "batch_size": 128, "epochs": 150, "patience": 6, "eval_every": 5,
         "dropout": 0.3, "n_neg": 16,

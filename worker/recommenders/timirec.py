@@ -7,7 +7,8 @@ Two parts, trained jointly here (the paper pre-trains the first, then fine-tunes
 Training: the recommendation loss on the intent-weighted interest vector, the extractor's own
 loss on the interest closest to the target (ComiRec's hard selection), and the target-interest
 distillation KL(softmax(interests · e_target / τ) || softmax(intent logits)) weighted by α.
-Probe (SPEC §1.3): the intent-weighted interest vector, Σ_k softmax(intent)_k · interest_k.
+Probe (docs/method.md §1.3): the intent-weighted interest vector, Σ_k softmax(intent)_k ·
+interest_k.
 """
 
 from __future__ import annotations

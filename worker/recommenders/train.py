@@ -1,4 +1,4 @@
-"""Train a recommender: seeded, early-stopped on dev NDCG@10, scored on test (SPEC §1.2).
+"""Train a recommender: seeded, early-stopped on dev NDCG@10, scored on test (docs/method.md §1.2).
 
 Full ranking on every evaluation (all items, the user's other known items masked, ties against
 the target). Each model's tuned defaults live on its class (``Recommender.defaults``).

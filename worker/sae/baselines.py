@@ -1,9 +1,9 @@
-"""What a trained SAE is compared against (SPEC §1.4, §1.9): PCA with k components, a randomly
-initialised SAE, a dense autoencoder with 8 hidden units (paper Table 7 "AE"), and the (s, k)
-sensitivity sweep (paper §7, Figures 7/8).
+"""What a trained SAE is compared against (docs/method.md §1.4, §1.9): PCA with k components, a
+randomly initialised SAE, a dense autoencoder with 8 hidden units (paper Table 7 "AE"), and the (s,
+k) sensitivity sweep (paper §7, Figures 7/8).
 
-SPEC §2 warns that reconstructed NDCG of a *random* SAE is already close to the base model and
-that training FVU says nothing on small data; so every figure here is measured on vectors the
+docs/method.md §2 warns that reconstructed NDCG of a *random* SAE is already close to the base model
+and that training FVU says nothing on small data; so every figure here is measured on vectors the
 model never trained on.
 """
 

@@ -1,4 +1,4 @@
-"""Saving and loading a TopK SAE in SAELens's layout (STYLE.md "Artifacts on disk").
+"""Saving and loading a TopK SAE in SAELens's layout (docs/architecture.md; SAELens-compatible).
 
 A directory holds ``cfg.json`` (SAELens keys ``d_in``, ``d_sae``, ``k``, ``architecture``,
 ``apply_b_dec_to_input``, ``dtype``, plus our ``SAEConfig`` under ``recsae_config``) and

@@ -1,4 +1,4 @@
-"""The TopK sparse autoencoder of RecSAE (paper §3.2.2, eq. 2; SPEC §1.4).
+"""The TopK sparse autoencoder of RecSAE (paper §3.2.2, eq. 2; docs/method.md §1.4).
 
     z     = TopK(W_enc^T (x - b_dec))        (ReLU on the k kept values)
     x_hat = W_dec^T z + b_dec
@@ -40,7 +40,8 @@ class TopKSAE(nn.Module):
     ) -> None:
         """Random init: W_dec has random unit rows and W_enc = W_dec^T (Gao et al. 2024 §A.1).
 
-        ``b_dec`` [d_in] should be the mean of the training data (SPEC §1.4); zeros if omitted.
+        ``b_dec`` [d_in] should be the mean of the training data (docs/method.md §1.4); zeros if
+        omitted.
         """
         super().__init__()
         if d_in <= 0 or n_latents <= 0:
@@ -54,7 +55,7 @@ class TopKSAE(nn.Module):
         w_enc_DN = torch.randn(d_in, n_latents, generator=gen)
         w_enc_DN /= w_enc_DN.norm(dim=0, keepdim=True)
         self.W_enc = nn.Parameter(w_enc_DN)
-        # SPEC §1.4: W_dec = W_enc^T, unit rows (W_enc columns are already unit)
+        # docs/method.md §1.4: W_dec = W_enc^T, unit rows (W_enc columns are already unit)
         self.W_dec = nn.Parameter(w_enc_DN.T.contiguous())
         if b_dec is None:
             b_dec = torch.zeros(d_in)

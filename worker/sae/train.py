@@ -1,7 +1,7 @@
-"""Training a TopK SAE on probed user representations (paper §3.2.3, eq. 3; SPEC §1.4).
+"""Training a TopK SAE on probed user representations (paper §3.2.3, eq. 3; docs/method.md §1.4).
 
-The trainer owns what the module does not: the Adam optimiser (no weight decay: SPEC §3 lists
-the authors' weight decay on SAE weights as a fault), the dead-latent counters, the AuxK loss,
+The trainer owns what the module does not: the Adam optimiser (no weight decay: docs/method.md §3
+lists the authors' weight decay on SAE weights as a fault), the dead-latent counters, the AuxK loss,
 the decoder-norm constraint, and model selection on the DEV side.
 
 Loss (eq. 3, both terms normalised by var(x), the mean squared distance of a training vector
@@ -11,12 +11,12 @@ from the training mean, so the main term is the batch FVU):
 
 where e_hat decodes (without b_dec) the top ``k_aux`` pre-activations among dead latents.
 
-Model selection (SPEC §1.4 "select on dev FVU and dev NDCG of the reconstructed model"): the
-dev side is evaluated every ``eval_every`` epochs. Without a ``dev_score_fn`` the checkpoint
+Model selection (docs/method.md §1.4 "select on dev FVU and dev NDCG of the reconstructed model"):
+the dev side is evaluated every ``eval_every`` epochs. Without a ``dev_score_fn`` the checkpoint
 with the lowest dev FVU wins. With one (higher is better, e.g. dev NDCG@10 with x replaced by
 x_hat) the winner is the lowest dev FVU among checkpoints whose score is within
-``score_tolerance`` of the best score seen: dev NDCG on a few hundred users is noisy (SPEC §2),
-so it only vetoes checkpoints that are clearly worse, and FVU decides among the rest. Only the
+``score_tolerance`` of the best score seen: dev NDCG on a few hundred users is noisy (docs/method.md
+§2), so it only vetoes checkpoints that are clearly worse, and FVU decides among the rest. Only the
 Pareto front (no other checkpoint has both lower FVU and higher score) can ever win, so only it
 is kept in memory. Training stops after ``patience`` evaluations that improved neither.
 """
@@ -113,7 +113,7 @@ class SAETrainer:
         self.optimizer = torch.optim.Adam(
             sae.parameters(), lr=config.lr, weight_decay=0.0, fused=True
         )
-        # training inputs seen since each latent last fired (SPEC §1.4 "last window")
+        # training inputs seen since each latent last fired (docs/method.md §1.4 "last window")
         self.inputs_since_fired_N = torch.zeros(sae.n_latents, dtype=torch.int64)
 
     def dead_mask(self) -> torch.Tensor:
@@ -156,8 +156,8 @@ class SAETrainer:
 
 @torch.no_grad()
 def remove_parallel_grad(sae: TopKSAE) -> None:
-    """Drop the part of each decoder row's gradient parallel to the row (SPEC §1.4): with unit
-    rows, that part would only change the norm, which the renormalisation undoes anyway."""
+    """Drop the part of each decoder row's gradient parallel to the row (docs/method.md §1.4): with
+    unit rows, that part would only change the norm, which the renormalisation undoes anyway."""
     grad = sae.W_dec.grad
     if grad is None:
         return
@@ -167,7 +167,7 @@ def remove_parallel_grad(sae: TopKSAE) -> None:
 
 @torch.no_grad()
 def normalise_decoder(sae: TopKSAE) -> None:
-    """Renormalise every decoder row to unit norm (after every step, SPEC §1.4 and §3)."""
+    """Renormalise every decoder row to unit norm (after every step, docs/method.md §1.4 and §3)."""
     sae.W_dec.div_(sae.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
@@ -256,7 +256,7 @@ class _Selection:
 
 def init_sae(x_train_ND: torch.Tensor, config: SAEConfig) -> TopKSAE:
     """A fresh SAE for these training vectors: n = scale * d latents, b_dec = their mean
-    (SPEC §1.4), weights from ``config.seed``."""
+    (docs/method.md §1.4), weights from ``config.seed``."""
     d_in = x_train_ND.shape[1]
     return TopKSAE(d_in, config.scale * d_in, config.k, b_dec=x_train_ND.mean(0), seed=config.seed)
 

@@ -1,4 +1,4 @@
-"""evaluate: the paper's report (SPEC §1.9): Tables 3, 4, 6, 7, 8 and Figures 2, 5."""
+"""evaluate: the paper's report (docs/method.md §1.9): Tables 3, 4, 6, 7, 8 and Figures 2, 5."""
 
 from __future__ import annotations
 

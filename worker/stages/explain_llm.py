@@ -21,7 +21,8 @@ from worker.run import Run
 
 
 def llm_latent_cases(run: Run) -> list[LatentCases]:
-    """Every latent's recorded examples as the LLM prompts see them (real histories, SPEC §3)."""
+    """Every latent's recorded examples as the LLM prompts see them (real histories, docs/method.md
+    §3)."""
     dataset, cases = run.dataset, run.probe.cases
     part = run.interpretation.sae
     examples = part.examples

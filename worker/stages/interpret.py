@@ -1,5 +1,6 @@
-"""interpret (SPEC §1.6–1.8): levels, examples, TF-IDF concepts and statistics of every latent,
-for the SAE's codes and for the Base dimensions (paper §4.3), plus the decoder's item effects."""
+"""interpret (docs/method.md §1.6–1.8): levels, examples, TF-IDF concepts and statistics of every
+latent, for the SAE's codes and for the Base dimensions (paper §4.3), plus the decoder's item
+effects."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from worker.run import Run
 def verification_pool(cases: Cases) -> Cases:
     """The cases as interpretation sees them: DEV joins TEST in the verification pool.
 
-    SPEC §1.7: construction from the training side, verification from held-out cases. The DEV
-    cases are held out from the recommender and the concepts alike (the SAE only used them to
+    docs/method.md §1.7: construction from the training side, verification from held-out cases. The
+    DEV cases are held out from the recommender and the concepts alike (the SAE only used them to
     pick a checkpoint by FVU), and with one test case per user a 1,024-latent SAE would leave
     most latents with fewer than N active verification cases.
     """
@@ -33,7 +34,8 @@ def interpret_codes(
     dataset: Dataset, cases: Cases, idx: np.ndarray, val: np.ndarray, top: np.ndarray,
     n_latents: int, n: int, seed: int,
 ) -> CodesInterpretation:  # fmt: skip
-    """SPEC §1.6–1.8 on one set of codes: idx / val [C, k], top [C, 10] the model's top items."""
+    """docs/method.md §1.6–1.8 on one set of codes: idx / val [C, k], top [C, 10] the model's top
+    items."""
     train_mask = cases.side == TRAIN
     cases = verification_pool(cases)
     edges = fit_level_edges(idx, val, train_mask, n_latents)

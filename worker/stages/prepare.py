@@ -1,4 +1,5 @@
-"""prepare: read the raw dataset, keep positive interactions, k-core, split (SPEC §1.1)."""
+"""prepare: read the raw dataset, keep positive interactions, k-core, split (docs/method.md
+§1.1)."""
 
 from __future__ import annotations
 

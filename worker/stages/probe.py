@@ -1,4 +1,5 @@
-"""probe: the trained model's representation of every case, and each user's vector (SPEC §1.3)."""
+"""probe: the trained model's representation of every case, and each user's vector (docs/method.md
+§1.3)."""
 
 from __future__ import annotations
 

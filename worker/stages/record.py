@@ -1,4 +1,5 @@
-"""record (SPEC §1.5): for every case and every user vector, the TopK codes and the top-10."""
+"""record (docs/method.md §1.5): for every case and every user vector, the TopK codes and the
+top-10."""
 
 from __future__ import annotations
 

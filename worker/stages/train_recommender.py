@@ -1,4 +1,5 @@
-"""train_recommender: train the run's model, early-stopped on dev, beside MostPop (SPEC §1.2)."""
+"""train_recommender: train the run's model, early-stopped on dev, beside MostPop (docs/method.md
+§1.2)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def train_recommender(run: Run) -> None:
     model, raw = train(dataset, cfg.recommender, config)
     save_recommender(model, config, run.dir)
 
-    # MostPop: the floor every model must beat (SPEC §1.2).
+    # MostPop: the floor every model must beat (docs/method.md §1.2).
     mostpop = build_recommender("mostpop", dataset.n_users, dataset.n_items, config)
     mostpop.prepare(dataset)
     raw["mostpop_test_ci"] = ranking_report(evaluate(mostpop, dataset, TEST), seed=cfg.seed)

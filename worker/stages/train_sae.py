@@ -1,5 +1,6 @@
 """train_sae: the TopK SAE on TRAIN vectors, selected on dev, measured on held-out vectors beside
-its baselines (PCA-k, a random SAE, a dense autoencoder) and in the model (SPEC §1.4, Table 7)."""
+its baselines (PCA-k, a random SAE, a dense autoencoder) and in the model (docs/method.md §1.4,
+Table 7)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def sae_config(cfg: RunConfig, sequential: bool, train_shape: tuple[int, ...]) -
 
     Sequential models give ~40k training vectors: bounded epochs keep the demo fast (dev FVU
     moves by < 0.01 after ~150 epochs). One vector per user gives a few hundred: full-batch steps
-    and a longer patience, early-stopped on dev FVU so the SAE does not memorise (SPEC §1.4).
+    and a longer patience, early-stopped on dev FVU so the SAE does not memorise (docs/method.md
+    §1.4).
     """
     known = {f.name for f in fields(SAEConfig)}
     unknown = sorted(set(cfg.sae_overrides) - known)
@@ -79,15 +81,16 @@ def train_sae(run: Run) -> None:
     dev, dev_index = dev_cases(dataset, cases, probe.sequential)
     x_dev = reps[dev_index]
 
-    def dev_ndcg(sae: TopKSAE) -> float:  # SPEC §1.4: select on dev NDCG of the reconstruction
+    # docs/method.md §1.4: select on dev NDCG of the reconstruction
+    def dev_ndcg(sae: TopKSAE) -> float:
         _, _, x_hat = encode_batched(sae, x_dev)
         return float(per_case_ndcg(rank_targets(item_emb, x_hat, dataset, dev), 10).mean())
 
     config = sae_config(cfg, probe.sequential, x_train.shape)
     if "score_tolerance" not in cfg.sae_overrides:
         # Dev NDCG vetoes only checkpoints that are clearly worse: more than the half-width of
-        # the base model's 95% CI on the same dev cases (SPEC §2: judge by CIs; 60 dev users
-        # give +-0.02, so a fixed small tolerance would select on noise).
+        # the base model's 95% CI on the same dev cases (docs/method.md §2: judge by CIs; 60 dev
+        # users give +-0.02, so a fixed small tolerance would select on noise).
         base_dev = per_case_ndcg(rank_targets(item_emb, x_dev, dataset, dev), 10)
         config.score_tolerance = float(1.96 * base_dev.std() / np.sqrt(len(base_dev)))
     sae, raw = train(x_train, x_dev, config, dev_score_fn=dev_ndcg)
@@ -107,8 +110,8 @@ def train_sae(run: Run) -> None:
 
 
 def _held_out(run: Run, sae: TopKSAE, config: SAEConfig) -> dict[str, Any]:
-    """Table 7 and SPEC §1.4: the model with x replaced by x_hat (SAE, random SAE, dense AE),
-    on every user's test case; FVU on vectors the SAE never trained on, beside PCA-k."""
+    """Table 7 and docs/method.md §1.4: the model with x replaced by x_hat (SAE, random SAE, dense
+    AE), on every user's test case; FVU on vectors the SAE never trained on, beside PCA-k."""
     dataset, probe, seed = run.dataset, run.probe, run.config.seed
     cases, reps, item_emb = probe.cases, probe.reps, probe.item_emb
     x_train, x_test = reps[cases.side == TRAIN], reps[cases.side == TEST]

@@ -8,8 +8,8 @@ Every reader takes a local path (nothing is downloaded) and returns the contract
 - items: ``item`` (str), ``title`` (str), ``genres`` (list[str]), ``tags`` (list[str]),
   ``text`` (str).
 
-Filtering, k-core and the split are ``preprocess``'s job (SPEC §1.1), not the readers'. A file
-that is missing or has the wrong columns raises ``DataFormatError`` naming the file and what
+Filtering, k-core and the split are ``preprocess``'s job (docs/method.md §1.1), not the readers'. A
+file that is missing or has the wrong columns raises ``DataFormatError`` naming the file and what
 was expected, so a user pointing the worker at the wrong folder learns what to fix.
 """
 
