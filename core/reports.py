@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.jsonsafe import jsonable
+
 # Paper §3.3.2 / Table 4: a concept with confidence >= 0.8 counts as verified.
 VERIFIED_CONFIDENCE = 0.8
 
@@ -217,5 +219,9 @@ class RunMetrics(Record):
 
     @classmethod
     def from_column(cls, metrics: dict[str, Any] | None) -> RunMetrics:
-        """A run's ``metrics`` column as published (any age) -> the typed record."""
-        return cls.model_validate(metrics or {})
+        """A run's ``metrics`` column as published (any age) -> the typed record.
+
+        Non-finite numbers anywhere (in lists and dicts too, not only in float fields) read as
+        None, so a page never shows NaN.
+        """
+        return cls.model_validate(jsonable(metrics or {}))

@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-.venv/bin/ruff check worker backend tests benchmarks migrations
+.venv/bin/ruff check core worker backend tests benchmarks migrations
+.venv/bin/lint-imports            # the floors: docs/architecture.md
+.venv/bin/mypy                    # core, worker, backend (pyproject.toml [tool.mypy])
 exec .venv/bin/pytest "$@"

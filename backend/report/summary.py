@@ -10,7 +10,6 @@ from typing import Any
 
 from backend import urls
 from backend.report.cells import number
-from core.jsonsafe import jsonable
 from core.reports import ConceptCounts, Interval, RankingCI, RunMetrics
 from core.store.schema import Run
 
@@ -19,7 +18,7 @@ TABLE8_SCALES = (-10, 1, 10)  # the paper's Decreased / Original / Increased
 
 def load_metrics(run: Run) -> RunMetrics:
     """The run's ``metrics`` column as the typed report; NaN/inf anywhere become None."""
-    return RunMetrics.from_column(jsonable(run.metrics or {}))
+    return RunMetrics.from_column(run.metrics)
 
 
 def ranking(m: RunMetrics) -> dict[str, RankingCI]:
