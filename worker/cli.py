@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,12 +18,12 @@ import typer
 from core.llm.client import LLMError
 from core.rundir import ArtifactError
 from core.settings import Settings
+from worker.config import DEMO_DATA, STAGES, RunConfig, recommender_modules
 from worker.data.readers import READERS, DataFormatError
 from worker.errors import ConfigError
-from worker.pipeline import DEMO_DATA, STAGES, RunConfig, run_pipeline
-from worker.recommenders import REGISTRY
-from worker.recommenders.train import default_config
-from worker.sae.train import SAEConfig
+
+# The pipeline, the models and the SAE (torch) are imported by the commands that need them, so
+# `recsae --help` and `recsae serve` start in a fraction of a second.
 
 app = typer.Typer(
     help="RecSAE Explorer: interpret and steer recommenders with TopK sparse autoencoders.",
@@ -33,10 +34,14 @@ app = typer.Typer(
 DEMO_MODELS = ("bprmf", "sasrec")
 DEMO_LLM_LATENTS = 6  # LLM concepts per demo model on the bundled SmolLM2: ~2 min each here
 
-# The models a run probes (MostPop is the floor every run is compared with, not one of them).
-PROBED_MODELS = sorted(name for name, cls in REGISTRY.items() if cls.probed)
 Recommender = Annotated[
-    str, typer.Option("--recommender", "-r", help=f"One of: {', '.join(PROBED_MODELS)}.")
+    str,
+    typer.Option(
+        "--recommender",
+        "-r",
+        help=f"A model of worker/recommenders/: {', '.join(recommender_modules())} (mostpop is "
+        "the popularity floor every run reports, not a model to probe).",
+    ),
 ]
 Format = Annotated[
     str,
@@ -91,9 +96,14 @@ def _config(
     llm_latents: int = 0,
     llm_local: bool = False,
 ) -> RunConfig:
-    if recommender not in REGISTRY:
+    from worker.recommenders import REGISTRY
+
+    probed = sorted(name for name, cls in REGISTRY.items() if cls.probed)
+    if recommender not in probed:
         raise typer.BadParameter(
-            f"unknown recommender {recommender!r}; choose one of {sorted(REGISTRY)}",
+            f"unknown recommender {recommender!r}; choose one of {probed}"
+            if recommender not in REGISTRY
+            else f"{recommender!r} is a baseline, not a model to probe; choose one of {probed}",
             param_hint="--recommender",
         )
     rec: dict = {}
@@ -129,6 +139,9 @@ def _config(
 def _check_fields(recommender: str, rec: dict[str, object], sae: dict[str, object]) -> None:
     """``--set`` names only fields the model's config and the SAE's config have (before any
     stage runs, not minutes later in the stage that reads them)."""
+    from worker.recommenders.train import default_config
+    from worker.sae.train import SAEConfig
+
     try:
         default_config(recommender, **rec)
     except ConfigError as err:
@@ -173,6 +186,8 @@ def run(
     )
     config.sweep = sweep
     stages = tuple(stage) if stage else STAGES
+    from worker.pipeline import run_pipeline
+
     _run_or_explain(lambda: run_pipeline(config, stages=stages, force=force))
 
 
@@ -222,6 +237,8 @@ def demo(
             )
             typer.echo(f"local LLM (SmolLM2-135M, llama.cpp) at {llm.base_url}")
         if not serve_only:
+            from worker.pipeline import run_pipeline
+
             for name in DEMO_MODELS:
                 config = RunConfig(recommender=name, llm_latents=llm_latents)
                 _run_or_explain(partial(run_pipeline, config, settings=settings, force=force))
@@ -245,17 +262,23 @@ def _serve(host: str, port: int, workers: int = 1, settings: Settings | None = N
 
     The worker never imports the backend (docs/architecture.md); ``settings`` reach the child
     as the ``RECSAE_*`` variables it reads, as every server process of the explorer does.
+    SIGTERM (``docker stop``) is passed on to the server, so it shuts down cleanly with us;
+    Ctrl-C reaches it through the terminal's process group.
     """
     env = dict(os.environ)
     if settings is not None:
         env.update(settings.as_environment())
     cmd = [sys.executable, "-m", "backend.serve", "--host", host, "--port", str(port),
            "--workers", str(workers)]  # fmt: skip
+    server = subprocess.Popen(cmd, env=env)
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: server.send_signal(signum))
     try:
-        code = subprocess.run(cmd, env=env, check=False).returncode
+        code = server.wait()
     except KeyboardInterrupt:
-        code = 0
-    if code:
+        code = server.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code not in (0, -signal.SIGINT, -signal.SIGTERM):
         raise typer.Exit(code)
 
 

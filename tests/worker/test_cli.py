@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from core.settings import REPO_ROOT
 from worker.cli import _run_or_explain, app
 from worker.errors import ConfigError
 
@@ -29,6 +33,24 @@ def test_unknown_recommender_is_named() -> None:
     result = runner.invoke(app, ["run", "-r", "nosuchmodel"])
     assert result.exit_code != 0
     assert "nosuchmodel" in result.output and "sasrec" in result.output
+
+
+def test_a_baseline_is_refused_as_a_model_to_probe() -> None:
+    result = runner.invoke(app, ["run", "-r", "mostpop"])
+    assert result.exit_code != 0
+    assert "baseline" in result.output and "sasrec" in result.output
+
+
+def test_help_imports_neither_torch_nor_the_pipeline() -> None:
+    """`recsae --help` and `recsae serve` stay fast: the heavy modules load in the commands."""
+    probe = (
+        "import sys, worker.cli; "
+        "print(sorted(m for m in sys.modules if m in ('torch', 'worker.pipeline', 'backend')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_malformed_override_says_the_expected_form() -> None:

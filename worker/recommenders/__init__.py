@@ -3,16 +3,13 @@ model module in it, and each ``Recommender`` subclass with a ``name`` registers 
 ``REGISTRY``: a new model is one new file here."""
 
 import importlib
-import pkgutil
 
+from worker.config import recommender_modules
 from worker.recommenders.base import REGISTRY, Recommender, RecommenderConfig, recommender_class
 
-# The modules that are machinery, not models (``train`` and ``io`` import ``worker.probe``,
-# which imports this package: importing them here would be circular).
-_MACHINERY = frozenset({"base", "io", "sampling", "train"})
-
-for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _module not in _MACHINERY and not _module.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module}")
+# Every model module (the machinery is left out: ``train`` and ``io`` import ``worker.probe``,
+# which imports this package, so importing them here would be circular).
+for _module in recommender_modules():
+    importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = ["REGISTRY", "Recommender", "RecommenderConfig", "recommender_class"]
