@@ -262,22 +262,25 @@ def _serve(host: str, port: int, workers: int = 1, settings: Settings | None = N
 
     The worker never imports the backend (docs/architecture.md); ``settings`` reach the child
     as the ``RECSAE_*`` variables it reads, as every server process of the explorer does.
-    SIGTERM (``docker stop``) is passed on to the server, so it shuts down cleanly with us;
-    Ctrl-C reaches it through the terminal's process group.
+    The server runs in its own session and every SIGINT (Ctrl-C) or SIGTERM (``docker stop``)
+    we get is passed on to it once, so it shuts down cleanly when we are stopped.
     """
     env = dict(os.environ)
     if settings is not None:
         env.update(settings.as_environment())
     cmd = [sys.executable, "-m", "backend.serve", "--host", host, "--port", str(port),
            "--workers", str(workers)]  # fmt: skip
-    server = subprocess.Popen(cmd, env=env)
-    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: server.send_signal(signum))
+    server = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def forward(signum: int, _frame: object) -> None:
+        server.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         code = server.wait()
-    except KeyboardInterrupt:
-        code = server.wait()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if code not in (0, -signal.SIGINT, -signal.SIGTERM):
         raise typer.Exit(code)
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
+import httpx
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from core.net import free_port
 from core.settings import REPO_ROOT
 from worker.cli import _run_or_explain, app
 from worker.errors import ConfigError
@@ -86,3 +91,33 @@ def test_user_errors_print_one_line_and_bugs_keep_their_traceback() -> None:
         _run_or_explain(user_error)
     with pytest.raises(KeyError, match="a real bug"):
         _run_or_explain(bug)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_runs_the_backend_and_stops_with_us(tmp_path, sig: signal.Signals) -> None:
+    """`recsae serve` starts the backend by its import string; Ctrl-C or `docker stop` sent to
+    the command alone stops the server too."""
+    port = free_port()
+    env = {**os.environ, "RECSAE_DATA_DIR": str(tmp_path)}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "serve", "--port", str(port)], cwd=REPO_ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/index.json", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert cli.poll() is None, "recsae serve exited before answering"
+            assert time.monotonic() < deadline, "the explorer did not answer within 60 s"
+            time.sleep(0.2)
+        cli.send_signal(sig)
+        assert cli.wait(timeout=20) == 0
+        with pytest.raises(httpx.TransportError):  # the server went with it
+            httpx.get(f"http://127.0.0.1:{port}/index.json", timeout=2)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
