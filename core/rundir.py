@@ -142,9 +142,10 @@ def read_sae_cfg(sae_dir: Path) -> dict[str, Any]:
     return cfg
 
 
-def load_sae_arrays(run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(cfg, {W_enc [d, n], b_enc [n], W_dec [n, d], b_dec [d]}) of a run's SAE, shapes checked."""
-    sae_dir = Path(run_dir) / SAE_DIR
+def load_sae_dir(sae_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(cfg, {W_enc [d, n], b_enc [n], W_dec [n, d], b_dec [d]}) of the SAE saved in
+    ``sae_dir`` (SAELens layout), each tensor's shape checked against ``cfg.json``."""
+    sae_dir = Path(sae_dir)
     cfg = read_sae_cfg(sae_dir)
     arrays = load_tensors(sae_dir / SAE_WEIGHTS, SAE_TENSORS)
     d, n = int(cfg["d_in"]), int(cfg["d_sae"])
@@ -156,6 +157,11 @@ def load_sae_arrays(run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray
                 f"{shape}"
             )
     return cfg, arrays
+
+
+def load_sae_arrays(run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A run's SAE as :func:`load_sae_dir` reads it."""
+    return load_sae_dir(Path(run_dir) / SAE_DIR)
 
 
 def load_vectors(run_dir: Path) -> dict[str, np.ndarray]:

@@ -16,14 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from core.rundir import (
-    SAE_CFG,
-    SAE_TENSORS,
-    SAE_WEIGHTS,
-    ArtifactError,
-    load_tensors,
-    read_sae_cfg,
-)
+from core.rundir import SAE_CFG, SAE_TENSORS, SAE_WEIGHTS, load_sae_dir, read_sae_cfg
 from worker.sae.model import TopKSAE
 from worker.sae.train import SAEConfig
 
@@ -60,17 +53,8 @@ def save_sae(sae: TopKSAE, config: SAEConfig | None, directory: str | Path) -> P
 
 def load_sae(directory: str | Path) -> TopKSAE:
     """The TopKSAE saved in ``directory``, in eval mode; shapes checked against ``cfg.json``."""
-    directory = Path(directory)
-    cfg = read_sae_cfg(directory)
-    tensors = load_tensors(directory / SAE_WEIGHTS, SAE_TENSORS)
+    cfg, tensors = load_sae_dir(Path(directory))
     d_in, d_sae = int(cfg["d_in"]), int(cfg["d_sae"])
-    expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
-    for name in SAE_TENSORS:
-        if tuple(tensors[name].shape) != expected[name]:
-            raise ArtifactError(
-                f"{directory / SAE_WEIGHTS}: {name} has shape {tuple(tensors[name].shape)}, "
-                f"{SAE_CFG} implies {expected[name]}"
-            )
     sae = TopKSAE(d_in, d_sae, int(cfg["k"]))
     with torch.no_grad():
         for name in SAE_TENSORS:
