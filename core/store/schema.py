@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -41,7 +42,12 @@ class Run(Base):
     recommender: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="ready")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    artifact_dir: Mapped[str] = mapped_column(Text)  # config.json + *.safetensors live here
+    # The published version's directory (runs/<id>/versions/<n>): config.json, *.safetensors.
+    # A published version's files are never written again (docs/architecture.md, run versions).
+    artifact_dir: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # sha256 of every file in artifact_dir at publish, by relative path; loaders check them.
+    digests: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     n_users: Mapped[int] = mapped_column(Integer)
     n_items: Mapped[int] = mapped_column(Integer)
     n_latents: Mapped[int] = mapped_column(Integer)
@@ -149,6 +155,13 @@ class Concept(Base):
     model: Mapped[str | None] = mapped_column(String(128), nullable=True)  # LLM model name
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # per-case predictions
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # "pipeline" (written by a publish) or "web" (written from the explorer); web rows and earlier
+    # LLM rows survive a republish (history), tagged with the run version they describe.
+    source: Mapped[str] = mapped_column(String(16), default="pipeline", server_default="pipeline")
+    run_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
+    )
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -177,3 +190,31 @@ class RecordedCase(Base):
     top1_item: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (Index("ix_cases_top1", "run_id", "top1_item"),)
+
+
+class Account(Base):
+    """A person who signs in to the explorer (not a recommender's user: those are ``users``)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)  # pwdlib (argon2)
+    role: Mapped[str] = mapped_column(String(16))  # admin / annotator
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class LoginSession(Base):
+    """A signed-in browser. Only the token's sha256 is stored; the cookie holds the token."""
+
+    __tablename__ = "login_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_login_sessions_account", "account_id"),)
