@@ -12,46 +12,19 @@ from importlib.resources import files
 from pathlib import Path
 
 import swagger_ui_bundle
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
+from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend import urls
-from backend.deps import STATIC_DIR, templates
+from backend import errors, urls
+from backend.deps import STATIC_DIR
 from backend.routes import explain, items, latents, runs, steer
 from core.settings import Settings, get_settings
 from core.store import migrate
 from core.store.engine import session_factory
 
 PLOTLY_JS = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
-
-
-def _wants_html(request: Request) -> bool:
-    """A browser navigating to a page gets an HTML error; fetch() calls and .json URLs get JSON."""
-    return (
-        request.method == "GET"
-        and not request.url.path.endswith(".json")
-        and "text/html" in request.headers.get("accept", "")
-    )
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, StarletteHTTPException)
-    headers = getattr(exc, "headers", None)
-    if _wants_html(request):
-        return templates.TemplateResponse(
-            request,
-            "error.html",
-            {"status_code": exc.status_code, "detail": exc.detail, "fragment": False},
-            status_code=exc.status_code,
-            headers=headers,
-        )
-    return JSONResponse(
-        {"detail": jsonable_encoder(exc.detail)}, status_code=exc.status_code, headers=headers
-    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.sessions = session_factory(url)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    errors.install(app)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(

@@ -1,0 +1,167 @@
+"""One error shape for every answer that is not a success, and its OpenAPI documentation.
+
+Every error is ``{"detail": str}``, plus ``"errors": [{"loc", "msg", "type"}]`` when a request
+failed validation (FastAPI's own 422 carries a list in ``detail``; ours never does). A browser
+navigating to a page gets the same message as an HTML page instead (``error.html``). Nothing
+here shows a stack trace or an internal path: a broken run artifact (:class:`ArtifactError`)
+answers 503 naming the run and the file, anything unexpected a plain 500 (the trace goes to the
+server's log).
+
+:func:`install` adds the handlers to an app; :func:`responses` documents statuses on a route.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.deps import templates
+from core.rundir import ArtifactError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorItem(BaseModel):
+    """One validation problem: where (``loc``), what (``msg``), and its kind (``type``)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """The one error shape."""
+
+    detail: str = Field(description="what went wrong and, where it can, what to fix")
+    errors: list[ErrorItem] | None = Field(None, description="each validation problem (422 only)")
+
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Forbidden (not allowed for this account, or a failed CSRF / Host check)",
+    404: "Not found: the message names what does not exist",
+    409: "Conflict with the stored data",
+    413: "Request body too large",
+    422: "Invalid input: the message (and ``errors``) say what to fix",
+    429: "Too many requests: see the Retry-After header",
+    500: "Unexpected server error",
+    502: "The LLM server answered unusably or not at all",
+    503: "A run's artifact is missing or corrupt, or a service is not configured / busy",
+    504: "The LLM did not answer within the deadline; nothing was saved",
+}
+
+# What every route can answer whatever it does: the body limit and input validation.
+COMMON = (413, 422)
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """A ``responses=`` mapping documenting ``codes`` (plus :data:`COMMON`) with the one shape.
+
+    Documenting 422 replaces FastAPI's default (list-``detail``) 422 schema with ours.
+    """
+    return {
+        code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
+        for code in sorted({*codes, *COMMON})
+    }
+
+
+def wants_html(request: Request) -> bool:
+    """A browser navigating to a page gets an HTML error; fetch() calls and .json URLs get JSON."""
+    return (
+        request.method == "GET"
+        and not request.url.path.endswith(".json")
+        and not request.url.path.startswith("/api/")
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+def error_response(
+    request: Request,
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The error as HTML (browsers on pages) or as the one JSON shape (everyone else)."""
+    if wants_html(request):
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"status_code": status, "detail": detail, "fragment": False},
+            status_code=status,
+            headers=headers,
+        )
+    body: dict[str, Any] = {"detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _loc_text(loc: list[str | int]) -> str:
+    # ("query", "_page") -> "query parameter _page"; ("body", "edits", 0) -> "body.edits.0"
+    if len(loc) == 2 and loc[0] in ("query", "path", "header", "cookie"):
+        return f"{loc[0]} parameter {loc[1]}"
+    return ".".join(str(part) for part in loc)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Each problem as loc/msg/type only: the echoed input may be NaN or huge, never JSON-safe."""
+    return [
+        {
+            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors()
+    ]
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return error_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc)
+    detail = "; ".join(f"{_loc_text(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    return error_response(request, 422, detail, errors=errors)
+
+
+def _hide_paths(request: Request, message: str) -> str:
+    """Belt and braces: ArtifactError messages name files relative to the run (see
+    docs/architecture.md); should a path slip in, the data directory is not shown."""
+    data_dir = request.app.state.settings.data_dir
+    for prefix in {str(data_dir.resolve()), str(data_dir)}:
+        message = message.replace(prefix + "/", "").replace(prefix, "<data>")
+    return message
+
+
+async def _artifact_error(request: Request, exc: Exception) -> Response:
+    log.warning("artifact error on %s %s: %s", request.method, request.url.path, exc)
+    detail = _hide_paths(request, str(exc))
+    return error_response(
+        request, 503, f"A run's files are missing or damaged: {detail}. Republish the run."
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette's ServerErrorMiddleware logs the traceback after this answer is sent.
+    return error_response(request, 500, "Internal server error: the server's log has the details")
+
+
+def install(app: FastAPI) -> None:
+    """Add the error handlers to ``app``: every error in the one shape, no traces, no paths."""
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ArtifactError, _artifact_error)
+    app.add_exception_handler(Exception, _unexpected)
