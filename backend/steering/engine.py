@@ -7,6 +7,7 @@ Python loop over items. The edit semantics and modes are in :mod:`backend.steeri
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,6 +102,8 @@ class SteeringEngine:
             text,
             min(BASE_DEPTH, self.n_items),
         )
+        self._recon: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._recon_lock = threading.Lock()
 
     def _activation_ranges(self) -> tuple[np.ndarray, np.ndarray]:
         """Per latent [n]: the largest activation over every user (the absolute-value slider's
@@ -230,14 +233,38 @@ class SteeringEngine:
         scores[self.known_items(user)] = -np.inf
         return scores
 
+    def reconstruction_lists(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every user's list from the SAE's reconstruction x̂ = decode(encode(x)): top
+        [U, depth], scores [U, depth], test rank [U]. Replace mode's baseline (docs/method.md
+        §1.10: the paper's 1× is x̂, so a replace-mode diff shows the edit, not reconstruction
+        error). Computed on first use, once per engine."""
+        with self._recon_lock:
+            if self._recon is None:
+                users = np.arange(self.n_users, dtype=np.int64)
+                x_hat = np.empty_like(self.user_vectors)
+                for start in range(0, self.n_users, _ACTIVATION_BATCH):
+                    sl = slice(start, start + _ACTIVATION_BATCH)
+                    x_hat[sl] = self.decode(self.encode(self.user_vectors[sl]))
+                depth = self.base_top.shape[1]
+                self._recon = rank_users(users, x_hat, self.item_embeddings, self.text, depth)
+            return self._recon
+
+    def baseline_lists(self, mode: SteerMode) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The unsteered lists a ``mode`` diff is taken against: x's for error-preserving, x̂'s
+        for replace (top [U, depth], scores [U, depth], test rank [U])."""
+        if mode is SteerMode.REPLACE:
+            return self.reconstruction_lists()
+        return self.base_top, self.base_scores, self.base_test_rank
+
     def _steered_top(
-        self, user: int, x: np.ndarray, x2: np.ndarray
+        self, user: int, x2: np.ndarray | None, mode: SteerMode
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """(top [N] item idx, their scores [N], the test item's steered rank) for ``x2``."""
+        """(top [N] item idx, their scores [N], the test item's steered rank) for ``x2``; None:
+        the code is unchanged, so exactly the mode's baseline list."""
         n = min(TOP_N, self.n_items)
-        if x2 is x:  # neutral error-preserving edits: exactly the model's own list
-            base_rank = int(self.base_test_rank[user])
-            return self.base_top[user, :n], self.base_scores[user, :n], base_rank
+        if x2 is None:
+            base_top, base_scores, base_rank = self.baseline_lists(mode)
+            return base_top[user, :n], base_scores[user, :n], int(base_rank[user])
         steered = self.item_embeddings @ x2  # [I]: the one pass over the item matrix
         steered[self.known_items(user)] = -np.inf
         top = order_desc(steered, np.argpartition(-steered, n - 1)[:n])
@@ -255,11 +282,13 @@ class SteeringEngine:
         x = self.user_vectors[user]
         z = self.encode(x)
         z2, kinds = self._apply(z, edits)
-        x2 = self._steered_vector(x, z, z2, mode)
-        top, top_scores, rank_after = self._steered_top(user, x, x2)
+        unchanged = not np.any(z2 != z)
+        x2 = None if unchanged else self._steered_vector(x, z, z2, mode)
+        top, top_scores, rank_after = self._steered_top(user, x2, mode)
         n = min(TOP_N, self.n_items)
-        base_top = self.base_top[user, :n]
-        depth_pos = {int(i): r for r, i in enumerate(self.base_top[user])}
+        base_top_all, base_scores_all, base_rank_all = self.baseline_lists(mode)
+        base_top = base_top_all[user, :n]
+        depth_pos = {int(i): r for r, i in enumerate(base_top_all[user])}
         base_pos = {int(i): r for r, i in enumerate(base_top)}
         top_pos = {int(i): r for r, i in enumerate(top)}
         return SteerResult(
@@ -271,7 +300,7 @@ class SteeringEngine:
             ],
             base_items=[
                 RankedItem(rank=r, idx=int(i), score=float(sc), base_rank=r)
-                for r, (i, sc) in enumerate(zip(base_top, self.base_scores[user, :n], strict=True))
+                for r, (i, sc) in enumerate(zip(base_top, base_scores_all[user, :n], strict=True))
             ],
             entered=[i for i in top_pos if i not in base_pos],
             left=[i for i in base_pos if i not in top_pos],
@@ -285,7 +314,7 @@ class SteeringEngine:
                 for e, kind in zip(edits, kinds, strict=True)
             ],
             test_item=int(self.text.test_items[user]),
-            test_rank_before=int(self.base_test_rank[user]),
+            test_rank_before=int(base_rank_all[user]),
             test_rank_after=rank_after,
         )
 

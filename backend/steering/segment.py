@@ -110,7 +110,9 @@ def steer_segment(
     if users.size == 0:
         raise SteeringError(f"run {engine.run_id!r} has no test-side users to steer")
     n = min(TOP_N, engine.n_items)
-    base_top, base_rank = engine.base_top[users, :n], engine.base_test_rank[users]
+    # The diff's "before": x's lists for error-preserving, x̂'s for replace (docs/method.md §1.10).
+    base_top_all, _, base_rank_all = engine.baseline_lists(mode)
+    base_top, base_rank = base_top_all[users, :n], base_rank_all[users]
     top_after, rank_after, act, aff = _steered_ranks(engine, users, edits, mode, include_inactive)
     nb, na = ndcg_single(base_rank, TOP_N), ndcg_single(rank_after, TOP_N)
     return SegmentResult(

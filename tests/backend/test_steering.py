@@ -153,10 +153,28 @@ def test_replace_equals_reconstruction(
         want = expected_top(arrays["item_embeddings"] @ x_hat, engine.known_items(u))
         r = engine.steer(u, [], SteerMode.REPLACE)
         assert [it.idx for it in r.items] == want
-        # The base list stays the model's own, so the diff shows what reconstruction changed.
-        assert [it.idx for it in r.base_items] == expected_top(
-            arrays["item_embeddings"] @ x, engine.known_items(u)
-        )
+        # Replace mode's baseline is x̂ (the paper's 1×): with no edit nothing moves.
+        assert [it.idx for it in r.base_items] == want
+        assert r.entered == [] and r.left == [] and r.moved == []
+        assert r.test_rank_after == r.test_rank_before
+
+
+def test_replace_mode_diff_is_against_reconstruction_not_x(
+    engine: SteeringEngine, arrays: dict[str, np.ndarray]
+) -> None:
+    """Issue 9 finding 1: x and x̂ disagree, so a diff against x mixed reconstruction error in."""
+    differs = 0
+    for u in range(engine.n_users):
+        x = arrays["user_vectors"][u]
+        x_hat = ref_encode(arrays, x, 4) @ arrays["W_dec"] + arrays["b_dec"]
+        own = expected_top(arrays["item_embeddings"] @ x, engine.known_items(u))
+        recon = expected_top(arrays["item_embeddings"] @ x_hat, engine.known_items(u))
+        differs += own != recon
+        r = engine.steer(u, [], SteerMode.REPLACE)
+        assert [it.idx for it in r.base_items] == recon
+    assert differs > 0, "the fixture must have users whose x and x̂ lists differ"
+    seg = engine.steer_segment([Edit(0, 1.0)], SteerMode.REPLACE)
+    assert seg.ndcg_after == pytest.approx(seg.ndcg_before)
 
 
 def test_scaling_up_raises_scores_along_the_decoder_direction(
