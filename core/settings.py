@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,24 @@ class Settings(BaseSettings):
     llm_seed: int = 0
     llm_rate_limit_per_minute: int = 20  # re-explain requests from the browser
 
+    # Accounts and security (issue 8 §2; README "Accounts and security").
+    session_ttl_hours: float = 12.0  # a login session ends this long after sign-in
+    # Host headers answered (DNS rebinding); comma-separated in the environment.
+    allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "[::1]"]
+    require_login_to_read: bool = False  # True: every page but /login needs a signed-in account
+    read_only: bool = False  # True: every mutating route answers 403
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs); unset:
+    # a client's address is the socket peer.
+    trusted_proxies: str | None = None
+    cookie_secure: bool = False  # True when served over HTTPS: cookies only sent over HTTPS
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -43,7 +63,9 @@ class Settings(BaseSettings):
         """These settings as the ``RECSAE_*`` variables that reproduce them in a child process."""
         env = {"RECSAE_DATABASE_URL": self.resolved_database_url}
         for name, value in self.model_dump(exclude={"database_url"}).items():
-            if value is not None:
+            if isinstance(value, list):
+                env[f"RECSAE_{name.upper()}"] = ",".join(map(str, value))
+            elif value is not None:
                 env[f"RECSAE_{name.upper()}"] = str(value)
         return env
 

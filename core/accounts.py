@@ -1,0 +1,245 @@
+"""Accounts (people who sign in to the explorer) and their login sessions (docs/architecture.md).
+
+Roles: ``admin`` (manages accounts; may do everything an annotator may) and ``annotator``
+(writes concepts and, later, annotations). Passwords are hashed with pwdlib's recommended hasher
+(argon2id); only the hash is stored. A login session is a random token the browser keeps in a
+cookie; the database keeps only its sha256, so a leaked database does not sign anyone in. Each
+session has its own CSRF token, sent back by forms and ``fetch`` calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pwdlib import PasswordHash
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.store.schema import Account, LoginSession
+
+ROLES = ("admin", "annotator")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a cap keeps a huge body from costing CPU
+
+_hasher = PasswordHash.recommended()
+# Verified when the username is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class AccountError(ValueError):
+    """Bad account input or an unknown account; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Login:
+    """A live login session: who is signed in, and the CSRF token bound to this session."""
+
+    account: Account
+    csrf_token: str
+    expires_at: datetime
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored here is UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- passwords ---------------------------------------------------------------------------------
+
+
+def check_username(username: str) -> str:
+    if not USERNAME_RE.match(username):
+        raise AccountError(
+            f"username {username!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return username
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise AccountError(f"role {role!r} is unknown; use one of: {', '.join(ROLES)}")
+    return role
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(
+            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AccountError(f"the password is too long: at most {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(check_password(password))
+
+
+def verify_password(password: str, password_hash: str) -> tuple[bool, str | None]:
+    """(matches, a new hash when the stored one uses outdated parameters, else None)."""
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return False, None
+    return _hasher.verify_and_update(password, password_hash)
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+def create_account(
+    sessions: sessionmaker[Session], username: str, password: str, role: str
+) -> Account:
+    check_username(username)
+    check_role(role)
+    password_hash = hash_password(password)
+    with sessions.begin() as session:
+        if _find(session, username) is not None:
+            raise AccountError(f"an account named {username!r} exists already")
+        account = Account(username=username, password_hash=password_hash, role=role)
+        session.add(account)
+        session.flush()
+        return account
+
+
+def _find(session: Session, username: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.username == username))
+
+
+def get_account(sessions: sessionmaker[Session], username: str) -> Account:
+    with sessions() as session:
+        account = _find(session, username)
+    if account is None:
+        raise AccountError(f"no account is named {username!r}; `recsae accounts list` shows them")
+    return account
+
+
+def list_accounts(sessions: sessionmaker[Session]) -> list[Account]:
+    with sessions() as session:
+        return list(session.scalars(select(Account).order_by(Account.username)))
+
+
+def admin_exists(sessions: sessionmaker[Session]) -> bool:
+    """Whether an enabled admin account exists (a public server needs one)."""
+    query = select(func.count()).where(Account.role == "admin", Account.disabled.is_(False))
+    with sessions() as session:
+        return bool(session.scalar(query.select_from(Account)))
+
+
+def set_password(sessions: sessionmaker[Session], username: str, password: str) -> None:
+    """A new password; every session of the account ends (sign in again with the new one)."""
+    password_hash = hash_password(password)
+    with sessions.begin() as session:
+        account = _find(session, username)
+        if account is None:
+            raise AccountError(f"no account is named {username!r}")
+        account.password_hash = password_hash
+        _end_sessions_of(session, account.id)
+
+
+def set_disabled(sessions: sessionmaker[Session], username: str, disabled: bool = True) -> None:
+    """Disable (or enable) an account; disabling ends its sessions at once."""
+    with sessions.begin() as session:
+        account = _find(session, username)
+        if account is None:
+            raise AccountError(f"no account is named {username!r}")
+        account.disabled = disabled
+        if disabled:
+            _end_sessions_of(session, account.id)
+
+
+def ensure_admin(sessions: sessionmaker[Session], username: str, password: str) -> bool:
+    """An enabled admin ``username`` with ``password``: created (True) or updated (False).
+
+    For containers, which get the first admin from a secret at every start.
+    """
+    check_username(username)
+    password_hash = hash_password(password)
+    with sessions.begin() as session:
+        account = _find(session, username)
+        if account is None:
+            session.add(Account(username=username, password_hash=password_hash, role="admin"))
+            return True
+        matches, _ = verify_password(password, account.password_hash)
+        if not matches:
+            account.password_hash = password_hash
+            _end_sessions_of(session, account.id)
+        account.role, account.disabled = "admin", False
+        return False
+
+
+def authenticate(sessions: sessionmaker[Session], username: str, password: str) -> Account | None:
+    """The enabled account ``username`` if ``password`` is its password, else None."""
+    with sessions.begin() as session:
+        account = _find(session, username)
+        if account is None:
+            verify_password(password, _DUMMY_HASH)
+            return None
+        matches, new_hash = verify_password(password, account.password_hash)
+        if not matches or account.disabled:
+            return None
+        if new_hash is not None:
+            account.password_hash = new_hash
+        account.last_login_at = datetime.now(UTC)
+        return account
+
+
+# --- login sessions ----------------------------------------------------------------------------
+
+
+def start_session(
+    sessions: sessionmaker[Session], account_id: int, ttl: timedelta
+) -> tuple[str, Login]:
+    """A new login session; returns (the token for the cookie, the session). Expired sessions of
+    every account are swept here, so the table does not grow without bound."""
+    token = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    row = LoginSession(
+        token_hash=token_hash(token),
+        account_id=account_id,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    with sessions.begin() as session:
+        session.execute(delete(LoginSession).where(LoginSession.expires_at <= now))
+        session.add(row)
+        account = session.get_one(Account, account_id)
+    return token, Login(account, row.csrf_token, _utc(row.expires_at))
+
+
+def lookup_session(sessions: sessionmaker[Session], token: str) -> Login | None:
+    """The live session of ``token``: None when unknown, expired, or its account is disabled."""
+    if not token or len(token) > 256:
+        return None
+    query = (
+        select(LoginSession, Account)
+        .join(Account, Account.id == LoginSession.account_id)
+        .where(LoginSession.token_hash == token_hash(token))
+    )
+    with sessions() as session:
+        found = session.execute(query).first()
+    if found is None:
+        return None
+    login, account = found
+    expires_at = _utc(login.expires_at)
+    if expires_at <= datetime.now(UTC) or account.disabled:
+        return None
+    return Login(account, login.csrf_token, expires_at)
+
+
+def end_session(sessions: sessionmaker[Session], token: str) -> None:
+    with sessions.begin() as session:
+        session.execute(delete(LoginSession).where(LoginSession.token_hash == token_hash(token)))
+
+
+def _end_sessions_of(session: Session, account_id: int) -> None:
+    session.execute(delete(LoginSession).where(LoginSession.account_id == account_id))
