@@ -17,7 +17,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend import errors, urls
+from backend import errors, security, urls
 from backend.deps import STATIC_DIR
 from backend.routes import explain, items, latents, runs, steer
 from core.settings import Settings, get_settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sessions = session_factory(url)
     errors.install(app)
+    security.install(app, settings)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(

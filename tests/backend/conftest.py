@@ -20,9 +20,16 @@ from core.store import migrate
 from core.store.engine import session_factory
 from tests.backend.factories import publish_fixture
 
+# TestClient sends Host: testserver; the app answers only the hosts it is told (issue 8 §2).
+TEST_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
 
 def make_settings(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'recsae.db'}")
+    return Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'recsae.db'}",
+        allowed_hosts=TEST_HOSTS,
+    )
 
 
 @pytest.fixture(scope="session")

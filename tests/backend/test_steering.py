@@ -45,7 +45,11 @@ RUN = "steer-test"
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, SyntheticRun]:
     data_dir = tmp_path_factory.mktemp("steer")
-    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'recsae.db'}")
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'recsae.db'}",
+        allowed_hosts=["testserver"],
+    )
     migrate.upgrade(settings.resolved_database_url)
     run = make_run(
         data_dir,
