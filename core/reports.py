@@ -107,7 +107,23 @@ class SAEReport(Record):
     config: dict[str, Any] = Field(default_factory=dict)
     # Table 7: representation name (mostpop, base, sae, random_sae, ae) -> ranking CIs
     ranking: dict[str, RankingCI] = Field(default_factory=dict)
+    # The same over the users whose vectors the SAE never trained on (held out: the honest
+    # figure for one-vector models) and over the users it trained on, beside it (docs §1.9).
+    ranking_heldout: dict[str, RankingCI] = Field(default_factory=dict)
+    ranking_trained: dict[str, RankingCI] = Field(default_factory=dict)
+    n_heldout_users: int | None = None
+    n_trained_users: int | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
+
+    def retained(self, split: str = "heldout", metric: str = "ndcg@10") -> float | None:
+        """SAE ÷ base ``metric`` on ``split`` ("heldout", "trained" or "all")."""
+        table = {"heldout": self.ranking_heldout, "trained": self.ranking_trained}.get(
+            split, self.ranking
+        )
+        sae, base = table.get("sae"), table.get("base")
+        if sae is None or base is None or metric not in sae or metric not in base:
+            return None
+        return sae[metric].mean / base[metric].mean if base[metric].mean else None
 
 
 class Similarity(Record):

@@ -41,6 +41,7 @@ def report_context(
         "paper": {"note": paper_note(run, m, ref), "known": ref["known"], "model": ref["model"]},
         "report": {
             "table7": quality.table7(m, ref["table7"]),
+            "table7_users": quality.table7_by_users(m),
             "reconstruction": quality.reconstruction(m, run.k),
             "table3": concepts.table3(report, ref["table3"]),
             "table4": concepts.table4(report, ref["table4"]),

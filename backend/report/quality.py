@@ -103,6 +103,32 @@ def table7(m: RunMetrics, ref: dict[str, Any]) -> Table:
     return out
 
 
+def table7_by_users(m: RunMetrics) -> Table:
+    """Table 7's SAE row split by whether the user's vectors trained the SAE: the held-out
+    users' figure is the honest one for one-vector models (docs/method.md §1.9)."""
+    rows = []
+    for split, label, entry_count in (
+        ("heldout", "held-out users (SAE never saw them)", m.sae.n_heldout_users),
+        ("trained", "users whose vectors trained the SAE", m.sae.n_trained_users),
+    ):
+        cis = m.sae.ranking_heldout if split == "heldout" else m.sae.ranking_trained
+        base, sae = cis.get("base", {}), cis.get("sae", {})
+        why = "the worker did not split Table 7 by users (rerun train_sae)"
+        b, s = base.get("ndcg@10"), sae.get("ndcg@10")
+        cells = [
+            cell(entry_count, why=why),
+            ci_cell(b, why),
+            ci_cell(s, why),
+            ratio_cell(s.mean if s else None, b.mean if b else None, why),
+        ]
+        rows.append((label, cells))
+    return table(
+        "Table 7's NDCG@10 by users: held out from the SAE or trained on (95% bootstrap CI)",
+        ["users", "base N@10", "SAE N@10", "% of base"],
+        rows,
+    )
+
+
 def reconstruction(m: RunMetrics, k: int) -> list[Table]:
     """FVU of the SAE vs its baselines (docs/method.md §1.4: held-out FVU is the one that
     counts)."""

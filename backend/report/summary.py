@@ -72,6 +72,8 @@ def headline(run: Run, m: RunMetrics | None = None) -> dict[str, Any]:
         "base_ndcg@10_ci": [base.lo, base.hi] if number(base.lo) is not None else None,
         "sae_ndcg@10": sae,
         "sae_retained": sae / base_mean if sae is not None and base_mean else None,
+        "sae_retained_heldout": number(m.sae.retained("heldout")),
+        "sae_retained_trained": number(m.sae.retained("trained")),
         "mostpop_ndcg@10": number(_mean(rows.get("mostpop"), "ndcg@10").mean),
         "fvu_test": number(m.sae.fvu_test),
         "pca_fvu_test": number(m.sae.pca_fvu_test),

@@ -80,3 +80,24 @@ def test_sweep_stage_publishes_figures_7_and_8(planted_run: tuple[Settings, list
         rows = reads.get_run(session, "planted-bprmf").metrics["report"]["sweep"]
     assert [(r["scale"], r["k"]) for r in rows] == [(s, k) for s in (8, 16, 32) for k in (4, 8, 16)]
     assert all(0.0 <= r["dead_fraction"] <= 1.0 and r["fvu_test"] > 0 for r in rows)
+
+
+def test_one_vector_model_reports_sae_ndcg_on_held_out_users(
+    planted_run: tuple[Settings, list[str]],
+) -> None:
+    """Issue 9 finding 2: BPRMF's SAE NDCG was partly measured on its own training vectors."""
+    settings, _ = planted_run
+    from core.reports import RunMetrics
+
+    with session_factory(settings.resolved_database_url)() as session:
+        run = reads.get_run(session, "planted-bprmf")
+        assert run is not None
+        sae = RunMetrics.from_column(run.metrics).sae
+    assert sae.n_heldout_users and sae.n_trained_users
+    assert sae.n_heldout_users + sae.n_trained_users == run.n_users
+    # 60/10/30 split of users for one-vector models: most users trained the SAE.
+    assert sae.n_trained_users > sae.n_heldout_users
+    for table in (sae.ranking_heldout, sae.ranking_trained):
+        interval = table["sae"]["ndcg@10"]
+        assert interval.lo is not None and interval.lo <= interval.mean <= interval.hi
+    assert sae.retained("heldout") is not None and sae.retained("trained") is not None
