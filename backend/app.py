@@ -17,9 +17,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend import errors, security, urls
+from backend import errors, limits, security, urls
 from backend.deps import STATIC_DIR
-from backend.routes import explain, items, latents, runs, steer
+from backend.routes import auth, explain, items, latents, runs, steer
 from core.settings import Settings, get_settings
 from core.store import migrate
 from core.store.engine import session_factory
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.sessions = session_factory(url)
     errors.install(app)
+    limits.install(app, settings.max_body_bytes)
     security.install(app, settings)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -76,6 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             swagger_ui_parameters={"validatorUrl": None},
         )
 
-    for module in (runs, latents, items, steer, explain):
+    for module in (runs, latents, items, steer, explain, auth):
         app.include_router(module.router)
     return app

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core import accounts
 from core.accounts import Login
@@ -31,16 +32,33 @@ def read_session_token(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
+class SessionLookup:
+    """Resolves the session cookie once per request into ``request.state.login`` (Login or None),
+    for routes, templates (the header's "sign in" / "<name> · sign out") and the read lock.
+    Requests without the cookie cost nothing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            token = Request(scope).cookies.get(SESSION_COOKIE)
+            login = None
+            if token:
+                sessions = scope["app"].state.sessions
+                login = await run_in_threadpool(accounts.lookup_session, sessions, token)
+            scope.setdefault("state", {})["login"] = login
+        await self.app(scope, receive, send)
+
+
 async def current_login(request: Request) -> Login | None:
-    """The request's live login session, or None (looked up once per request)."""
-    if hasattr(request.state, "login"):
-        login: Login | None = request.state.login
-        return login
-    token = read_session_token(request)
-    login = None
-    if token:
-        login = await run_in_threadpool(accounts.lookup_session, request.app.state.sessions, token)
-    request.state.login = login
+    """The request's live login session, or None (see :class:`SessionLookup`)."""
+    if not hasattr(request.state, "login"):  # an app built without backend.security.install
+        token = read_session_token(request)
+        sessions = request.app.state.sessions
+        found = await run_in_threadpool(accounts.lookup_session, sessions, token) if token else None
+        request.state.login = found
+    login: Login | None = request.state.login
     return login
 
 

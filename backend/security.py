@@ -24,15 +24,13 @@ import re
 from urllib.parse import quote
 
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend import urls
-from backend.auth import SESSION_COOKIE, UNSAFE_METHODS
-from core import accounts
+from backend.auth import UNSAFE_METHODS, SessionLookup
 from core.settings import Settings
 
 # Styles: plotly.js injects <style> elements and style attributes at run time, so styles need
@@ -160,10 +158,7 @@ class LoginToRead:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        token = _cookie(headers.get("cookie", ""), SESSION_COOKIE)
-        sessions = scope["app"].state.sessions
-        login = await run_in_threadpool(accounts.lookup_session, sessions, token) if token else None
-        if login is not None:
+        if scope.get("state", {}).get("login") is not None:  # set by auth.SessionLookup
             await self.app(scope, receive, send)
             return
         wants_page = scope["method"] == "GET" and "text/html" in headers.get("accept", "")
@@ -178,18 +173,11 @@ class LoginToRead:
         )
 
 
-def _cookie(header: str, name: str) -> str | None:
-    for part in header.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value
-    return None
-
-
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the middleware above to ``app`` (the last added runs first)."""
     if settings.require_login_to_read:
         app.add_middleware(LoginToRead)
+    app.add_middleware(SessionLookup)
     app.add_middleware(SameOriginWrites)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(SecurityHeaders)

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
+from backend.auth import AccountDep
 from backend.deps import LatentDep, RunDep, SessionDep, SettingsDep
 from core.llm.client import LLMBadResponse, LLMClient, LLMNotConfigured, LLMUnreachable
 from core.llm.concepts import (
@@ -122,6 +123,7 @@ async def explain_latent(
     latent: LatentDep,
     session: SessionDep,
     settings: SettingsDep,
+    account: AccountDep,
 ) -> dict[str, Any]:
     """A new LLM explanation of the latent, verified on its stored examples and saved."""
     try:
@@ -147,6 +149,7 @@ async def explain_latent(
     row = {
         **concept.to_row(),
         "run_id": run.id,
+        "account_id": account.id,
         "created_at": created_at,
         "details": {**concept.details, "elapsed_s": round(elapsed_s, 3), "source": "web"},
     }

@@ -2,6 +2,24 @@
 // results in place when its filters change (the page still works without JavaScript).
 "use strict";
 
+// Signed-in pages carry the session's CSRF token in <meta name="csrf-token">; every same-origin
+// POST/PUT/PATCH/DELETE made with fetch() sends it as X-CSRF-Token (backend/auth.py).
+(() => {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  if (!meta) return;
+  const plainFetch = window.fetch.bind(window);
+  window.fetch = (resource, init = {}) => {
+    const method = (init.method || "GET").toUpperCase();
+    const url = new URL(resource instanceof Request ? resource.url : resource, window.location.href);
+    if (method !== "GET" && method !== "HEAD" && url.origin === window.location.origin) {
+      const headers = new Headers(init.headers || {});
+      headers.set("X-CSRF-Token", meta.content);
+      init = { ...init, headers };
+    }
+    return plainFetch(resource, init);
+  };
+})();
+
 function drawFigures(root) {
   if (typeof Plotly === "undefined") return;
   root.querySelectorAll(".plot[data-figure]").forEach((div) => {

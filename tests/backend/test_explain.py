@@ -14,6 +14,7 @@ from core.llm.concepts import ItemLookup
 from core.settings import Settings
 from core.store import reads
 from core.store.engine import session_factory
+from tests.backend.accounts import signed_in
 from tests.backend.factories import publish_fixture
 from tests.worker.test_llm_client import Reply, chat_reply, closed_port_url, scripted
 
@@ -28,7 +29,10 @@ def published(fresh_settings: Settings) -> dict[str, Any]:
 
 
 def app_client(settings: Settings, **llm: Any) -> TestClient:
-    return TestClient(create_app(settings.model_copy(update=llm)))
+    """A client signed in as an annotator (explaining needs an account, issue 8 §2)."""
+    client = TestClient(create_app(settings.model_copy(update=llm)))
+    signed_in(client, "annotator")
+    return client
 
 
 def level_by_parity(rows: dict[str, Any]) -> Callable[[dict[str, Any]], Reply]:

@@ -1,0 +1,186 @@
+"""Signing in and out, who am I, and the admin's account list (issue 8 §2, core/accounts.py).
+
+The login form has no session yet, so it carries its own CSRF token: a random value in a cookie
+and the same value in a hidden field (double submit); backend/security.py also refuses it from
+another origin. ``next`` (where to go after signing in) is followed only when it is a path on
+this server, never another site.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from backend import errors
+from backend.auth import SESSION_COOKIE, AdminDep, LoginDep, check_csrf
+from backend.deps import SettingsDep, templates
+from core import accounts
+from core.accounts import AccountError
+
+router = APIRouter(tags=["accounts"])
+
+LOGIN_CSRF_COOKIE = "recsae_login_csrf"
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` when it is a local path ("/runs/x?y"), else "/" (no open redirect)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(c in target for c in "\\\r\n\t"):
+        return "/"
+    return target
+
+
+def _login_page(
+    request: Request, token: str, next_url: str, error: str | None, status: int, secure: bool
+) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request,
+        "login.html",
+        {"login_csrf": token, "next": next_url, "error": error, "fragment": False},
+        status_code=status,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure, path="/login"
+    )
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse, summary="Sign-in form (HTML)")
+def login_form(request: Request, settings: SettingsDep, next: str = "/") -> HTMLResponse:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    return _login_page(request, token, safe_next(next), None, 200, settings.cookie_secure)
+
+
+@router.post(
+    "/login",
+    response_class=HTMLResponse,
+    summary="Sign in (form post; redirects to next)",
+    responses=errors.responses(401, 403),
+)
+async def login(
+    request: Request,
+    settings: SettingsDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=accounts.MAX_PASSWORD_LENGTH)],
+    csrf_token: Annotated[str, Form(max_length=128)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "/",
+) -> Response:
+    target = safe_next(next)
+    cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    fresh = secrets.token_urlsafe(32)
+    if not cookie_token or not secrets.compare_digest(cookie_token, csrf_token):
+        error = "The form expired or did not come from this page; please try again."
+        return _login_page(request, fresh, target, error, 403, settings.cookie_secure)
+    sessions = request.app.state.sessions
+    account = await run_in_threadpool(accounts.authenticate, sessions, username, password)
+    if account is None:
+        error = "Wrong username or password (or the account is disabled)."
+        return _login_page(request, fresh, target, error, 401, settings.cookie_secure)
+    ttl = timedelta(hours=settings.session_ttl_hours)
+    token, _ = await run_in_threadpool(accounts.start_session, sessions, account.id, ttl)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=int(ttl.total_seconds()), httponly=True, samesite="lax",
+        secure=settings.cookie_secure, path="/",
+    )  # fmt: skip
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout", summary="Sign out (form post)", responses=errors.responses(403))
+async def logout(request: Request, login: LoginDep) -> Response:
+    """End this browser's session (the form carries the session's CSRF token)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if login is not None and token:
+        await check_csrf(request, login)
+        await run_in_threadpool(accounts.end_session, request.app.state.sessions, token)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/api/me", summary="The signed-in account")
+def me(login: LoginDep) -> dict[str, Any]:
+    """Who is signed in: ``signed_in`` false for anonymous visitors; else the account, its role,
+    when the session ends, and the session's CSRF token (send it as ``X-CSRF-Token``)."""
+    if login is None:
+        return {"signed_in": False}
+    return {
+        "signed_in": True,
+        "username": login.account.username,
+        "role": login.account.role,
+        "expires_at": login.expires_at.isoformat(),
+        "csrf_token": login.csrf_token,
+    }
+
+
+# --- admin: accounts ---------------------------------------------------------------------------
+
+
+def _accounts_page(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
+    rows = accounts.list_accounts(request.app.state.sessions)
+    return templates.TemplateResponse(
+        request,
+        "admin_accounts.html",
+        {"accounts": rows, "roles": accounts.ROLES, "error": error, "fragment": False},
+        status_code=status,
+    )
+
+
+@router.get(
+    "/admin/accounts",
+    response_class=HTMLResponse,
+    summary="Accounts (admin, HTML)",
+    responses=errors.responses(401, 403),
+)
+def accounts_page(request: Request, _admin: AdminDep) -> HTMLResponse:
+    return _accounts_page(request)
+
+
+@router.post(
+    "/admin/accounts",
+    response_class=HTMLResponse,
+    summary="Add an account (admin, form post)",
+    responses=errors.responses(400, 401, 403),
+)
+def add_account(
+    request: Request,
+    _admin: AdminDep,
+    username: Annotated[str, Form(max_length=64)],
+    password: Annotated[str, Form(max_length=accounts.MAX_PASSWORD_LENGTH)],
+    role: Annotated[str, Form(max_length=16)] = "annotator",
+) -> Response:
+    try:
+        accounts.create_account(request.app.state.sessions, username, password, role)
+    except AccountError as exc:
+        return _accounts_page(request, str(exc), 400)
+    return RedirectResponse("/admin/accounts", status_code=303)
+
+
+@router.post(
+    "/admin/accounts/{username}/disabled",
+    response_class=HTMLResponse,
+    summary="Disable or enable an account (admin, form post)",
+    responses=errors.responses(400, 401, 403, 404),
+)
+def set_disabled(
+    request: Request,
+    admin: AdminDep,
+    username: str,
+    disabled: Annotated[bool, Form()] = True,
+) -> Response:
+    if username == admin.username and disabled:
+        raise HTTPException(400, "You cannot disable your own account (another admin can).")
+    try:
+        accounts.set_disabled(request.app.state.sessions, username, disabled)
+    except AccountError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return RedirectResponse("/admin/accounts", status_code=303)
