@@ -17,15 +17,26 @@ Files, by the stage that writes them (docs/method.md §1 for what each holds):
 - evaluate: ``report.json`` (the paper's tables and figures), ``tuning.json`` (per-latent Table 8)
 - sweep: ``sweep.json`` (only with ``--sweep``)
 - the pipeline itself: ``config.json`` and one ``.done-<stage>`` marker per finished stage
+
+That directory is the worker's working directory. Publishing copies what the explorer reads into
+a read-only version directory ``versions/<n>/`` (:mod:`core.versions`) and records each file's
+sha256; the explorer reads a version through :class:`Published`, which refuses a file that is
+missing, changed since publishing, unreadable or not finite (docs/architecture.md, run versions).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from core.jsonsafe import jsonable
@@ -67,6 +78,15 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
 SAE_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec")
 VECTOR_TENSORS = ("item_embeddings", "user_vectors")
 
+# Run versions (docs/architecture.md, run versions): ``versions/<n>/`` under the working directory.
+VERSIONS_DIR = "versions"
+MANIFEST = "manifest.json"  # inside a version: version, created_at, digests, the configs
+SAE_FILES = (f"{SAE_DIR}/{SAE_CFG}", f"{SAE_DIR}/{SAE_WEIGHTS}")  # same digests: same latents
+EXPLORER_FILES = (VECTORS, *SAE_FILES)  # what the explorer loads from a version
+# What a version holds: the explorer's files, the run's config and its reports (provenance).
+VERSION_FILES = (CONFIG, *EXPLORER_FILES, RECOMMENDER_REPORT, SAE_REPORT, REPORT)
+VERSION_OPTIONAL = (LLM_CONCEPTS, TUNING, SWEEP)  # copied when the run wrote them
+
 
 class ArtifactError(RuntimeError):
     """A run directory's file is missing or not what its writer wrote; says which and why."""
@@ -74,6 +94,83 @@ class ArtifactError(RuntimeError):
 
 class MissingArtifact(ArtifactError, FileNotFoundError):
     """The file is not there at all (also a ``FileNotFoundError``, which callers may catch)."""
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes, hex (what publishing records and loading checks)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published version of a run, as the explorer reads it: its directory and the sha256 of
+    every file recorded at publish (``digests`` None: published before versions, nothing to
+    check). Errors name the run, the version and the file relative to the version directory,
+    never an absolute path (they reach web pages)."""
+
+    run_id: str
+    version: int
+    dir: Path
+    digests: Mapping[str, str] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"run {self.run_id!r} v{self.version}"
+
+    def _stat(self, name: str) -> os.stat_result:
+        try:
+            st = (self.dir / name).stat()
+        except OSError:
+            raise MissingArtifact(f"{self.label}: {name} is missing; republish the run") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ArtifactError(f"{self.label}: {name} is not a file; republish the run")
+        return st
+
+    def signature(self) -> tuple[tuple[str, int, int, int], ...]:
+        """(name, inode, size, mtime_ns) of each file the explorer loads: a cache keyed on it
+        notices a replaced or rewritten file. Raises :class:`MissingArtifact` for a gone file."""
+        out = []
+        for name in EXPLORER_FILES:
+            st = self._stat(name)
+            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(out)
+
+    def verified(self, name: str) -> Path:
+        """The path of ``name`` after checking it is there and matches its recorded digest."""
+        self._stat(name)
+        path = self.dir / name
+        if self.digests is not None:
+            recorded = self.digests.get(name)
+            if recorded is None:
+                raise ArtifactError(
+                    f"{self.label}: {name} has no digest recorded at publish; republish the run"
+                )
+            try:
+                actual = file_digest(path)
+            except OSError as err:
+                raise ArtifactError(
+                    f"{self.label}: {name} cannot be read: {err.strerror}"
+                ) from None
+            if actual != recorded:
+                raise ArtifactError(
+                    f"{self.label}: {name} does not match the digest recorded at publish (the "
+                    "file was changed after publishing); republish the run"
+                )
+        return path
+
+
+Source = Path | Published  # a directory the worker reads, or a published version
+
+
+def _resolve(src: Source, name: str) -> tuple[Path, str]:
+    """(path, how errors name it) of file ``name`` of a directory or a published version."""
+    if isinstance(src, Published):
+        return src.verified(name), f"{src.label}: {name}"
+    path = Path(src) / name
+    if not path.is_file():
+        raise MissingArtifact(f"missing artifact {path}")
+    return path, str(path)
 
 
 def done_marker(stage: str) -> str:
@@ -117,15 +214,45 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def load_tensors(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The named float32 arrays of a safetensors file, each checked present."""
-    if not path.is_file():
-        raise MissingArtifact(f"missing artifact {path}")
-    arrays = load_file(str(path))
+def _finite_tensors(path: Path, where: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named float32 arrays of a safetensors file, each present and finite."""
+    try:
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ArtifactError(f"{where} is not a readable safetensors file ({err})") from None
     missing = [n for n in names if n not in arrays]
     if missing:
-        raise ArtifactError(f"{path} lacks tensors {missing}; it has {sorted(arrays)}")
-    return {n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in names}
+        raise ArtifactError(f"{where} lacks tensors {missing}; it has {sorted(arrays)}")
+    out = {n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in names}
+    for name, a in out.items():
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise ArtifactError(f"{where}: {name} holds {bad} non-finite values (NaN or inf)")
+    return out
+
+
+def load_tensors(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named float32 arrays of a safetensors file, each checked present and finite."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingArtifact(f"missing artifact {path}")
+    return _finite_tensors(path, str(path), names)
+
+
+def _parse_sae_cfg(path: Path, where: str) -> dict[str, Any]:
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ArtifactError(f"{where} is not readable JSON ({err})") from None
+    if not isinstance(cfg, dict):
+        raise ArtifactError(f"{where} holds {type(cfg).__name__}, not a JSON object")
+    missing = [key for key in ("d_in", "d_sae", "k") if key not in cfg]
+    if missing:
+        raise ArtifactError(f"{where} lacks {missing}: not a TopK SAE config")
+    if cfg.get("architecture", "topk") != "topk":
+        arch = cfg["architecture"]
+        raise ArtifactError(f"{where} holds a {arch!r} SAE; only 'topk' is supported")
+    return cfg
 
 
 def read_sae_cfg(sae_dir: Path) -> dict[str, Any]:
@@ -133,13 +260,17 @@ def read_sae_cfg(sae_dir: Path) -> dict[str, Any]:
     path = Path(sae_dir) / SAE_CFG
     if not path.is_file():
         raise MissingArtifact(f"no SAE here: {path} is missing")
-    cfg: dict[str, Any] = json.loads(path.read_text())
-    missing = [key for key in ("d_in", "d_sae", "k") if key not in cfg]
-    if missing:
-        raise ArtifactError(f"{path} lacks {missing}: not a TopK SAE config")
-    if cfg.get("architecture", "topk") != "topk":
-        raise ArtifactError(f"{path} holds a {cfg['architecture']!r} SAE; only 'topk' is supported")
-    return cfg
+    return _parse_sae_cfg(path, str(path))
+
+
+def _check_sae_shapes(cfg: dict[str, Any], arrays: dict[str, np.ndarray], where: str) -> None:
+    d, n = int(cfg["d_in"]), int(cfg["d_sae"])
+    expected = {"W_enc": (d, n), "b_enc": (n,), "W_dec": (n, d), "b_dec": (d,)}
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ArtifactError(
+                f"{where}: {name} has shape {arrays[name].shape}, cfg.json says {shape}"
+            )
 
 
 def load_sae_dir(sae_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -148,22 +279,24 @@ def load_sae_dir(sae_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     sae_dir = Path(sae_dir)
     cfg = read_sae_cfg(sae_dir)
     arrays = load_tensors(sae_dir / SAE_WEIGHTS, SAE_TENSORS)
-    d, n = int(cfg["d_in"]), int(cfg["d_sae"])
-    expected = {"W_enc": (d, n), "b_enc": (n,), "W_dec": (n, d), "b_dec": (d,)}
-    for name, shape in expected.items():
-        if arrays[name].shape != shape:
-            raise ArtifactError(
-                f"{sae_dir / SAE_WEIGHTS}: {name} has shape {arrays[name].shape}, cfg.json says "
-                f"{shape}"
-            )
+    _check_sae_shapes(cfg, arrays, str(sae_dir / SAE_WEIGHTS))
     return cfg, arrays
 
 
-def load_sae_arrays(run_dir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """A run's SAE as :func:`load_sae_dir` reads it."""
-    return load_sae_dir(Path(run_dir) / SAE_DIR)
+def load_sae_arrays(run_dir: Source) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A run's SAE as :func:`load_sae_dir` reads it; from a :class:`Published` version, each file
+    is checked against its digest first and errors name the run and the file."""
+    if not isinstance(run_dir, Published):
+        return load_sae_dir(Path(run_dir) / SAE_DIR)
+    cfg_path, cfg_where = _resolve(run_dir, SAE_FILES[0])
+    cfg = _parse_sae_cfg(cfg_path, cfg_where)
+    weights, where = _resolve(run_dir, SAE_FILES[1])
+    arrays = _finite_tensors(weights, where, SAE_TENSORS)
+    _check_sae_shapes(cfg, arrays, where)
+    return cfg, arrays
 
 
-def load_vectors(run_dir: Path) -> dict[str, np.ndarray]:
+def load_vectors(run_dir: Source) -> dict[str, np.ndarray]:
     """{item_embeddings [I, d], user_vectors [U, d]}: what the probe left for steering."""
-    return load_tensors(Path(run_dir) / VECTORS, VECTOR_TENSORS)
+    path, where = _resolve(run_dir, VECTORS)
+    return _finite_tensors(path, where, VECTOR_TENSORS)

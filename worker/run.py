@@ -50,6 +50,9 @@ class Run:
         self.dir = self.settings.runs_dir / config.run_id
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log = log
+        # publish: drop kept concepts whose latents a new SAE no longer has (written to a JSON
+        # file first) instead of refusing to publish (``recsae versions publish --discard-history``)
+        self.discard_history = False
         self._write_config()
 
     def path(self, name: str) -> Path:

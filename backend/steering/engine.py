@@ -33,7 +33,7 @@ from backend.steering.types import (
     UnknownLatentError,
     UnknownUserError,
 )
-from core.rundir import ArtifactError, load_sae_arrays, load_vectors
+from core.rundir import ArtifactError, Published, load_sae_arrays, load_vectors
 
 _ACTIVATION_BATCH = 4096  # users encoded at a time when measuring activation ranges
 
@@ -119,10 +119,14 @@ class SteeringEngine:
         return largest, np.where(counts > 0, total / np.maximum(counts, 1), 0.0)
 
     @classmethod
-    def from_artifacts(cls, run_id: str, run_dir: Path, text: RunText) -> SteeringEngine:
-        """Load the run directory's SAE and vectors (:mod:`core.rundir`); ArtifactError if bad."""
-        cfg, sae = load_sae_arrays(Path(run_dir))
-        return cls(run_id, sae, int(cfg["k"]), load_vectors(Path(run_dir)), text)
+    def from_artifacts(
+        cls, run_id: str, run_dir: Path | Published, text: RunText
+    ) -> SteeringEngine:
+        """Load a published version's (or a directory's) SAE and vectors (:mod:`core.rundir`:
+        digests checked, values finite); :class:`ArtifactError` if anything is wrong."""
+        source = run_dir if isinstance(run_dir, Published) else Path(run_dir)
+        cfg, sae = load_sae_arrays(source)
+        return cls(run_id, sae, int(cfg["k"]), load_vectors(source), text)
 
     # -- SAE -------------------------------------------------------------------------------
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.rundir import SAE_FILES
 from core.store.schema import Concept, Example, Item, Latent, RecordedCase, Run, User
 
 _CHUNK = 5000
@@ -15,6 +17,70 @@ _CHUNK = 5000
 def _bulk(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
     for start in range(0, len(rows), _CHUNK):
         session.execute(insert(model), rows[start : start + _CHUNK])
+
+
+class HistoryWouldBeLost(ValueError):
+    """Republishing would drop kept concepts (written from the web, or by the LLM) whose latents
+    the new version no longer has; ``lost`` holds their rows."""
+
+    def __init__(self, run_id: str, version: int, lost: list[dict[str, Any]]) -> None:
+        self.lost = lost
+        latents = sorted({c["latent_idx"] for c in lost})
+        shown = ", ".join(map(str, latents[:10])) + (", ..." if len(latents) > 10 else "")
+        super().__init__(
+            f"publishing run {run_id!r} as version {version} would lose {len(lost)} concept(s) "
+            f"written from the web or by the LLM: their latents ({shown}) do not exist in the "
+            "new version"
+        )
+
+
+def _same_sae(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """Whether two versions' SAE files are byte-identical (so their latents are the same)."""
+    if not old or not new:
+        return False
+    return all(old.get(f) is not None and old.get(f) == new.get(f) for f in SAE_FILES)
+
+
+def _carry(
+    session: Session, run_id: str, run: dict[str, Any], concepts: list[dict[str, Any]]
+) -> tuple[int, list[dict[str, Any]]]:
+    """(new version, the kept concept rows to re-insert) of a run about to be replaced.
+
+    Kept: every concept written from the web and every LLM concept. With the same SAE they
+    describe the new version's latents (they become current); otherwise they stay history with
+    their version. A pipeline row the new publish writes again (same latent, method, text,
+    model, confidence) is not carried twice.
+    """
+    previous = session.execute(
+        select(Run.version, Run.digests).where(Run.id == run_id).with_for_update()
+    ).first()
+    if previous is None:
+        return int(run.get("version") or 1), []
+    version = int(run.get("version") or previous.version + 1)
+    # Lock the latent rows too: a concept written from the web meanwhile waits for us, then
+    # finds its latent replaced (an error, never a silent loss).
+    session.execute(select(Latent.idx).where(Latent.run_id == run_id).with_for_update()).all()
+    kept = [
+        dict(row)
+        for row in session.execute(
+            select(Concept.__table__).where(
+                Concept.run_id == run_id, or_(Concept.source == "web", Concept.method == "llm")
+            )
+        ).mappings()
+    ]
+    if _same_sae(previous.digests, run.get("digests")):
+        fresh = {(c["latent_idx"], c["method"], c["text"], c.get("model"), c.get("confidence"))
+                 for c in concepts}  # fmt: skip
+        out = []
+        for c in kept:
+            key = (c["latent_idx"], c["method"], c["text"], c["model"], c["confidence"])
+            if c["source"] == "pipeline" and c["run_version"] == previous.version and key in fresh:
+                continue
+            if c["run_version"] == previous.version:
+                c["run_version"] = version
+            out.append(c)
+        kept = out
+    return version, kept
 
 
 def publish_run(
@@ -26,26 +92,42 @@ def publish_run(
     examples: list[dict[str, Any]],
     concepts: list[dict[str, Any]],
     cases: list[dict[str, Any]],
-) -> None:
-    """Replace run ``run["id"]`` (if it exists) with the given rows, atomically.
+    discard_history: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> int:
+    """Replace run ``run["id"]`` (if it exists) with the given rows, atomically; returns the
+    version published (``run["version"]``, else the previous one + 1, else 1).
 
-    Rows are plain dicts keyed by column name; ``run_id`` is filled in here.
+    Rows are plain dicts keyed by column name; ``run_id`` (and each concept's ``run_version``) is
+    filled in here. Concepts written from the web and earlier LLM concepts are carried into the
+    new version (:func:`_carry`); when some would lose their latent, :class:`HistoryWouldBeLost`
+    is raised unless ``discard_history`` is given, which is handed those rows before they go.
     """
     run_id = run["id"]
+    new_idx = {int(r["idx"]) for r in latents}
     with sessions.begin() as session:
-        if session.scalar(select(Run.id).where(Run.id == run_id)) is not None:
-            delete_run(session, run_id)
-        session.add(Run(**{**run, "status": "ready"}))
+        version, kept = _carry(session, run_id, run, concepts)
+        lost = [c for c in kept if c["latent_idx"] not in new_idx]
+        if lost:
+            if discard_history is None:
+                raise HistoryWouldBeLost(run_id, version, lost)
+            discard_history(lost)
+            kept = [c for c in kept if c["latent_idx"] in new_idx]
+        delete_run(session, run_id)
+        session.add(Run(**{**run, "version": version, "status": "ready"}))
         session.flush()
         for model, rows in (
             (Item, items),
             (User, users),
             (Latent, latents),
             (Example, examples),
-            (Concept, concepts),
+            (Concept, [{"run_version": version, **c} for c in concepts]),
             (RecordedCase, cases),
         ):
             _bulk(session, model, [{**r, "run_id": run_id} for r in rows])
+        _bulk(session, Concept, kept)
+        for idx in sorted({c["latent_idx"] for c in kept if c["run_version"] == version}):
+            refresh_latent_summary(session, run_id, idx)
+    return version
 
 
 def delete_run(session: Session, run_id: str) -> None:

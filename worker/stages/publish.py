@@ -1,11 +1,16 @@
-"""publish: turn a finished run directory into store rows and publish them in one transaction.
+"""publish: copy the run's files into a new read-only version directory, turn the working
+directory into store rows and publish them in one transaction pointing at that version.
 
 Each table's rows come from one function below (typed records of :mod:`core.records`); the run
-row carries every number as :class:`core.reports.RunMetrics`.
+row carries every number as :class:`core.reports.RunMetrics`, the version's number and the sha256
+of its files (:mod:`core.versions`; docs/architecture.md, run versions).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +20,13 @@ from core.jsonsafe import jsonable
 from core.llm.concepts import STATUS_VERIFIED
 from core.reports import RunMetrics
 from core.rundir import CONFIG
+from core.store import reads
 from core.store.engine import session_factory
 from core.store.migrate import upgrade
-from core.store.writes import publish_run
+from core.store.writes import HistoryWouldBeLost, publish_run
+from core.versions import create_version, mark_published, next_number
 from worker.cases import SIDE_NAMES
+from worker.errors import ConfigError
 from worker.interpret.examples import ROLES, ExampleSet, example_history
 from worker.run import Run
 
@@ -192,14 +200,56 @@ def build_rows(run: Run) -> dict[str, Any]:
     )
 
 
+def _discard_file(run: Run, version: int) -> Path:
+    return run.dir / f"discarded-concepts-before-v{version}.json"
+
+
+def _write_discarded(path: Path) -> Callable[[list[dict[str, Any]]], None]:
+    def write(rows: list[dict[str, Any]]) -> None:
+        path.write_text(json.dumps(rows, indent=2, default=str))
+
+    return write
+
+
 def publish(run: Run) -> None:
+    """A new version directory, then the transaction that makes it the run's current version.
+
+    If the transaction fails (or the process dies first) the directory stays, unreferenced:
+    ``recsae versions list`` shows it as unpublished and the explorer keeps the old version.
+    """
     url = run.settings.resolved_database_url
     if url.startswith("sqlite:///"):
         run.settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(url)
+    sessions = session_factory(url)
     rows = build_rows(run)
-    publish_run(session_factory(url), **rows)
+    run_id = rows["run"]["id"]
+    with sessions() as session:
+        current = reads.get_run(session, run_id)
+        previous = None if current is None else current.version
+    if previous is not None:
+        mark_published(run.dir, previous)
+    version = create_version(run_id, run.dir, next_number(run.dir, previous))
+    rows["run"] |= {
+        "artifact_dir": str(version.dir.resolve()),
+        "version": version.number,
+        "digests": version.digests,
+    }
+    discarded = _discard_file(run, version.number)
+    discard = _write_discarded(discarded) if run.discard_history else None
+    try:
+        publish_run(sessions, **rows, discard_history=discard)
+    except HistoryWouldBeLost as err:
+        raise ConfigError(
+            f"{err}; version {version.number} stays unpublished and the explorer keeps version "
+            f"{previous}. To publish anyway: recsae versions publish {run_id} --discard-history "
+            f"(it first writes those concepts to {discarded})"
+        ) from err
+    mark_published(run.dir, version.number)
+    if run.discard_history and discarded.exists():
+        run.log(f"  concepts whose latents are gone were written to {discarded}")
     run.log(
-        f"  published run {rows['run']['id']}: {len(rows['latents'])} latents, "
-        f"{len(rows['examples'])} examples, {len(rows['concepts'])} concepts"
+        f"  published run {run_id} version {version.number} ({version.dir}): "
+        f"{len(rows['latents'])} latents, {len(rows['examples'])} examples, "
+        f"{len(rows['concepts'])} concepts"
     )
