@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
@@ -28,6 +28,24 @@ TEMPLATES_DIR = REPO_ROOT / "frontend" / "templates"
 STATIC_DIR = REPO_ROOT / "frontend" / "static"
 
 Context = dict[str, Any]
+
+# --- bounded inputs (issue 8 §4) -------------------------------------------------------------
+
+# The database's INTEGER is 32-bit on PostgreSQL (64-bit on SQLite): an id beyond it cannot
+# exist, so it answers 404 like any other missing id, before it reaches a query (where it would
+# overflow the driver's integer conversion).
+DB_INT_MAX = 2**31 - 1
+# Every free-text filter (``q`` and its kin) is capped at this many characters: a concept is a
+# short phrase, and SQLite refuses LIKE patterns past its own limit.
+TEXT_FILTER_MAX = 200
+
+Idx = Annotated[
+    int,
+    Path(
+        ge=0,
+        description=f"0-based index; one past the run's count or past {DB_INT_MAX} is a 404",
+    ),
+]
 
 
 # --- settings and sessions -------------------------------------------------------------------
@@ -67,8 +85,8 @@ def _range_hint(count: int, what: str) -> str:
     return f"it has {count} {what} (0–{count - 1})" if count else f"it has no {what}"
 
 
-def load_latent(run: RunDep, idx: int, session: SessionDep) -> Latent:
-    latent = reads.get_latent(session, run.id, idx)
+def load_latent(run: RunDep, idx: Idx, session: SessionDep) -> Latent:
+    latent = reads.get_latent(session, run.id, idx) if idx <= DB_INT_MAX else None
     if latent is None:
         raise HTTPException(
             404, f"run {run.id!r} has no latent {idx}; {_range_hint(run.n_latents, 'latents')}"
@@ -76,8 +94,8 @@ def load_latent(run: RunDep, idx: int, session: SessionDep) -> Latent:
     return latent
 
 
-def load_item(run: RunDep, idx: int, session: SessionDep) -> Item:
-    item = reads.get_item(session, run.id, idx)
+def load_item(run: RunDep, idx: Idx, session: SessionDep) -> Item:
+    item = reads.get_item(session, run.id, idx) if idx <= DB_INT_MAX else None
     if item is None:
         raise HTTPException(
             404,
@@ -127,7 +145,12 @@ templates.env.lstrip_blocks = True
 
 
 def page(
-    router: APIRouter, path: str, template: str, *, name: str
+    router: APIRouter,
+    path: str,
+    template: str,
+    *,
+    name: str,
+    responses: dict[int | str, dict[str, Any]] | None = None,
 ) -> Callable[[Callable[..., Context]], Callable[..., Context]]:
     """Register ``path`` (HTML from ``template``) and ``path + ".json"`` from one context function.
 
@@ -135,7 +158,8 @@ def page(
     ``SessionDep``, ``RunDep``...) are resolved the usual way and documented in /docs through the
     JSON route. It must return plain JSON-able data: the twin returns it as is. ``?_fragment=1``
     renders the template without the page chrome (templates extend ``_bare.html`` then), so the
-    list's filter form can swap the table in place.
+    list's filter form can swap the table in place. ``responses`` documents the errors both can
+    answer (``backend.errors.responses``).
     """
 
     def register(context: Callable[..., Context]) -> Callable[..., Context]:
@@ -164,7 +188,12 @@ def page(
         summary = (context.__doc__ or name).strip().splitlines()[0]
         # The JSON route first: "/runs/{run_id}" would otherwise swallow "/runs/x.json".
         router.add_api_route(
-            urls.as_json(path), as_json, methods=["GET"], name=f"{name}_json", summary=summary
+            urls.as_json(path),
+            as_json,
+            methods=["GET"],
+            name=f"{name}_json",
+            summary=summary,
+            responses=responses,
         )
         router.add_api_route(
             path,
@@ -173,6 +202,7 @@ def page(
             name=name,
             response_class=HTMLResponse,
             summary=f"{summary} (HTML)",
+            responses=responses,
         )
         return context
 

@@ -43,8 +43,8 @@ class ErrorOut(BaseModel):
 
 
 _DESCRIPTIONS = {
-    400: "Bad request",
-    401: "Not signed in",
+    400: "Bad request (e.g. a Host header this server does not answer)",
+    401: "Not signed in (mutating routes; every route when reading needs an account)",
     403: "Forbidden (not allowed for this account, or a failed CSRF / Host check)",
     404: "Not found: the message names what does not exist",
     409: "Conflict with the stored data",
@@ -57,8 +57,9 @@ _DESCRIPTIONS = {
     504: "The LLM did not answer within the deadline; nothing was saved",
 }
 
-# What every route can answer whatever it does: the body limit and input validation.
-COMMON = (413, 422)
+# What every route can answer whatever it does: the Host check, a closed server's sign-in, the
+# body limit (backend/limits.py), input validation and the unexpected.
+COMMON = (400, 401, 413, 422, 500)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -159,8 +160,47 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request, 500, "Internal server error: the server's log has the details")
 
 
+def _document_error_bodies(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every documented error's body is the one shape, as JSON (and as a page, for pages).
+
+    FastAPI files a route's extra responses under the route's own media type, so a page's errors
+    would read as ``text/html`` bodies shaped like JSON; and routes added by other routers may
+    document an error without a model. Both are put right here, once, for every operation.
+    """
+    ref = {"$ref": "#/components/schemas/ErrorOut"}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            answers = operation.get("responses", {})
+            page = "text/html" in answers.get("200", {}).get("content", {})
+            for code, answer in answers.items():
+                if code[:1] in ("4", "5"):
+                    answer["content"] = {"application/json": {"schema": ref}}
+                    if page:  # a browser navigating to the page gets error.html
+                        answer["content"]["text/html"] = {"schema": {"type": "string"}}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorOut"] = ErrorOut.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(components["ErrorOut"].pop("$defs", {}))
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema
+
+
 def install(app: FastAPI) -> None:
-    """Add the error handlers to ``app``: every error in the one shape, no traces, no paths."""
+    """Add the error handlers to ``app``: every error in the one shape, no traces, no paths.
+
+    Also documents :data:`COMMON` on every route added after this call (call it before
+    ``include_router``): FastAPI merges the app router's ``responses`` into each route's, and a
+    documented 422 replaces FastAPI's list-``detail`` one.
+    """
+    app.router.responses = {**responses(), **app.router.responses}
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document_error_bodies(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ArtifactError, _artifact_error)

@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     llm_seed: int = 0
     llm_rate_limit_per_minute: int = 20  # re-explain requests from the browser
+    # The LLM under control (issue 8 §3): explanations running at once in one server process,
+    # how long a request waits for a free slot before a 503, the deadline of one explanation
+    # (explain + verify, all retries), and explanations per signed-in account per hour (0: none).
+    llm_explain_concurrency: int = 2
+    llm_explain_queue_wait_s: float = 5.0
+    llm_explain_deadline_s: float = 30.0
+    llm_explains_per_hour: int = 30
+
+    # The largest request body accepted, in bytes (issue 8 §4; 0: no limit).
+    max_body_bytes: int = 64 * 1024
 
     # Accounts and security (issue 8 §2; README "Accounts and security").
     session_ttl_hours: float = 12.0  # a login session ends this long after sign-in

@@ -6,13 +6,14 @@ from fastapi import APIRouter
 
 from backend import urls
 from backend.deps import Context, ItemDep, RunDep, SessionDep, page
+from backend.errors import responses
 from backend.report import run_summary
 from core.store import reads
 
 router = APIRouter(tags=["items"])
 
 
-@page(router, "/runs/{run_id}/items/{idx}", "item.html", name="item")
+@page(router, "/runs/{run_id}/items/{idx}", "item.html", name="item", responses=responses(404))
 def item_page(run: RunDep, item: ItemDep, session: SessionDep) -> Context:
     """An item and the latents active on recorded cases whose top 10 contains it."""
     found = reads.latents_for_item(session, run.id, item.idx)

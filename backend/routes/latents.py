@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from backend import figures, urls
-from backend.deps import Context, LatentDep, RunDep, SessionDep, page
+from backend.deps import TEXT_FILTER_MAX, Context, LatentDep, RunDep, SessionDep, page
+from backend.errors import responses
 from backend.report import run_summary
 from core.store import reads
 from core.store.reads import ROLE_ORDER, ConceptMethod, LatentSort, SortOrder
@@ -34,31 +35,44 @@ def latent_row(run_id: str, latent: Latent) -> dict[str, Any]:
     }
 
 
-@page(router, "/runs/{run_id}/latents", "latents.html", name="latents")
+@page(router, "/runs/{run_id}/latents", "latents.html", name="latents", responses=responses(404))
 def latent_list(
     run: RunDep,
     session: SessionDep,
     sort: Annotated[LatentSort, Query(alias="_sort")] = "confidence",
     order: Annotated[SortOrder, Query(alias="_order")] = "desc",
-    page_no: Annotated[int, Query(alias="_page", ge=1)] = 1,
+    page_no: Annotated[
+        int, Query(alias="_page", ge=1, description="page number; past the last shows the last")
+    ] = 1,
     size: Annotated[int, Query(alias="_size", ge=1, le=500)] = 50,
-    q: Annotated[str | None, Query(description="substring of the concept text")] = None,
+    q: Annotated[
+        str | None, Query(max_length=TEXT_FILTER_MAX, description="substring of the concept text")
+    ] = None,
     min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
     method: Annotated[ConceptMethod | None, Query(description="concept method to filter")] = None,
 ) -> Context:
     """A run's latents: sort by confidence, density or id; filter by concept text; paginated."""
-    rows, total = reads.list_latents(
-        session,
-        run.id,
-        sort=sort,
-        order=order,
-        q=q or None,
-        min_confidence=min_confidence,
-        method=method,
-        page=page_no,
-        per_page=size,
-    )
+
+    def fetch(number: int) -> tuple[list[Latent], int]:
+        return reads.list_latents(
+            session,
+            run.id,
+            sort=sort,
+            order=order,
+            q=q or None,
+            min_confidence=min_confidence,
+            method=method,
+            page=number,
+            per_page=size,
+        )
+
+    # A page past the last (however large the number) shows the last: the offset the database
+    # sees stays within the data.
+    rows, total = fetch(min(page_no, max(1, math.ceil(run.n_latents / size))))
     pages = max(1, math.ceil(total / size))
+    if page_no > pages:
+        page_no = pages
+        rows, total = fetch(page_no)
     here = urls.latents(
         run.id,
         _sort=sort,
@@ -119,7 +133,9 @@ def _concept(c: Concept) -> dict[str, Any]:
     }
 
 
-@page(router, "/runs/{run_id}/latents/{idx}", "latent.html", name="latent")
+@page(
+    router, "/runs/{run_id}/latents/{idx}", "latent.html", name="latent", responses=responses(404)
+)
 def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
     """One latent: concepts with history, activations, examples, decoder items, tuning."""
     examples = reads.latent_examples(session, run.id, latent.idx)

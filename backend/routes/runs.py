@@ -5,19 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.deps import Context, RunDep, SessionDep, page
+from backend.errors import responses
 from backend.report import headline, load_metrics, report_context, run_summary
 from core.store import reads
 
 router = APIRouter(tags=["runs"])
 
 
-@page(router, "/", "runs.html", name="runs")
+@page(router, "/", "runs.html", name="runs", responses=responses())
 def runs_index(session: SessionDep) -> Context:
     """Published runs with their headline metrics."""
     return {"runs": [{**run_summary(r), "headline": headline(r)} for r in reads.list_runs(session)]}
 
 
-@page(router, "/runs/{run_id}", "run.html", name="run")
+@page(router, "/runs/{run_id}", "run.html", name="run", responses=responses(404, 503))
 def run_report(run: RunDep, session: SessionDep) -> Context:
     """A run's report: the paper's tables and figures on this run, beside the paper's own."""
     return report_context(run, load_metrics(run), reads.confidence_values(session, run.id))

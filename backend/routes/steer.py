@@ -23,9 +23,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from backend import urls
-from backend.deps import Context, RunDep, SessionDep, load_run, page
+from backend.deps import TEXT_FILTER_MAX, Context, Idx, RunDep, SessionDep, load_run, page
+from backend.errors import responses
 from backend.routes.steer_models import (
-    JsonSafeValidationRoute,
+    EDITS_QUERY_MAX,
     SegmentSteerRequest,
     SteerRequest,
     edits_query,
@@ -48,7 +49,11 @@ from backend.steering import (
 from core.store import reads
 from core.store.schema import Latent, Run, User
 
-router = APIRouter(tags=["steering"], route_class=JsonSafeValidationRoute)
+router = APIRouter(tags=["steering"])
+# What the steering routes can answer beyond success: unknown run/user/latent, a value out of
+# range, a run whose artifacts are missing or damaged; the POSTs also the sign-in/CSRF checks.
+READ_ERRORS = responses(404, 503)
+POST_ERRORS = responses(401, 403, 404, 503)
 
 HISTORY_SHOWN = 50  # most recent history items listed on the user page
 
@@ -229,15 +234,21 @@ async def _engine_fast(request: Request, run_id: str) -> SteeringEngine:
     return engine
 
 
-@router.post("/api/runs/{run_id}/users/{idx}/steer", summary="Steer one user's recommendations")
-async def steer_user(run_id: str, idx: int, body: SteerRequest, request: Request) -> JSONResponse:
+@router.post(
+    "/api/runs/{run_id}/users/{idx}/steer",
+    summary="Steer one user's recommendations",
+    responses=POST_ERRORS,
+)
+async def steer_user(run_id: str, idx: Idx, body: SteerRequest, request: Request) -> JSONResponse:
     """Rerank all items for user ``idx`` with the edits applied; top 10, diff, test-item rank."""
     engine = await _engine_fast(request, run_id)
     result = _steer(engine, idx, to_edits(body.edits), body.mode)
     return JSONResponse(result_json(engine, result))
 
 
-@router.post("/api/runs/{run_id}/segment/steer", summary="Steer every test-side user")
+@router.post(
+    "/api/runs/{run_id}/segment/steer", summary="Steer every test-side user", responses=POST_ERRORS
+)
 def steer_segment(body: SegmentSteerRequest, run: RunDep, session: SessionDep) -> JSONResponse:
     """The same scales for every test-side user: NDCG@10 and concept presence before/after."""
     engine = _engine(session, run)
@@ -250,11 +261,15 @@ def steer_segment(body: SegmentSteerRequest, run: RunDep, session: SessionDep) -
     return JSONResponse(segment_json(result))
 
 
-@router.get("/api/runs/{run_id}/steer/latents", summary="Find latents to steer by concept")
+@router.get(
+    "/api/runs/{run_id}/steer/latents",
+    summary="Find latents to steer by concept",
+    responses=READ_ERRORS,
+)
 def search_latents(
     run: RunDep,
     session: SessionDep,
-    q: Annotated[str, Query(min_length=1, max_length=100)],
+    q: Annotated[str, Query(min_length=1, max_length=TEXT_FILTER_MAX)],
     user: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
 ) -> JSONResponse:
@@ -338,14 +353,14 @@ def _user_json(session: SessionDep, run: Run, user: User) -> dict[str, Any]:
     }
 
 
-@page(router, "/runs/{run_id}/users/{idx}", "user.html", name="user")
+@page(router, "/runs/{run_id}/users/{idx}", "user.html", name="user", responses=READ_ERRORS)
 def user_page(
     run: RunDep,
-    idx: int,
+    idx: Idx,
     session: SessionDep,
-    edits_raw: Annotated[str | None, Query(alias="_edits")] = None,
+    edits_raw: Annotated[str | None, Query(alias="_edits", max_length=EDITS_QUERY_MAX)] = None,
     mode: Annotated[SteerMode, Query(alias="_mode")] = SteerMode.ERROR_PRESERVING,
-    fragment: Annotated[str | None, Query(alias="_fragment")] = None,
+    fragment: Annotated[str | None, Query(alias="_fragment", max_length=TEXT_FILTER_MAX)] = None,
 ) -> Context:
     """A user: history, the model's top 10, active latents with sliders, the steered list."""
     engine = _engine(session, run)

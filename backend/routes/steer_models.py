@@ -1,60 +1,46 @@
-"""The steering API's request side: bodies, the ``_edits`` query form, JSON-safe 422s.
+"""The steering API's request side: bodies and the ``_edits`` query form.
 
 No routes here (:mod:`backend.routes.steer` has them). Validation that needs no engine happens
-here (shape, finite values, duplicates, a hard ceiling on values); the per-latent ranges need
-the engine and are checked by it (:mod:`backend.steering`).
+here (shape, strict JSON types, finite values, duplicates, a hard ceiling on values); the
+per-latent ranges need the engine and are checked by it (:mod:`backend.steering`). A body that
+fails validation answers 422 in the one error shape (:mod:`backend.errors`, which never echoes
+the input, so ``{"value": NaN}`` cannot break the answer).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine
-from typing import Any
 
-from fastapi import HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from fastapi import HTTPException
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
+from backend.deps import DB_INT_MAX
 from backend.steering import MAX_EDITS, SCALE_MAX, SCALE_MIN, Edit, SteerMode
 
 # A hard ceiling before the per-latent check (which needs the engine): anything beyond it is
 # nonsense whatever the latent, and rejecting it early keeps huge numbers out of the arithmetic.
 VALUE_HARD_LIMIT = 1e6
-
-
-class JsonSafeValidationRoute(APIRoute):
-    """422s whose detail is always valid JSON.
-
-    A body like ``{"value": NaN}`` parses (Python's json accepts the literal) and pydantic
-    rejects it, but FastAPI's default 422 echoes the input back and then fails to encode NaN,
-    answering 500. Here each error keeps ``loc``, ``msg`` and ``type`` only.
-    """
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                detail = [
-                    {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type")}
-                    for e in exc.errors()
-                ]
-                return JSONResponse({"detail": detail}, status_code=422)
-
-        return route
+# The longest ``_edits`` query worth parsing: MAX_EDITS pairs like "123456:-1.2345e+06".
+EDITS_QUERY_MAX = MAX_EDITS * 24
 
 
 class EditIn(BaseModel):
     """One slider: ``value`` is a scale if the latent is active for the user, else an absolute
     activation (ranges in :mod:`backend.steering`)."""
 
+    # Strict: ``true`` is not latent 1, ``"2"`` is not 2.0 (JSON numbers only).
     model_config = ConfigDict(extra="forbid")
-    latent: int = Field(ge=0, description="latent index")
-    value: float = Field(allow_inf_nan=False, description="scale (active) or activation")
+    latent: StrictInt = Field(ge=0, le=DB_INT_MAX, description="latent index")
+    value: StrictFloat = Field(allow_inf_nan=False, description="scale (active) or activation")
 
     @field_validator("value")
     @classmethod
@@ -89,7 +75,7 @@ class SegmentSteerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     edits: list[EditIn] = Field(min_length=1, max_length=MAX_EDITS)
     mode: SteerMode = SteerMode.ERROR_PRESERVING
-    include_inactive: bool = Field(
+    include_inactive: StrictBool = Field(
         False, description="also set the latent (value x its mean activation) where it is off"
     )
 
