@@ -17,12 +17,14 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from backend.app import create_app
+from core.accounts import public_serving_refusal
 from core.net import free_port
 from core.settings import REPO_ROOT, Settings
 
@@ -43,30 +45,52 @@ class NoDelayH11Protocol(H11Protocol):
         super().connection_made(transport)
 
 
+class RefusedToServe(RuntimeError):
+    """The explorer must not serve on the asked interface; the message says what to do."""
+
+
+def uvicorn_proxy_options(settings: Settings) -> dict[str, Any]:
+    """Believe X-Forwarded-For/-Proto only from ``RECSAE_TRUSTED_PROXIES``.
+
+    uvicorn's own default trusts them from 127.0.0.1, so any local process (or a client behind
+    a proxy that passes the header through) could pick its address and dodge per-client limits.
+    """
+    if not settings.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": settings.trusted_proxies}
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     settings: Settings | None = None,
     workers: int = 1,
     access_log: bool = True,
+    read_only: bool = False,
+    log_level: str = "info",
 ) -> None:
-    """Serve on ``host:port`` (loopback by default: the app has no authentication).
+    """Serve on ``host:port``; any interface but loopback needs an admin account or read-only.
 
     ``workers`` > 1 starts that many processes (steering is CPU-bound numpy: one request per
     core); they read their settings from the environment, so ``settings`` must be None then.
+    Raises :class:`RefusedToServe` before listening when ``host`` is public and unprotected.
     """
+    if workers > 1 and settings is not None:
+        raise ValueError("with several workers the settings come from RECSAE_* variables")
+    if read_only:
+        os.environ["RECSAE_READ_ONLY"] = "true"  # for worker processes, which read the env
+    resolved = (settings or Settings()).model_copy(update={"read_only": True} if read_only else {})
+    refusal = public_serving_refusal(host, resolved)
+    if refusal is not None:
+        raise RefusedToServe(refusal)
+    options: dict[str, Any] = {
+        "host": host, "port": port, "http": NoDelayH11Protocol, "log_level": log_level,
+        "access_log": access_log, **uvicorn_proxy_options(resolved),
+    }  # fmt: skip
     if workers > 1:
-        if settings is not None:
-            raise ValueError("with several workers the settings come from RECSAE_* variables")
-        uvicorn.run(
-            "backend.app:create_app", factory=True, host=host, port=port, workers=workers,
-            http=NoDelayH11Protocol, log_level="info", access_log=access_log,
-        )  # fmt: skip
+        uvicorn.run("backend.app:create_app", factory=True, workers=workers, **options)
         return
-    uvicorn.run(
-        create_app(settings), host=host, port=port, http=NoDelayH11Protocol, log_level="info",
-        access_log=access_log,
-    )  # fmt: skip
+    uvicorn.run(create_app(resolved), **options)
 
 
 @contextmanager
@@ -81,8 +105,9 @@ def background_server(
     """
     port = port or free_port(host)
     env = {**os.environ, **settings.as_environment()}
-    cmd = [sys.executable, "-m", "uvicorn", "backend.app:create_app", "--factory",
-           "--host", host, "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    # The same entry point as `recsae serve`, so tests see its proxy and host settings.
+    cmd = [sys.executable, "-m", "backend.serve", "--host", host, "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]  # fmt: skip
     # A file, not a pipe: an unread pipe that fills up would block the server.
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stderr=log, text=True)
@@ -118,8 +143,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     parser.add_argument("--no-access-log", action="store_true", help="no line per request")
+    parser.add_argument("--read-only", action="store_true", help="refuse every write (403)")
+    parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
-    serve(args.host, args.port, workers=args.workers, access_log=not args.no_access_log)
+    try:
+        serve(
+            args.host, args.port, workers=args.workers, access_log=not args.no_access_log,
+            read_only=args.read_only, log_level=args.log_level,
+        )  # fmt: skip
+    except RefusedToServe as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -10,15 +10,20 @@ session has its own CSRF token, sent back by forms and ``fetch`` calls.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 from pwdlib import PasswordHash
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.settings import Settings
+from core.store import migrate
+from core.store.engine import session_factory
 from core.store.schema import Account, LoginSession
 
 ROLES = ("admin", "annotator")
@@ -27,8 +32,13 @@ MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a cap keeps a huge body from costing CPU
 
 _hasher = PasswordHash.recommended()
-# Verified when the username is unknown, so a wrong name costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the username is unknown, so a wrong name costs as long as a wrong password
+    (made on first use: hashing at import would slow down every ``recsae`` command)."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 class AccountError(ValueError):
@@ -181,7 +191,7 @@ def authenticate(sessions: sessionmaker[Session], username: str, password: str) 
     with sessions.begin() as session:
         account = _find(session, username)
         if account is None:
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             return None
         matches, new_hash = verify_password(password, account.password_hash)
         if not matches or account.disabled:
@@ -243,3 +253,39 @@ def end_session(sessions: sessionmaker[Session], token: str) -> None:
 
 def _end_sessions_of(session: Session, account_id: int) -> None:
     session.execute(delete(LoginSession).where(LoginSession.account_id == account_id))
+
+
+# --- serving beyond this machine ---------------------------------------------------------------
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def public_serving_refusal(host: str, settings: Settings) -> str | None:
+    """Why the explorer must not serve on ``host``, or None when it may.
+
+    Loopback is always fine. Any other interface lets others reach the explorer, so it needs an
+    enabled admin account (every write then needs a signed-in account) or read-only mode.
+    """
+    if is_loopback(host) or settings.read_only:
+        return None
+    url = settings.resolved_database_url
+    migrate.upgrade(url)
+    if admin_exists(session_factory(url)):
+        return None
+    return (
+        f"refusing to serve on {host}: it is not a loopback address, so anyone who can reach "
+        "this machine could use the explorer, and the database has no enabled admin account.\n"
+        "Do one of:\n"
+        "  - create the first admin, then start again: recsae accounts add NAME --role admin\n"
+        "    (writes then need a signed-in account; set RECSAE_ALLOWED_HOSTS to the host names "
+        "the server is reached by)\n"
+        "  - start read-only (nothing can be changed from the web): add --read-only\n"
+        "  - serve on this machine only: --host 127.0.0.1"
+    )

@@ -18,6 +18,7 @@ import typer
 from core.llm.client import LLMError
 from core.rundir import ArtifactError
 from core.settings import Settings
+from worker import cli_accounts
 from worker.config import DEMO_DATA, STAGES, RunConfig, recommender_modules
 from worker.data.readers import READERS, DataFormatError
 from worker.errors import ConfigError
@@ -30,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(cli_accounts.app, name="accounts")
 
 DEMO_MODELS = ("bprmf", "sasrec")
 DEMO_LLM_LATENTS = 6  # LLM concepts per demo model on the bundled SmolLM2: ~2 min each here
@@ -70,6 +72,13 @@ Set = Annotated[
 ]
 
 
+ReadOnly = Annotated[
+    bool,
+    typer.Option(
+        "--read-only",
+        help="Refuse every write (403); lets --host be public without an admin account.",
+    ),
+]
 LLMLatents = Annotated[
     int,
     typer.Option(
@@ -215,6 +224,7 @@ def demo(
             "the bundled SmolLM2 (0: TF-IDF only).",
         ),
     ] = DEMO_LLM_LATENTS,
+    read_only: ReadOnly = False,
 ) -> None:
     """Run the pipeline on the shipped demo data for BPRMF and SASRec, then serve the explorer.
 
@@ -226,6 +236,7 @@ def demo(
     from core.settings import get_settings
 
     settings = get_settings()
+    cli_accounts.check_public_host(host, settings, read_only)  # before the pipeline's minutes
     with contextlib.ExitStack() as stack:
         if settings.llm_base_url is None:
             from core.llm.server import LocalLLM
@@ -243,7 +254,7 @@ def demo(
                 config = RunConfig(recommender=name, llm_latents=llm_latents)
                 _run_or_explain(partial(run_pipeline, config, settings=settings, force=force))
         typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API: http://{host}:{port}/docs)")
-        _serve(host, port, settings=settings)
+        _serve(host, port, settings=settings, read_only=read_only)
 
 
 @app.command()
@@ -251,13 +262,23 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (steering is CPU-bound).")] = 1,
+    read_only: ReadOnly = False,
 ) -> None:
     """Serve the explorer (FastAPI) on the configured database."""
+    from core.settings import get_settings
+
+    cli_accounts.check_public_host(host, get_settings(), read_only)
     typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    _serve(host, port, workers=workers)
+    _serve(host, port, workers=workers, read_only=read_only)
 
 
-def _serve(host: str, port: int, workers: int = 1, settings: Settings | None = None) -> None:
+def _serve(
+    host: str,
+    port: int,
+    workers: int = 1,
+    settings: Settings | None = None,
+    read_only: bool = False,
+) -> None:
     """Start the backend by its import string (``python -m backend.serve``) in a child process.
 
     The worker never imports the backend (docs/architecture.md); ``settings`` reach the child
@@ -269,7 +290,7 @@ def _serve(host: str, port: int, workers: int = 1, settings: Settings | None = N
     if settings is not None:
         env.update(settings.as_environment())
     cmd = [sys.executable, "-m", "backend.serve", "--host", host, "--port", str(port),
-           "--workers", str(workers)]  # fmt: skip
+           "--workers", str(workers)] + (["--read-only"] if read_only else [])  # fmt: skip
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
 
     def forward(signum: int, _frame: object) -> None:
