@@ -19,6 +19,7 @@ from core.llm.client import LLMError
 from core.rundir import ArtifactError
 from core.settings import Settings
 from worker import cli_accounts
+from worker import cli_versions
 from worker.config import DEMO_DATA, STAGES, RunConfig, recommender_modules
 from worker.data.readers import READERS, DataFormatError
 from worker.errors import ConfigError
@@ -31,6 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(cli_versions.app, name="versions")
 app.add_typer(cli_accounts.app, name="accounts")
 
 DEMO_MODELS = ("bprmf", "sasrec")
