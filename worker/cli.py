@@ -18,8 +18,7 @@ import typer
 from core.llm.client import LLMError
 from core.rundir import ArtifactError
 from core.settings import Settings
-from worker import cli_accounts
-from worker import cli_versions
+from worker import cli_accounts, cli_versions
 from worker.config import DEMO_DATA, STAGES, RunConfig, recommender_modules
 from worker.data.readers import READERS, DataFormatError
 from worker.errors import ConfigError
