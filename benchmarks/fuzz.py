@@ -1,0 +1,251 @@
+"""Fuzz the explorer's API: schemathesis over its OpenAPI schema against a real uvicorn server.
+
+    .venv/bin/python benchmarks/fuzz.py [--max-examples 25] [--seed 8]
+
+The server (``backend.serve.background_server``) serves a fixture database holding two runs:
+the factory run ``fixture`` (its artifact directory does not exist, so everything that needs the
+vectors answers 503) and a small synthetic run with real artifacts (``steer-synthetic``), so
+steering and the user pages do real work. Path parameters named ``run_id`` are drawn from the two
+runs half of the time (``tests/e2e/fuzz_hooks.py``), random strings otherwise. Requests carry an
+admin's session cookie and CSRF token, so the mutating routes are fuzzed past sign-in; /logout is
+left out (it would end that session halfway through).
+
+Checks, chosen for what the explorer promises (issue 8 §4, "one error shape everywhere"):
+
+- ``not_a_server_error``: no input gives a 5xx, save the documented 503 of a broken run;
+- ``status_code_conformance``: every status a route answers is documented in the schema;
+- ``content_type_conformance``: the Content-Type is the documented one (JSON, or HTML pages);
+- ``response_schema_conformance``: every body matches its documented schema, errors included
+  (``{"detail": str, "errors"?: [...]}``);
+- ``response_headers_conformance``: documented headers (``Retry-After`` on 429) are sent;
+- ``negative_data_rejection``: input that breaks the schema (a bool for an int, an id out of
+  range) is refused with a 4xx, never processed;
+- ``unsupported_method``: a method a path does not declare answers 405.
+
+Left out: ``positive_data_acceptance`` (schema-valid input may still be refused for what the
+schema cannot say: an unknown run, a latent past ``n_latents``), the stateful checks
+(``use_after_free``, ``ensure_resource_availability``: the API has no create/delete links) and
+``ignored_auth`` (sign-in is a cookie, not a security scheme in the schema).
+
+Prints one line per failure, then as the LAST line one JSON object: ``cases``, ``failures``,
+per-check counts (``checks``), the operations tested and the seconds taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from core.settings import Settings  # noqa: E402
+
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "response_headers_conformance",
+    "negative_data_rejection",
+    "unsupported_method",
+)
+RUN_IDS = ("fixture", "steer-synthetic")
+HOOKS = "tests.e2e.fuzz_hooks"
+EXCLUDED_PATHS = ("/logout",)
+PASSWORD = "fuzzing password, not a secret"  # of the throw-away admin account
+CONFIG_REPORT_EVENTS = ("schemathesis.toml", "schemathesis.json", "events.ndjson")
+# The factory run has no artifact directory: its 503 ("the run's files are missing") is the
+# documented answer, not a crash; status_code_conformance still checks that it is documented.
+# No cache: a run never replays crashes remembered from an earlier one (the same seed, the same
+# cases).
+CONFIG = """
+[cache]
+enabled = false
+
+[checks.not_a_server_error]
+expected-statuses = ["2xx", "3xx", "4xx", "503"]
+"""
+
+
+@dataclass
+class FuzzResult:
+    cases: int
+    failures: list[dict[str, Any]]
+    checks: dict[str, dict[str, int]] = field(default_factory=dict)
+    operations: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)  # schemathesis' own errors (not failures)
+    statuses: dict[str, dict[str, int]] = field(default_factory=dict)  # operation -> status -> n
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "cases": self.cases,
+            "failures": len(self.failures),
+            "errors": len(self.errors),
+            "operations": self.operations,
+            "checks": self.checks,
+            "statuses": self.statuses,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def fuzz_database(data_dir: Path) -> tuple[Settings, dict[str, str]]:
+    """A migrated SQLite DB with the two runs, and the headers of a signed-in admin."""
+    from backend.auth import CSRF_HEADER, SESSION_COOKIE
+    from core import accounts
+    from core.store import migrate
+    from core.store.engine import session_factory
+    from tests.backend.factories import publish_fixture
+    from tests.backend.synthetic_run import make_run
+
+    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'recsae.db'}")
+    migrate.upgrade(settings.resolved_database_url)
+    sessions = session_factory(settings.resolved_database_url)
+    publish_fixture(sessions)
+    make_run(data_dir, sessions, RUN_IDS[1], n_items=300, n_users=40, d=16, n_latents=64, k=4)
+    admin = accounts.create_account(sessions, "schemathesis-admin", PASSWORD, "admin")
+    token, login = accounts.start_session(sessions, admin.id, timedelta(hours=2))
+    return settings, {"Cookie": f"{SESSION_COOKIE}={token}", CSRF_HEADER: login.csrf_token}
+
+
+def run_schemathesis(
+    base_url: str,
+    headers: dict[str, str],
+    work_dir: Path,
+    max_examples: int = 25,
+    seed: int = 8,
+    timeout_s: float = 600,
+) -> FuzzResult:
+    """``schemathesis run`` on ``base_url``'s schema, in a subprocess (its CLI is the stable,
+    documented interface); the counts come from its JSON report and its NDJSON event stream."""
+    config, report, events = (work_dir / n for n in CONFIG_REPORT_EVENTS)
+    config.write_text(CONFIG)
+    cmd = [
+        sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
+        f"{base_url}/openapi.json", "--checks", ",".join(CHECKS),
+        "--max-examples", str(max_examples), "--seed", str(seed), "--workers", "1",
+        "--no-color", "--report", "json,ndjson", "--report-json-path", str(report),
+        "--report-ndjson-path", str(events), "--generation-database", "none",
+        "--request-timeout", "30",
+    ]  # fmt: skip
+    for path in EXCLUDED_PATHS:
+        cmd += ["--exclude-path", path]
+    for name, value in headers.items():
+        cmd += ["--header", f"{name}: {value}"]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(REPO)}
+    started = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=work_dir, env=env, capture_output=True, text=True, timeout=timeout_s
+    )
+    if not report.is_file() or not events.is_file():
+        raise RuntimeError(
+            f"schemathesis wrote no report (exit {proc.returncode}):\n{proc.stdout[-4000:]}"
+            f"\n{proc.stderr[-4000:]}"
+        )
+    result = summarise(json.loads(report.read_text()), events.read_text().splitlines())
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def summarise(report: dict[str, Any], events: list[str]) -> FuzzResult:
+    """Cases, per-check counts and the distinct failures (operation, check, status, message)."""
+    checks: dict[str, dict[str, int]] = {name: {"passed": 0, "failed": 0} for name in CHECKS}
+    seen_cases: set[str] = set()
+    statuses: dict[str, dict[str, int]] = {}
+    failures: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+    for line in events:
+        event = json.loads(line)
+        finished = event.get("ScenarioFinished")
+        if not finished or "checks" not in finished.get("recorder", {}):
+            continue
+        recorder = finished["recorder"]
+        for case_id, results in recorder["checks"].items():
+            if case_id in seen_cases:
+                continue
+            seen_cases.add(case_id)
+            case = recorder["cases"][case_id]["value"]
+            response = recorder.get("interactions", {}).get(case_id, {}).get("response") or {}
+            answered = statuses.setdefault(f"{case['method']} {case['path']}", {})
+            code = str(response.get("status_code", "none"))
+            answered[code] = answered.get(code, 0) + 1
+            for check in results:
+                counts = checks.setdefault(check["name"], {"passed": 0, "failed": 0})
+                ok = check["status"] == "success"
+                counts["passed" if ok else "failed"] += 1
+                if not ok:
+                    failure = _failure(recorder, case_id, check)
+                    first_line = (failure["message"].splitlines() or [""])[0]
+                    key = (failure["operation"], failure["check"], failure["status"], first_line)
+                    failures.setdefault(key, failure)
+    return FuzzResult(
+        cases=len(seen_cases),
+        failures=list(failures.values()),
+        checks=checks,
+        operations=report["operations"]["tested"],
+        errors=[json.dumps(e)[:500] for e in report.get("errors", [])],
+        statuses={op: dict(sorted(codes.items())) for op, codes in sorted(statuses.items())},
+    )
+
+
+def _failure(recorder: dict[str, Any], case_id: str, check: dict[str, Any]) -> dict[str, Any]:
+    """One failed check as the report shows it: what was sent, what came back, and why."""
+    info = check.get("failure_info", {}).get("failure", {})
+    case = recorder["cases"][case_id]["value"]
+    response = recorder.get("interactions", {}).get(case_id, {}).get("response") or {}
+    content = response.get("content") or {}
+    body = content.get("string")
+    if body is None and "$base64" in content:
+        body = base64.b64decode(content["$base64"]).decode("utf-8", "replace")
+    sent = {k: case[k] for k in ("path_parameters", "query", "body") if k in case}
+    return {  # a stateful step's label is "Stateful tests": name the operation itself
+        "operation": f"{case['method']} {case['path']}",
+        "check": check["name"],
+        "status": response.get("status_code", 0),
+        "title": info.get("title", ""),
+        "message": info.get("message", ""),
+        "request": sent,
+        "response": (body or "")[:300],
+    }
+
+
+def describe(failure: dict[str, Any]) -> str:
+    """One failure on a few lines: route, check, status, why, what was sent and received."""
+    why = " / ".join(line for line in failure["message"].splitlines() if line.strip())[:300]
+    return (
+        f"FAIL {failure['operation']} [{failure['check']}] -> {failure['status']}: "
+        f"{failure['title']}: {why}\n  sent {json.dumps(failure['request'])[:300]}"
+        f"\n  got {failure['response'][:200]}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-examples", type=int, default=25, help="per operation and phase")
+    parser.add_argument("--seed", type=int, default=8)
+    args = parser.parse_args()
+
+    from backend.serve import background_server
+
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
+        settings, headers = fuzz_database(Path(tmp))
+        with background_server(settings) as base:
+            result = run_schemathesis(base, headers, Path(tmp), args.max_examples, args.seed)
+    for failure in result.failures:
+        print(describe(failure))
+    print(json.dumps(result.summary()))
+
+
+if __name__ == "__main__":
+    main()
