@@ -1,6 +1,7 @@
 // Re-explain a latent with the LLM: POST to the section's data-explain-url, then show the new
 // explanation with its confidence, model and time, or the server's error message (503: no LLM
-// configured, 502: LLM unreachable, 429: rate limited).
+// configured or busy, 502: LLM unreachable, 504: past the deadline, 429: rate limit or quota;
+// their messages say when to try again). The button is enabled again whatever the answer.
 "use strict";
 
 function explainText(el, tag, text, cls) {
