@@ -1,74 +1,22 @@
-"""Session-wide fixtures: a real PostgreSQL server on loopback for the tests marked ``postgres``.
-
-The server is Debian's ``postgresql`` package (installed by ``scripts/setup.sh --test``), run from
-a throw-away data directory; as root it runs as the ``postgres`` system user, as postgres insists.
+"""Session-wide fixtures: a real PostgreSQL server on loopback for the tests marked ``postgres``
+(started by :func:`tests.postgres_server.postgres_server`, which benchmarks/load.py uses too).
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from core.net import free_port
-
-
-def _pg_bin() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        pytest.fail(
-            "PostgreSQL is not installed: run scripts/setup.sh --test "
-            "(it installs Debian's postgresql package)"
-        )
-    return Path(found[-1]).parent
+from tests.postgres_server import PostgresNotInstalled, pg_bin, postgres_server
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a fresh database on a PostgreSQL server started for this test session."""
-    bin_dir = _pg_bin()
-    root = Path(tempfile.mkdtemp(prefix="recsae-pg-"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        shutil.chown(sock, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, cwd=root)
-
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "recsae", "-A", "trust", "--no-sync")
-    run(
-        str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
-        "-o", f"-h 127.0.0.1 -p {port} -k {sock} -F", "start",
-    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            probe = subprocess.run(
-                [*as_user, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port),
-                 "-U", "recsae", "recsae_test"],
-                capture_output=True, cwd=root,
-            )  # fmt: skip
-            if probe.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"postgres did not start: {probe.stderr.decode()}")
-            time.sleep(0.3)
-        yield f"postgresql+psycopg://recsae@127.0.0.1:{port}/recsae_test"
-    finally:
-        subprocess.run(
-            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True, cwd=root,
-        )  # fmt: skip
-        shutil.rmtree(root, ignore_errors=True)
+        pg_bin()
+    except PostgresNotInstalled as exc:
+        pytest.fail(str(exc))
+    with postgres_server() as url:
+        yield url
