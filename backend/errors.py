@@ -57,6 +57,8 @@ _DESCRIPTIONS = {
     504: "The LLM did not answer within the deadline; nothing was saved",
 }
 
+RETRY_AFTER = {"description": "seconds to wait before asking again", "schema": {"type": "integer"}}
+
 # What every route can answer whatever it does: the Host check, a closed server's sign-in, the
 # body limit (backend/limits.py), input validation and the unexpected.
 COMMON = (400, 401, 413, 422, 500)
@@ -67,10 +69,13 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
     Documenting 422 replaces FastAPI's default (list-``detail``) 422 schema with ours.
     """
-    return {
+    documented: dict[int | str, dict[str, Any]] = {
         code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
         for code in sorted({*codes, *COMMON})
     }
+    if 429 in documented:
+        documented[429]["headers"] = {"Retry-After": RETRY_AFTER}
+    return documented
 
 
 def wants_html(request: Request) -> bool:
@@ -149,10 +154,8 @@ def _hide_paths(request: Request, message: str) -> str:
 
 async def _artifact_error(request: Request, exc: Exception) -> Response:
     log.warning("artifact error on %s %s: %s", request.method, request.url.path, exc)
-    detail = _hide_paths(request, str(exc))
-    return error_response(
-        request, 503, f"A run's files are missing or damaged: {detail}. Republish the run."
-    )
+    # The message names the run, its version and the file, and says what to do (core/rundir.py).
+    return error_response(request, 503, _hide_paths(request, str(exc)))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
