@@ -41,15 +41,16 @@ def _same_sae(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
     return all(old.get(f) is not None and old.get(f) == new.get(f) for f in SAE_FILES)
 
 
-def _carry(
-    session: Session, run_id: str, run: dict[str, Any], concepts: list[dict[str, Any]]
-) -> tuple[int, list[dict[str, Any]]]:
+def _concept_key(c: dict[str, Any]) -> tuple[Any, ...]:
+    return (c["latent_idx"], c["method"], c["text"], c.get("model"), c.get("confidence"))
+
+
+def _carry(session: Session, run_id: str, run: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
     """(new version, the kept concept rows to re-insert) of a run about to be replaced.
 
     Kept: every concept written from the web and every LLM concept. With the same SAE they
-    describe the new version's latents (they become current); otherwise they stay history with
-    their version. A pipeline row the new publish writes again (same latent, method, text,
-    model, confidence) is not carried twice.
+    describe the new version's latents (those of the previous version become current);
+    otherwise they stay history with their version.
     """
     previous = session.execute(
         select(Run.version, Run.digests).where(Run.id == run_id).with_for_update()
@@ -69,17 +70,9 @@ def _carry(
         ).mappings()
     ]
     if _same_sae(previous.digests, run.get("digests")):
-        fresh = {(c["latent_idx"], c["method"], c["text"], c.get("model"), c.get("confidence"))
-                 for c in concepts}  # fmt: skip
-        out = []
         for c in kept:
-            key = (c["latent_idx"], c["method"], c["text"], c["model"], c["confidence"])
-            if c["source"] == "pipeline" and c["run_version"] == previous.version and key in fresh:
-                continue
             if c["run_version"] == previous.version:
                 c["run_version"] = version
-            out.append(c)
-        kept = out
     return version, kept
 
 
@@ -105,7 +98,11 @@ def publish_run(
     run_id = run["id"]
     new_idx = {int(r["idx"]) for r in latents}
     with sessions.begin() as session:
-        version, kept = _carry(session, run_id, run, concepts)
+        version, kept = _carry(session, run_id, run)
+        # A pipeline row this publish writes again (an LLM concept of the same SAE) stays the
+        # kept one, with its id and time, instead of being written twice.
+        again = {_concept_key(c) for c in kept if c["run_version"] == version}
+        concepts = [c for c in concepts if _concept_key(c) not in again]
         lost = [c for c in kept if c["latent_idx"] not in new_idx]
         if lost:
             if discard_history is None:
@@ -115,16 +112,18 @@ def publish_run(
         delete_run(session, run_id)
         session.add(Run(**{**run, "version": version, "status": "ready"}))
         session.flush()
+        # Kept concepts go in before the new ones, with their ids: SQLite hands out max(id) + 1,
+        # so new rows never take an id a kept row still needs.
         for model, rows in (
             (Item, items),
             (User, users),
             (Latent, latents),
+            (Concept, kept),
             (Example, examples),
             (Concept, [{"run_version": version, **c} for c in concepts]),
             (RecordedCase, cases),
         ):
             _bulk(session, model, [{**r, "run_id": run_id} for r in rows])
-        _bulk(session, Concept, kept)
         for idx in sorted({c["latent_idx"] for c in kept if c["run_version"] == version}):
             refresh_latent_summary(session, run_id, idx)
     return version
