@@ -2,6 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY core core
 COPY worker worker
 COPY backend backend
 COPY frontend frontend
@@ -10,4 +11,8 @@ COPY alembic.ini ./
 COPY data data
 RUN pip install --no-cache-dir -e ".[worker,postgres]"
 EXPOSE 8000
-CMD ["recsae", "demo", "--host", "0.0.0.0"]
+# The server listens on every interface of the container, so it needs an admin account (README
+# "Accounts and security"): RECSAE_ADMIN_PASSWORD (a secret, no default) creates or checks the
+# admin RECSAE_ADMIN_USER (default "admin") at every start. Without it the server refuses to
+# start, unless RECSAE_READ_ONLY=true (then nothing can be changed from the web).
+CMD ["sh", "-c", "if [ -n \"$RECSAE_ADMIN_PASSWORD\" ]; then recsae accounts ensure-admin \"${RECSAE_ADMIN_USER:-admin}\" || exit 1; fi; exec recsae demo --host 0.0.0.0"]
