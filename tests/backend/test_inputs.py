@@ -347,3 +347,27 @@ def test_missing_vectors_gives_503_page_naming_run_and_file(tmp_path: Path) -> N
     assert "text/html" in as_page.headers["content-type"] and rundir.VECTORS in as_page.text
     for body in (as_json.text, as_page.text):
         assert str(tmp_path) not in body and "Traceback" not in body
+
+
+# --- the same bounds on PostgreSQL, whose INTEGER is 32-bit ---------------------------------------
+
+
+@pytest.mark.postgres
+def test_huge_ids_and_pages_are_not_500_on_postgres(postgres_url: str, tmp_path: Path) -> None:
+    """2**31 fits SQLite's INTEGER but not PostgreSQL's: it must never reach the query."""
+    from core.store import migrate
+    from tests.backend.conftest import TEST_HOSTS
+
+    migrate.upgrade(postgres_url)
+    publish_fixture(session_factory(postgres_url), run_id="pg-inputs")
+    settings = Settings(data_dir=tmp_path, database_url=postgres_url, allowed_hosts=TEST_HOSTS)
+    with TestClient(create_app(settings)) as client:
+        for idx in (DB_INT_MAX + 1, HUGE):
+            for kind in ("latents", "items"):
+                response = client.get(f"/runs/pg-inputs/{kind}/{idx}.json")
+                assert response.status_code == 404, response.text
+        assert client.get(f"/runs/pg-inputs/latents/{DB_INT_MAX}.json").status_code == 404
+        paged = client.get("/runs/pg-inputs/latents.json", params={"_page": HUGE, "_size": 5})
+        assert paged.status_code == 200 and paged.json()["filters"]["page"] == 4  # 20 latents
+        capped = client.get("/runs/pg-inputs/latents.json", params={"q": "%" * TEXT_FILTER_MAX})
+        assert capped.status_code == 200 and capped.json()["total"] == 0
