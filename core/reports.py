@@ -19,8 +19,65 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.jsonsafe import jsonable
 
-# Paper §3.3.2 / Table 4: a concept with confidence >= 0.8 counts as verified.
+# Paper §3.3.2 / Table 4: a concept needs confidence >= 0.8 to count as verified ...
 VERIFIED_CONFIDENCE = 0.8
+# ... and, docs/method.md §1.11, a confidence above this quantile of its permutation null.
+NULL_QUANTILE = 0.95
+_EPS = 1e-9  # confidences are ratios of small integers: compare with a tolerance
+
+
+# Eq. 4 needs this share of the N cases of EACH side (positives: the latent's verification
+# cases; negatives: its random cases) judged -- parsed, for the LLM -- or it gives no
+# confidence (docs/method.md §1.8): 3 of 5 at N = 5, so no score rests on one side alone.
+MIN_PARSED_SHARE_PER_SIDE = 0.6
+
+
+def min_parsed_per_side(n: int) -> int:
+    """The fewest judged cases per side eq. 4 accepts when N = ``n`` (at least 1)."""
+    return max(1, math.ceil(MIN_PARSED_SHARE_PER_SIDE * n - _EPS))
+
+
+def is_confident(confidence: float | None) -> bool:
+    """The paper's test alone (Table 4's "P >= 0.8"): a known confidence >= 0.8."""
+    return confidence is not None and confidence >= VERIFIED_CONFIDENCE - _EPS
+
+
+def is_verified(confidence: float | None, null_p95: float | None) -> bool:
+    """THE definition of a verified concept (docs/method.md §1.9, §1.11): confidence >= 0.8
+    and strictly above the 95th percentile of its permutation null. Without a null (no other
+    concept to compare with) a concept cannot show it beats one, so it is not verified."""
+    if confidence is None or null_p95 is None:
+        return False
+    return is_confident(confidence) and confidence > null_p95 + _EPS
+
+
+def null_stats(values: list[float], seed: int | None = None) -> dict[str, Any]:
+    """What a concept keeps of its null (``details["null"]``, docs/method.md §1.11): the 95th
+    percentile (linear interpolation), mean, median and count; p95 None without values."""
+    vals = sorted(float(v) for v in values)
+    if not vals:
+        return {"p95": None, "mean": None, "median": None, "n": 0, "seed": seed}
+    return {
+        "p95": _quantile(vals, NULL_QUANTILE),
+        "mean": sum(vals) / len(vals),
+        "median": _quantile(vals, 0.5),
+        "n": len(vals),
+        "seed": seed,
+    }
+
+
+def _quantile(sorted_vals: list[float], q: float) -> float:
+    pos = q * (len(sorted_vals) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
+
+
+def details_null_p95(details: dict[str, Any] | None) -> float | None:
+    """The null's 95th percentile a concept's ``details`` carry (None: no null computed)."""
+    null = (details or {}).get("null")
+    value = null.get("p95") if isinstance(null, dict) else None
+    return float(value) if isinstance(value, int | float) else None
 
 
 class Record(BaseModel):
@@ -205,6 +262,19 @@ class SweepRow(Record):
     vectors_per_second: float | None = None
 
 
+class NullSummary(Record):
+    """docs/method.md §1.11 for one method and representation: latents with confidence >= 0.8,
+    how many stay verified above their null's 95th percentile, and the nulls themselves."""
+
+    confident: int | None = None  # confidence >= 0.8 (the paper's P >= 0.8)
+    verified: int | None = None  # ... and above the null's p95: the verified count
+    with_confidence: int | None = None  # latents with a confidence
+    with_null: int | None = None  # ... and a null
+    null_p95_mean: float | None = None  # mean over latents with a null of its p95
+    null_p95_median: float | None = None
+    margin_median: float | None = None  # TF-IDF: median weight margin of the concept term
+
+
 class PaperReport(Record):
     """``report.json``: the paper's tables and figures on this run (docs/method.md §1.9).
 
@@ -222,6 +292,8 @@ class PaperReport(Record):
     table7: dict[str, RankingCI] = Field(default_factory=dict)
     table8: TuningSummary | None = None
     sweep: list[SweepRow] | None = None
+    # docs/method.md §1.11: method ("tfidf", "llm") -> representation -> the null's effect
+    null: dict[str, dict[str, NullSummary]] | None = None
 
 
 class RunMetrics(Record):

@@ -38,6 +38,8 @@ T = TypeVar("T")
 CHAT_PATH = "/chat/completions"
 # Answers worth asking again: rate limited, or the server is (momentarily) failing.
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# A server that cannot honour a JSON-schema response_format answers one of these: ask in text.
+_FORMAT_REFUSED_STATUS = frozenset({400, 422, 501})
 # Statuses whose Retry-After header we honour (RFC 9110 defines it for 429 and 503).
 _RETRY_AFTER_STATUS = frozenset({429, 503})
 
@@ -74,6 +76,7 @@ class ChatAnswer:
     cached: bool  # served from the persistent cache, no request made
     attempts: int  # HTTP attempts made (0 when cached)
     elapsed_s: float
+    structured: bool = False  # asked with a JSON-schema response_format the server accepted
 
 
 @dataclass
@@ -161,6 +164,8 @@ class LLMClient:
             weakref.WeakKeyDictionary()
         )
         self.requests_made = 0  # HTTP attempts, for benchmarks
+        # Set once the server refused a JSON-schema response_format: later asks are plain text.
+        self.response_format_refused = False
 
     @classmethod
     def from_settings(cls, settings: Settings, *, use_cache: bool = True) -> LLMClient:
@@ -227,7 +232,11 @@ class LLMClient:
     # -- the one call ---------------------------------------------------------------------------
 
     def _payload(
-        self, messages: list[Message], max_tokens: int, stop: list[str] | None
+        self,
+        messages: list[Message],
+        max_tokens: int,
+        stop: list[str] | None,
+        response_format: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.model,
@@ -239,6 +248,8 @@ class LLMClient:
         }
         if stop:
             payload["stop"] = stop
+        if response_format is not None:
+            payload["response_format"] = response_format
         return payload
 
     def _backoff_s(self, attempt: int) -> float:
@@ -287,18 +298,27 @@ class LLMClient:
         max_tokens: int = 64,
         stop: list[str] | None = None,
         use_cache: bool = True,
+        response_format: dict[str, Any] | None = None,
     ) -> ChatAnswer:
-        """One chat completion: from the cache if this exact request was answered before."""
+        """One chat completion: from the cache if this exact request was answered before.
+
+        ``response_format`` (a JSON schema, docs/method.md §1.8) is sent unless the server
+        refused one before; a refusal (HTTP 400/422/501) asks again in plain text."""
         started = time.perf_counter()
-        payload = self._payload(messages, max_tokens, stop)
+        if self.response_format_refused:
+            response_format = None
+        structured = response_format is not None
+        payload = self._payload(messages, max_tokens, stop, response_format)
         key = request_key(CHAT_PATH, payload)
         if self.cache is not None and use_cache:
             hit = self.cache.get(key)
             if hit is not None:
-                return ChatAnswer(hit["text"], hit["model"], True, 0, time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                return ChatAnswer(hit["text"], hit["model"], True, 0, elapsed, structured)
 
         state = self._state()
         last_problem = "no attempt made"
+        refused = False
         async with state.semaphore:
             for attempt in range(self.retries + 1):
                 wait: float | None = None
@@ -314,6 +334,9 @@ class LLMClient:
                         last_problem = f"HTTP {response.status_code} ({response.text[:200]!r})"
                         if response.status_code in _RETRY_AFTER_STATUS:
                             wait = _retry_after_s(response)
+                    elif structured and response.status_code in _FORMAT_REFUSED_STATUS:
+                        refused = True
+                        break
                     elif response.status_code >= 400:
                         raise self._client_error(response)
                     else:
@@ -326,10 +349,14 @@ class LLMClient:
                             False,
                             attempt + 1,
                             time.perf_counter() - started,
+                            structured,
                         )
                 if attempt < self.retries:
                     delay = self._backoff_s(attempt) if wait is None else wait
                     await asyncio.sleep(min(delay, self.retry_after_max_s))
+        if refused:  # outside the semaphore: the plain ask takes it again
+            self.response_format_refused = True
+            return await self.achat(messages, max_tokens=max_tokens, stop=stop, use_cache=use_cache)
         raise LLMUnreachable(
             f"The LLM endpoint {self.url} gave no answer after {self.retries + 1} attempt(s): "
             f"{last_problem}. Is the server running? Start the bundled one with "
@@ -343,8 +370,15 @@ class LLMClient:
         max_tokens: int = 64,
         stop: list[str] | None = None,
         use_cache: bool = True,
+        response_format: dict[str, Any] | None = None,
     ) -> ChatAnswer:
         """Synchronous ``achat`` for scripts and the worker (see ``run_sync``)."""
         return self.run_sync(
-            lambda: self.achat(messages, max_tokens=max_tokens, stop=stop, use_cache=use_cache)
+            lambda: self.achat(
+                messages,
+                max_tokens=max_tokens,
+                stop=stop,
+                use_cache=use_cache,
+                response_format=response_format,
+            )
         )

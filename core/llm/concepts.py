@@ -9,113 +9,74 @@ Confidence is the paper's equation 4 over the *parseable* answers only:
 ``(#{pos: level > thres} + #{neg: level <= thres}) / (|pos| + |neg|)``. An answer that is not an
 integer 0..10 is asked again with a nudge (up to ``max_retries`` times), then recorded as
 unparseable and excluded from both numerator and denominator -- never counted as correct (the
-reference code crashed on them or counted out-of-range answers as correct negatives).
+reference code crashed on them or counted out-of-range answers as correct negatives). With fewer
+than ``core.reports.min_parsed_per_side(N)`` parsed answers on either side there is no
+confidence (status ``too_few_parsed``, docs/method.md §1.8), so no score rests on one side.
+
+A degenerate label (``core.llm.labels``) is asked for once more, then stored with status
+``degenerate`` and no confidence. Where the server accepts a JSON-schema ``response_format``
+both asks use one (``LLMConceptConfig.json_schema``); the client falls back to plain text.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from core.jsonsafe import jsonable
-from core.llm.client import ChatAnswer, LLMClient, Message
+from core.llm.cases import ItemLookup, LatentCases, RawCase
+from core.llm.client import LLMClient
+from core.llm.labels import degenerate_reason, explanation_schema, json_field
 from core.llm.prompts import (
+    EXPLANATION_MAX_CHARS,
     EXPLANATION_NUDGE,
-    LEVEL_NUDGE,
     PROMPT_VERSION,
     CaseText,
     PromptContext,
     explanation_messages,
     load_oneshot,
     parse_explanation,
-    parse_level,
-    verification_messages,
+    relabel_nudge,
 )
+from core.llm.verify import (
+    STATUS_TOO_FEW_PARSED,
+    STATUS_VERIFIED,
+    Asked,
+    Role,
+    ask,
+    ask_levels,
+    equation4,
+    score_levels,
+    split_sides,
+)
+from core.reports import min_parsed_per_side
 
 __all__ = [
+    "STATUS_VERIFIED",
     "CaseText",
     "ItemLookup",
     "LLMConcept",
     "LLMConceptConfig",
     "LatentCases",
     "PromptContext",
+    "RawCase",
     "aexplain_and_verify",
     "equation4",
     "explain_and_verify",
     "explain_latents",
+    "verification_roles",
 ]
 
-T = TypeVar("T")
-# A concept's status (not to confuse with core.reports.VERIFIED_CONFIDENCE, the 0.8 threshold).
-STATUS_VERIFIED, STATUS_TOO_RARE, STATUS_UNPARSEABLE = "verified", "too_rare", "unparseable"
-RawCase = tuple[Sequence[int], int, int]  # (history item ids, predicted item id, level 0-10)
-
-
-class _DatasetLike(Protocol):
-    item_title: list[str]
-    item_genres: list[list[str]]
-
-
-@dataclass(frozen=True)
-class ItemLookup:
-    """Item id -> the label the LLM sees: ``title (genre, genre)`` (paper Table 5's style).
-
-    ``titles``/``genres`` may be lists indexed by item id or mappings holding only the items
-    needed (the backend loads just those).
-    """
-
-    titles: Sequence[str] | Mapping[int, str]
-    genres: Sequence[Sequence[str]] | Mapping[int, Sequence[str]] | None = None
-
-    @classmethod
-    def from_dataset(cls, dataset: _DatasetLike) -> ItemLookup:
-        return cls(dataset.item_title, dataset.item_genres)
-
-    def label(self, item: int) -> str:
-        try:
-            title = self.titles[item]
-        except (IndexError, KeyError) as exc:
-            raise KeyError(f"item {item} has no title in the item lookup") from exc
-        genres = list(self.genres[item]) if self.genres is not None else []
-        return f"{title} ({', '.join(genres)})" if genres else title
-
-
-@dataclass
-class LatentCases:
-    """A latent's examples (docs/method.md §1.7), as text. ``verification`` are active test-side
-    cases (positives), ``random`` are cases where the latent is not active (negatives)."""
-
-    latent_id: int
-    construction: list[CaseText]
-    verification: list[CaseText]
-    random: list[CaseText]
-    # Fewer than N active verification cases (docs/method.md §1.7); None: decide from
-    # len(verification).
-    too_rare: bool | None = None
-
-    @classmethod
-    def from_ids(
-        cls,
-        latent_id: int,
-        items: ItemLookup,
-        construction: Iterable[RawCase],
-        verification: Iterable[RawCase],
-        random: Iterable[RawCase],
-        too_rare: bool | None = None,
-    ) -> LatentCases:
-        """Build from ``(history item ids, predicted item id, level)`` triples."""
-
-        def texts(raw: Iterable[RawCase]) -> list[CaseText]:
-            return [
-                CaseText(tuple(items.label(int(i)) for i in hist), items.label(int(pred)), int(lv))
-                for hist, pred, lv in raw
-            ]
-
-        return cls(latent_id, texts(construction), texts(verification), texts(random), too_rare)
+# A concept's status: "verified" = eq. 4 gave a confidence (whether it counts as verified is
+# core.reports.is_verified: >= 0.8 and above its null); the others have no confidence.
+STATUS_TOO_RARE, STATUS_UNPARSEABLE, STATUS_DEGENERATE = "too_rare", "unparseable", "degenerate"
+STATUSES = (
+    STATUS_VERIFIED, STATUS_TOO_RARE, STATUS_UNPARSEABLE, STATUS_TOO_FEW_PARSED, STATUS_DEGENERATE
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -123,9 +84,15 @@ class LLMConceptConfig:
     n: int = 5  # N of the paper: cases of each role used (construction, verification, random)
     threshold: int = 5  # eq. 4's thres: a predicted level > threshold is a positive
     max_retries: int = 2  # extra asks (with a nudge) after an unparseable answer
-    min_parseable_fraction: float = 0.5  # below this share of parseable levels: "unparseable"
     explanation_max_tokens: int = 48
     level_max_tokens: int = 4
+    # Ask for a JSON-schema answer where the server accepts one (docs/method.md §1.8).
+    json_schema: bool = True
+
+    @property
+    def level_tokens(self) -> int:
+        """Tokens a level answer may take: a JSON object needs a few more than a bare number."""
+        return self.level_max_tokens + (12 if self.json_schema else 0)
 
 
 @dataclass
@@ -133,6 +100,7 @@ class LLMConcept:
     latent_id: int
     text: str  # "" when no explanation could be parsed
     confidence: float | None  # eq. 4 over parseable answers; None unless status == "verified"
+    # status: one of STATUSES; details: answers, reasons, rejected labels, the null (§1.11)
     status: str  # verified / too_rare / unparseable
     model: str
     details: dict[str, Any] = field(default_factory=dict)
@@ -160,58 +128,54 @@ class LLMConcept:
         return cls(**data)
 
 
-def equation4(
-    positive_levels: Sequence[int | None], negative_levels: Sequence[int | None], threshold: int
-) -> float | None:
-    """Paper eq. 4 over the parseable (non-None) predictions; None when there are none."""
-    pos = [lv for lv in positive_levels if lv is not None]
-    neg = [lv for lv in negative_levels if lv is not None]
-    if not pos and not neg:
-        return None
-    correct = sum(lv > threshold for lv in pos) + sum(lv <= threshold for lv in neg)
-    return correct / (len(pos) + len(neg))
-
-
-@dataclass
-class _Asked:
-    value: Any
-    answers: list[str]
-    model: str
-    cached: int
-    requests: int
-
-
-async def _ask(
-    client: LLMClient,
-    messages: list[Message],
-    parse: Callable[[str], T | None],
-    nudge: str,
-    max_tokens: int,
-    max_retries: int,
-) -> _Asked:
-    """Ask; while the answer does not parse, show it back with a nudge (same conversation)."""
-    convo = list(messages)
-    answers: list[str] = []
-    cached = 0
-    answer: ChatAnswer | None = None
-    for _ in range(max_retries + 1):
-        answer = await client.achat(convo, max_tokens=max_tokens)
-        answers.append(answer.text[:300])
-        cached += answer.cached
-        value = parse(answer.text)
-        if value is not None:
-            return _Asked(value, answers, answer.model, cached, len(answers))
-        convo = [
-            *convo,
-            {"role": "assistant", "content": answer.text},
-            {"role": "user", "content": nudge},
-        ]
-    model = answer.model if answer is not None else client.model
-    return _Asked(None, answers, model, cached, len(answers))
-
-
 def _normalise(text: str) -> str:
     return " ".join(text.lower().strip(" .\"'").split())
+
+
+async def _explain(
+    latent: LatentCases, client: LLMClient, ctx: PromptContext, config: LLMConceptConfig
+) -> tuple[Asked, list[dict[str, str]]]:
+    """Ask for an explanation; a degenerate one (docs/method.md §1.8: repeats itself, fits any
+    latent, copies a shown title) is rejected with its reason and asked for once more, in the
+    same conversation. Returns the last ask and the rejected labels."""
+    copied = _normalise(load_oneshot(ctx.oneshot).explanation)
+
+    def parse_own_explanation(raw: str) -> str | None:
+        # Small models often return the one-shot example's explanation verbatim: that says
+        # nothing about this latent, so it counts as no answer (asked again, then unparseable).
+        field_value = json_field(raw, "explanation")
+        text = parse_explanation(field_value if isinstance(field_value, str) else raw)
+        return None if text is not None and _normalise(text) == copied else text
+
+    cases = latent.construction[: config.n]
+    messages = explanation_messages(latent.latent_id, cases, ctx)
+    shown = [label for c in cases for label in (*c.history[-ctx.history_len :], c.predicted)]
+    task_words = (ctx.item_category, ctx.item_name)
+    schema = explanation_schema(EXPLANATION_MAX_CHARS) if config.json_schema else None
+    tokens = config.explanation_max_tokens + (16 if schema else 0)  # JSON's own tokens
+    rejected: list[dict[str, str]] = []
+    asked = await ask(
+        client, messages, parse_own_explanation, EXPLANATION_NUDGE, tokens, config.max_retries,
+        schema,
+    )  # fmt: skip
+    for attempt in range(2):
+        reason = None if asked.value is None else degenerate_reason(asked.value, shown, task_words)
+        if reason is None:
+            return asked, rejected
+        rejected.append({"text": asked.value, "reason": reason})
+        if attempt == 1:
+            break
+        again = await ask(
+            client,
+            [*messages, {"role": "assistant", "content": asked.last},
+             {"role": "user", "content": relabel_nudge(reason, ctx)}],
+            parse_own_explanation, EXPLANATION_NUDGE, tokens, config.max_retries, schema,
+        )  # fmt: skip
+        again.answers = asked.answers + again.answers
+        again.cached += asked.cached
+        again.requests += asked.requests
+        asked = again
+    return asked, rejected
 
 
 async def aexplain_and_verify(
@@ -222,31 +186,19 @@ async def aexplain_and_verify(
 ) -> LLMConcept:
     """Explain ``latent`` from its construction cases, then verify (unless too rare)."""
     n = config.n
-    copied = _normalise(load_oneshot(ctx.oneshot).explanation)
-
-    def parse_own_explanation(raw: str) -> str | None:
-        # Small models often return the one-shot example's explanation verbatim: that says
-        # nothing about this latent, so it counts as no answer (asked again, then unparseable).
-        text = parse_explanation(raw)
-        return None if text is not None and _normalise(text) == copied else text
-
-    explained = await _ask(
-        client,
-        explanation_messages(latent.latent_id, latent.construction[:n], ctx),
-        parse_own_explanation,
-        EXPLANATION_NUDGE,
-        config.explanation_max_tokens,
-        config.max_retries,
-    )
+    explained, rejected = await _explain(latent, client, ctx, config)
     details: dict[str, Any] = {
         "prompt_version": PROMPT_VERSION,
         "oneshot": ctx.oneshot,
         "threshold": config.threshold,
         "n": n,
+        "min_parsed_per_side": min_parsed_per_side(n),
         "explanation_answers": explained.answers,
         "requests": explained.requests,
         "cached": explained.cached,
     }
+    if rejected:
+        details["rejected"] = rejected
     model = explained.model
     if explained.value is None:
         details["reason"] = (
@@ -255,6 +207,12 @@ async def aexplain_and_verify(
         )
         return LLMConcept(latent.latent_id, "", None, STATUS_UNPARSEABLE, model, details)
     text: str = explained.value
+    if len(rejected) == 2 and rejected[-1]["text"] == text:
+        details["reason"] = (
+            f"the label {rejected[0]['reason']}, and once more after being told "
+            f"({rejected[1]['reason']}): it names nothing, so it is not verified"
+        )
+        return LLMConcept(latent.latent_id, text, None, STATUS_DEGENERATE, model, details)
     too_rare = latent.too_rare if latent.too_rare is not None else len(latent.verification) < n
     if too_rare or not latent.verification:
         details["reason"] = (
@@ -267,6 +225,12 @@ async def aexplain_and_verify(
     return LLMConcept(latent.latent_id, text, confidence, status, model, details)
 
 
+def verification_roles(latent: LatentCases, n: int) -> list[Role]:
+    """The cases eq. 4 judges: N verification (positive) and N random (negative) cases."""
+    roles = [("verification", c) for c in latent.verification[:n]]
+    return roles + [("random", c) for c in latent.random[:n]]
+
+
 async def _verify(
     latent: LatentCases,
     text: str,
@@ -276,24 +240,13 @@ async def _verify(
     details: dict[str, Any],
 ) -> tuple[float | None, str]:
     """(confidence, status) of explanation ``text``: the LLM predicts the activation level of
-    each verification (positive) and random (negative) case; eq. 4 over the parseable answers.
-    Records every answer in ``details``."""
-    n = config.n
-    roles = [("verification", c) for c in latent.verification[:n]]
-    roles += [("random", c) for c in latent.random[:n]]
-    asked = await asyncio.gather(
-        *(
-            _ask(
-                client,
-                verification_messages(latent.latent_id, text, case, ctx),
-                parse_level,
-                LEVEL_NUDGE,
-                config.level_max_tokens,
-                config.max_retries,
-            )
-            for _, case in roles
-        )
-    )
+    each verification (positive) and random (negative) case; eq. 4 over the parsed answers,
+    given enough on each side (docs/method.md §1.8). Records every answer in ``details``."""
+    roles = verification_roles(latent, config.n)
+    asked = await ask_levels(
+        client, latent.latent_id, text, roles, ctx, max_tokens=config.level_tokens,
+        max_retries=config.max_retries, structured=config.json_schema,
+    )  # fmt: skip
     details["cases"] = [
         {
             "role": role,
@@ -307,18 +260,14 @@ async def _verify(
     ]
     details["requests"] += sum(a.requests for a in asked)
     details["cached"] += sum(a.cached for a in asked)
-    pos = [a.value for (role, _), a in zip(roles, asked, strict=True) if role == "verification"]
-    neg = [a.value for (role, _), a in zip(roles, asked, strict=True) if role == "random"]
     n_parseable = sum(a.value is not None for a in asked)
     details["n_parseable"] = n_parseable
     details["n_unparseable"] = len(asked) - n_parseable
-    if n_parseable == 0 or n_parseable < config.min_parseable_fraction * len(asked):
-        details["reason"] = (
-            f"only {n_parseable} of {len(asked)} verification answers were an integer 0-10 "
-            f"(need {config.min_parseable_fraction:.0%})"
-        )
-        return None, STATUS_UNPARSEABLE
-    return equation4(pos, neg, config.threshold), STATUS_VERIFIED
+    pos, neg = split_sides(roles, asked)
+    confidence, status, reason = score_levels(pos, neg, config.n, config.threshold)
+    if reason is not None:
+        details["reason"] = reason
+    return confidence, status
 
 
 def explain_and_verify(

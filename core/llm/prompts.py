@@ -28,7 +28,7 @@ from core.llm.client import Message
 ONESHOT_PATH = Path(__file__).resolve().parent.parent / "prompts" / "oneshot.json"
 EXPLANATION_MAX_CHARS = 160
 # Bumped whenever the prompt text changes; recorded in each concept's details.
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2  # 2: JSON-schema answers, the follow-up after a degenerate label
 
 _LEAD = "the main thing this neuron does is find"
 
@@ -57,6 +57,17 @@ EXPLANATION_NUDGE = (
     "is find ...', and nothing else."
 )
 LEVEL_NUDGE = "Answer with a single integer from 0 to 10 and nothing else."
+# After a degenerate label (core.llm.labels, docs/method.md §1.8): why it was rejected.
+RELABEL_NUDGES = {
+    "repeats itself": "That answer repeats itself.",
+    "generic": "That answer would fit any neuron: it names nothing these {item_category} share.",
+    "copies an item title": "That answer names one of the {item_category} shown, not a concept.",
+}
+RELABEL_ASK = (
+    " In one short phrase, say what these {item_category} have in common (for example a genre, "
+    "a theme, a period, an audience or a style), completing 'the main thing this neuron does "
+    "is find ...'."
+)
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,12 @@ def verification_messages(
         {"role": "assistant", "content": str(shot.verification_case.level)},
         {"role": "user", "content": _verification_query(latent_id, explanation, case, ctx)},
     ]
+
+
+def relabel_nudge(reason: str, ctx: PromptContext) -> str:
+    """The follow-up that asks once more after a degenerate label, saying why it was rejected."""
+    text = RELABEL_NUDGES.get(reason, "That answer names nothing.") + RELABEL_ASK
+    return text.format(item_category=ctx.item_category)
 
 
 _PREFIXES = re.compile(

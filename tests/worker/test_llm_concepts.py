@@ -29,6 +29,8 @@ from core.llm.prompts import (
     parse_level,
     verification_messages,
 )
+from core.llm.verify import score_levels
+from core.reports import min_parsed_per_side
 from tests.worker.test_llm_client import Reply, ScriptedLLM, chat_reply, fast_client, scripted
 
 __all__ = ["scripted"]  # the fixture, imported for its side effect on pytest
@@ -121,7 +123,7 @@ def latent(latent_id: int = 1, n: int = 3) -> LatentCases:
 
     return LatentCases(
         latent_id,
-        construction=cases([f"Horror {i}" for i in range(n)], 9),
+        construction=cases([f"Night of Fear {i} (Horror)" for i in range(n)], 9),
         verification=cases(["Horror A", "Horror B", "Weird"][:n], 8),
         random=cases(["Comedy A", "Retry Comedy", "Horror Lookalike"][:n], 0),
     )
@@ -164,15 +166,43 @@ def test_explain_and_verify_excludes_unparseable_and_retries(scripted: Callable)
     assert row["method"] == "llm" and row["confidence"] == concept.confidence
 
 
-def test_too_few_parseable_is_unparseable(scripted: Callable) -> None:
+def test_too_few_parsed_answers_give_no_confidence(scripted: Callable) -> None:
     server = scripted(
-        lambda p: chat_reply("films" if "Activations:" in p["messages"][3]["content"] else "?")
+        lambda p: chat_reply(
+            "horror films" if "Activations:" in p["messages"][3]["content"] else "?"
+        )
     )
     concept = explain_and_verify(
         latent(), fast_client(server.base_url), CTX, LLMConceptConfig(n=3, max_retries=1)
     )
-    assert concept.status == "unparseable" and concept.confidence is None
-    assert concept.text == "films" and concept.details["n_parseable"] == 0
+    assert concept.status == "too_few_parsed" and concept.confidence is None
+    assert concept.text == "horror films" and concept.details["n_parseable"] == 0
+
+
+def test_eq4_one_sided_answers_give_no_confidence(scripted: Callable) -> None:
+    """Issue 9: every positive parses ("9"), no negative does -- half the answers parse, and the
+    old rule gave 1.0 resting on positives alone. Each side needs ceil(0.6 N) parsed answers."""
+
+    def answer(payload: dict[str, Any]) -> Reply:
+        if "Activations:" in payload["messages"][3]["content"]:
+            return chat_reply("horror films")
+        return chat_reply("9" if "Horror" in _last_item(payload) else "no idea")
+
+    lat = latent()
+    lat.verification = [CaseText(("Old Movie",), f"Horror {c}", 8) for c in "ABC"]
+    lat.random = [CaseText(("Old Movie",), f"Comedy {c}", 0) for c in "ABC"]
+    concept = explain_and_verify(
+        lat, fast_client(scripted(answer).base_url), CTX, LLMConceptConfig(n=3, max_retries=0)
+    )
+    assert concept.details["n_parseable"] == 3 and concept.details["n_unparseable"] == 3
+    assert (concept.status, concept.confidence) == ("too_few_parsed", None)
+    assert "0 negative" in concept.details["reason"] and "needs 2" in concept.details["reason"]
+
+
+def test_min_parsed_per_side_and_score_levels() -> None:
+    assert [min_parsed_per_side(n) for n in (1, 2, 3, 5, 10)] == [1, 2, 2, 3, 6]
+    assert score_levels([9, 9, None], [1, None, None], 3, 5)[1] == "too_few_parsed"
+    assert score_levels([9, 2, None], [1, 7, None], 3, 5) == (0.5, "verified", None)
 
 
 def test_unparseable_explanation(scripted: Callable) -> None:

@@ -21,8 +21,15 @@ from core.llm.concepts import (  # noqa: E402
     LLMConceptConfig,
     explain_latents,
 )
-from core.llm.prompts import PromptContext  # noqa: E402
+from core.llm.labels import explanation_schema, json_field, level_schema  # noqa: E402
+from core.llm.prompts import (  # noqa: E402
+    CaseText,
+    PromptContext,
+    explanation_messages,
+    verification_messages,
+)
 from core.llm.server import LocalLLM  # noqa: E402
+from core.llm.verify import parse_level_answer  # noqa: E402
 
 pytestmark = pytest.mark.llm
 
@@ -73,7 +80,9 @@ def test_explain_and_verify_for_real(local_llm: LocalLLM) -> None:
     assert [c.latent_id for c in concepts] == [11, 12]
     for concept in concepts:
         assert concept.model == "local"
-        assert concept.status in {"verified", "unparseable", "too_rare"}
+        assert concept.status in {
+            "verified", "unparseable", "too_rare", "too_few_parsed", "degenerate"
+        }  # fmt: skip
         assert concept.details["explanation_answers"], "no answer recorded"
     first, rare = concepts
     if first.status == "verified":
@@ -84,4 +93,24 @@ def test_explain_and_verify_for_real(local_llm: LocalLLM) -> None:
             assert level is None or 0 <= level <= 10
     else:
         assert first.confidence is None
-    assert rare.status in {"too_rare", "unparseable"} and rare.confidence is None
+    assert rare.status in {"too_rare", "unparseable", "degenerate"} and rare.confidence is None
+
+
+def test_llama_cpp_accepts_the_json_schemas(local_llm: LocalLLM) -> None:
+    """Issue 9: the bundled llama.cpp honours the JSON-schema response_format, so a level answer
+    is always an integer 0..10 and an explanation a JSON string (no fall back to text)."""
+    client = LLMClient(local_llm.base_url, timeout_s=120)
+    ctx = PromptContext("movies", "movie", "movielens", history_len=3)
+    case = CaseText(("Heat (1995) (Action, Crime)",), "Alien (1979) (Horror, Sci-Fi)", 0)
+    answer = client.chat(
+        verification_messages(1, "horror films", case, ctx),
+        max_tokens=16,
+        response_format=level_schema(),
+    )
+    assert answer.structured and not client.response_format_refused
+    assert parse_level_answer(answer.text) is not None, answer.text
+    cases = [CaseText((), label, 9) for label in ("Alien (1979) (Horror, Sci-Fi)",)]
+    answer = client.chat(
+        explanation_messages(1, cases, ctx), max_tokens=64, response_format=explanation_schema(160)
+    )
+    assert isinstance(json_field(answer.text, "explanation"), str), answer.text
