@@ -20,23 +20,22 @@ from backend.deps import DB_INT_MAX, TEXT_FILTER_MAX
 from backend.steering.cache import clear_cache
 from core import rundir
 from core.settings import Settings
+from core.store import migrate
 from core.store.engine import session_factory
 from tests.backend.accounts import signed_in
+from tests.backend.conftest import TEST_HOSTS, make_settings
 from tests.backend.factories import publish_fixture
 from tests.backend.synthetic_run import SyntheticRun, make_run
 
 HUGE = "9223372036854775808"  # 2**63: past SQLite's INTEGER too
 STEER_RUN = "inputs-steer"
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
 def steer_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, SyntheticRun]:
     """A steerable synthetic run (artifacts on disk) in a database of its own."""
-    from tests.backend.conftest import make_settings
-
     settings = make_settings(tmp_path_factory.mktemp("inputs"))
-    from core.store import migrate
-
     migrate.upgrade(settings.resolved_database_url)
     run = make_run(
         settings.data_dir,
@@ -176,9 +175,6 @@ def test_body_over_limit_is_413(steer_client: TestClient, steer_run: Any) -> Non
     # the same body under the limit is answered
     ok = steer_client.post(url, content=b'{"edits": []}' + b" " * 100, headers=JSON)
     assert ok.status_code == 200, ok.text
-
-
-JSON = {"content-type": "application/json"}
 
 
 def test_body_over_limit_is_413_when_streamed_without_content_length(
@@ -326,9 +322,6 @@ def test_openapi_documents_every_error_status_with_one_shape(client: TestClient)
 
 
 def test_missing_vectors_gives_503_page_naming_run_and_file(tmp_path: Path) -> None:
-    from core.store import migrate
-    from tests.backend.conftest import make_settings
-
     settings = make_settings(tmp_path)
     migrate.upgrade(settings.resolved_database_url)
     run = make_run(
@@ -355,9 +348,6 @@ def test_missing_vectors_gives_503_page_naming_run_and_file(tmp_path: Path) -> N
 @pytest.mark.postgres
 def test_huge_ids_and_pages_are_not_500_on_postgres(postgres_url: str, tmp_path: Path) -> None:
     """2**31 fits SQLite's INTEGER but not PostgreSQL's: it must never reach the query."""
-    from core.store import migrate
-    from tests.backend.conftest import TEST_HOSTS
-
     migrate.upgrade(postgres_url)
     publish_fixture(session_factory(postgres_url), run_id="pg-inputs")
     settings = Settings(data_dir=tmp_path, database_url=postgres_url, allowed_hosts=TEST_HOSTS)
