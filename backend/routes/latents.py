@@ -130,6 +130,8 @@ def _concept(c: Concept) -> dict[str, Any]:
         "status": c.status,
         "model": c.model,
         "created_at": c.created_at.isoformat() if c.created_at else None,
+        "source": c.source,  # pipeline / web
+        "run_version": c.run_version,  # the run version whose latent it explains
     }
 
 
@@ -165,7 +167,8 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
         "llm": {"text": latent.llm_concept, "confidence": latent.llm_confidence},
     }
     for method, summary in best.items():
-        latest = next((c for c in concepts if c.method == method), None)
+        current = (c for c in concepts if c.method == method and c.run_version == run.version)
+        latest = next(current, None)  # history of earlier versions describes other latents
         summary["latest"] = _concept(latest) if latest else None
 
     return {
@@ -179,7 +182,10 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
             "tuning": latent.tuning,
         },
         "concepts": best,
-        "history": [_concept(c) for c in concepts],
+        "history": [
+            {**_concept(c), "from_version": None if c.run_version == run.version else c.run_version}
+            for c in concepts
+        ],
         "examples": grouped,
         "promoted": decoder_items(latent.promoted or []),
         "suppressed": decoder_items(latent.suppressed or []),

@@ -343,3 +343,28 @@ def test_republish_refuses_to_lose_concepts_of_gone_latents(
     assert concepts(sessions, 15) == []
     kept = [c for c in concepts(sessions, 2) if c.method == "llm"]
     assert [c.run_version for c in kept] == [1, 2]  # latent 2 still exists: its history stays
+
+
+def test_history_of_an_earlier_version_is_marked_on_the_latent_page(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'recsae.db'}",
+        allowed_hosts=["testserver"],
+    )
+    migrate.upgrade(settings.resolved_database_url)
+    factory = session_factory(settings.resolved_database_url)
+    publish(factory, SAE_A)
+    add_concept(
+        factory,
+        {"run_id": "fixture", "latent_idx": 2, "method": "llm", "text": WEB_TEXT,
+         "confidence": 1.0, "status": "verified"},
+    )  # fmt: skip
+    publish(factory, SAE_B)  # another SAE: the web concept is history of version 1
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/runs/fixture/latents/2.json").json()
+        html = client.get("/runs/fixture/latents/2", headers={"accept": "text/html"}).text
+    (web,) = [h for h in page["history"] if h["text"] == WEB_TEXT]
+    assert (web["source"], web["run_version"], web["from_version"]) == ("web", 1, 1)
+    assert page["concepts"]["llm"]["latest"]["run_version"] == 2  # not the old version's
+    assert page["concepts"]["llm"]["text"] != WEB_TEXT
+    assert f'{WEB_TEXT} <span class="small muted">(from version 1)</span>' in html
