@@ -36,6 +36,8 @@ FIRST_STAGE_USING = {
     "sae_k": "train_sae",
     "sae_overrides": "train_sae",
     "n_examples": "interpret",
+    "tfidf_title_words": "interpret",
+    "llm_null": "explain_llm",
     "llm_latents": "explain_llm",
     "llm_local": "explain_llm",
     "tuning": "evaluate",
@@ -77,11 +79,17 @@ class RunConfig:
     sae_k: int = 8
     sae_overrides: dict[str, Any] = field(default_factory=dict)  # SAEConfig fields
     n_examples: int = 5  # N construction / verification / random cases per latent (paper §3.3)
+    # TF-IDF terms come from the items' descriptive fields (genres, tags, free text); title words
+    # too only when this is set (docs/method.md §1.8).
+    tfidf_title_words: bool = False
     tuning: bool = True  # targeted-tuning evaluation (paper §8)
     # LLM concepts (paper §3.3): how many latents to explain (0: none; the verified and most
     # active first), through RECSAE_LLM_BASE_URL, or the bundled local model with llm_local.
     llm_latents: int = 0
     llm_local: bool = False
+    # The null of each LLM confidence (docs/method.md §1.11): how many other explained latents'
+    # concepts (a seeded sample) are verified on its cases; each costs 2N LLM requests.
+    llm_null: int = 8
     sweep: bool = False  # sensitivity to s in {8, 16, 32} and k in {4, 8, 16} (paper §7)
 
     def __post_init__(self) -> None:

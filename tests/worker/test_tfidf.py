@@ -4,13 +4,15 @@ tokenisation."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from core.reports import is_verified
 from core.text import analyze, item_token_sets
 from worker.interpret.examples import ExampleSet, LatentExamples
-from worker.interpret.tfidf import tfidf_concepts, verify_term
+from worker.interpret.tfidf import TfidfConfig, descriptive_text, tfidf_concepts, verify_term
 
 ITEMS = [
     "Toy Story (1995) Animation Children Comedy",  # 0
@@ -120,3 +122,66 @@ def test_a_term_shared_by_construction_items_beats_a_rarer_title_word() -> None:
     concepts = tfidf_concepts(examples, items)
     assert concepts[0].text == "drama"
     assert [t for t, _ in concepts[0].terms][1:] == ["forrest", "gump"]  # "up" is a stop word
+
+
+def test_tfidf_null_scores_the_other_latents_concepts_on_this_latents_cases() -> None:
+    """docs/method.md §1.11: null(l) = {conf(c_m, V_l) : m != l}, by hand on the toy data."""
+    concepts = tfidf_concepts(_examples(), ITEMS)
+    # latent 1 ("crime", 0.75): V_1 = positives Se7en, Warriors; negatives Toy Story, Antz.
+    # "animation" (latent 0): 0 hits, both negatives carry it -> 0 / 4; "action" (latent 2):
+    # Warriors hit, both negatives correct -> 3 / 4.
+    null = concepts[1].details["null"]
+    assert null["n"] == 2 and null["mean"] == pytest.approx(0.375)
+    assert null["p95"] == pytest.approx(0.75 * 0.95) and null["lift"] == pytest.approx(0.375)
+    # latent 2 ("action", 0.5): "animation" 3 / 4, "crime" 2 / 4
+    assert concepts[2].details["null"]["p95"] == pytest.approx(0.5 + 0.25 * 0.95)
+    assert "null" not in concepts[0].details  # too rare: no confidence, no null
+    assert not is_verified(concepts[1].confidence, null["p95"])  # 0.75 < 0.8
+    assert is_verified(0.9, 0.7125) and not is_verified(0.9, 0.9) and not is_verified(0.9, None)
+
+
+def test_tfidf_null_sample_is_seeded_and_bounded() -> None:
+    a = tfidf_concepts(_examples(), ITEMS, TfidfConfig(null_size=1, null_seed=3))
+    b = tfidf_concepts(_examples(), ITEMS, TfidfConfig(null_size=1, null_seed=3))
+    assert a[1].details["null"]["n"] == 1
+    assert a[1].details["null"] == b[1].details["null"]
+
+
+def test_tfidf_eq4_needs_enough_cases_on_each_side() -> None:
+    ex = _examples()
+    ex.random.case[1, 1] = ex.random.item[1, 1] = -1  # latent 1 keeps one negative of N = 2
+    concepts = tfidf_concepts(ex, ITEMS)
+    assert (concepts[1].status, concepts[1].confidence) == ("too_few_parsed", None)
+    assert "1 negative" in concepts[1].details["reason"]
+    assert concepts[2].status == "verified"
+
+
+def test_each_concept_carries_its_margin_over_the_runner_up() -> None:
+    concepts = tfidf_concepts(_examples(), ITEMS)
+    c2 = concepts[2]  # action 2 idf2 / norm vs sci-fi idf1 / norm
+    assert c2.details["runner_up"] == "sci-fi"
+    assert c2.details["margin"] == pytest.approx(c2.terms[0][1] - c2.terms[1][1])
+    assert concepts[1].details["margin"] == pytest.approx(0.0)  # crime and thriller tie
+
+
+def test_candidates_come_from_descriptive_fields_title_words_only_when_asked() -> None:
+    data = SimpleNamespace(
+        item_title=["Die Hard (1988)", "Die Another Day (2002)", "Up (2009)"],
+        item_genres=[["Action"], ["Action", "Thriller"], ["Animation"]],
+        item_tags=[["christmas"], [], []],
+        item_text=["Die Hard (1988) | Action | christmas", "Die Another Day (2002) | Action, "
+                   "Thriller", "Up (2009) | Animation | a house flies"],
+    )  # fmt: skip
+    text = descriptive_text(data)  # type: ignore[arg-type]
+    assert text == ["Action | christmas", "Action, Thriller", "Animation | a house flies"]
+    assert descriptive_text(data, title_words=True)[0] == "Die Hard (1988) | Action | christmas"  # type: ignore[arg-type]
+    construction = _set([[0, 1], [2]])
+    empty = _set([[], []])
+    examples = LatentExamples(
+        construction=construction, verification=empty, random=empty,
+        n_active_construction=np.array([2, 1]), n_active_verification=np.array([0, 0]),
+        too_rare=np.array([True, True]), n=2, seed=0,
+    )  # fmt: skip
+    assert tfidf_concepts(examples, text)[0].text == "action"
+    with_titles = tfidf_concepts(examples, descriptive_text(data, True))  # type: ignore[arg-type]
+    assert "die" in [t for t, _ in with_titles[0].terms]

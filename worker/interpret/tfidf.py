@@ -8,7 +8,14 @@ is the top term; the top 3 are kept with their scores.
 Verification (paper §3.3.2, exact term matching): a verification case is a hit when the term is
 one of the tokens of its predicted item's metadata; a random (non-active) case is a failure when
 it is. Confidence = (hits on positives + misses on negatives) / (#positives + #negatives), which
-is (.. ) / (N + N) whenever the latent is not ``too_rare``.
+is (.. ) / (N + N) whenever the latent is not ``too_rare``; with fewer than
+``core.reports.min_parsed_per_side(N)`` cases on either side there is no confidence
+(``too_few_parsed``, docs/method.md §1.8).
+
+Candidates (docs/method.md §1.8): the items' descriptive fields -- genres, tags, free text --
+(:func:`descriptive_text`); title words only when asked (``RunConfig.tfidf_title_words``). Each
+concept keeps its margin over the runner-up term (``details["margin"]``), and its permutation
+null (``details["null"]``, ``worker.interpret.null``, docs/method.md §1.11).
 
 Tokenisation is :func:`core.text.analyze`, shared with every term match (steering included).
 """
@@ -23,8 +30,11 @@ import numpy as np
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from core.jsonsafe import jsonable
+from core.reports import min_parsed_per_side
 from core.text import analyze
+from worker.data.dataset import Dataset
 from worker.interpret.examples import LatentExamples
+from worker.interpret.null import tfidf_null
 
 
 def _pretokenized(doc: list[str]) -> list[str]:
@@ -42,6 +52,24 @@ class TfidfConfig:
     # Without it, title words of a single item ("gump", "ark") win on IDF and can never verify
     # on N distinct items.
     min_items: int = 2
+    null_seed: int = 0  # seeds the null's sample of other concepts (docs/method.md §1.11)
+    null_size: int | None = None  # other latents' concepts per null; None: all of them
+
+
+def descriptive_text(dataset: Dataset, title_words: bool = False) -> list[str]:
+    """[n_items] what TF-IDF counts and verification matches (docs/method.md §1.8): genres, tags
+    and free text -- the fields that describe an item -- and its title only if ``title_words``.
+    Title words name one item ("ii", "die", "guardians"), not what items share."""
+    out = []
+    for title, genres, tags, text in zip(
+        dataset.item_title, dataset.item_genres, dataset.item_tags, dataset.item_text, strict=True
+    ):
+        fields = [", ".join(genres), ", ".join(tags)]
+        # item_text is "title | genres | tags | free text" (docs/method.md §1.1): the free text
+        # is what is left of it
+        free = [p for p in text.split(" | ") if p and p != title and p not in fields]
+        out.append(" | ".join(p for p in ([title] if title_words else []) + fields + free if p))
+    return out
 
 
 @dataclass
@@ -52,7 +80,7 @@ class TfidfConcept:
     text: str  # the concept: top term ("" when status is no_text)
     terms: list[list[Any]]  # [[term, score], ...] best first, up to n_terms
     confidence: float | None  # None unless status == "verified"
-    status: str  # "verified" | "too_rare" | "no_text"
+    status: str  # "verified" (has a confidence) | "too_rare" | "too_few_parsed" | "no_text"
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -114,8 +142,15 @@ def _verify(
         {"case": int(c), "item": i, "present": h, "correct": not h}
         for c, i, h in zip(rnd.case[latent, neg_slots], neg_items, neg_hit, strict=True)
     ]
+    need = min_parsed_per_side(examples.n)
     if examples.too_rare[latent]:
         concept.status = "too_rare"  # docs/method.md §1.7: never verified on construction cases
+    elif len(pos_items) < need or len(neg_items) < need:
+        concept.status = "too_few_parsed"  # docs/method.md §1.8: eq. 4 needs both sides
+        details["reason"] = (
+            f"{len(pos_items)} positive and {len(neg_items)} negative cases; eq. 4 needs {need} "
+            "on each side"
+        )
     else:
         concept.status, concept.confidence = "verified", confidence
 
@@ -178,4 +213,9 @@ def tfidf_concepts(
         concept = concepts[latent]
         concept.text, concept.terms = str(terms[0][0]), terms
         _verify(concept, examples, tokens_of)
+        # How clearly the concept beats the next candidate (the runner-up's weight is 0 if none)
+        ranked = [float(scores[j]) for j in best] + [0.0]
+        concept.details["margin"] = ranked[0] - ranked[1]
+        concept.details["runner_up"] = terms[1][0] if len(terms) > 1 else None
+    tfidf_null(concepts, examples, tokens_of, seed=config.null_seed, size=config.null_size)
     return concepts
