@@ -153,30 +153,35 @@ def _slots(request: Request, capacity: int) -> asyncio.Semaphore:
 
 @asynccontextmanager
 async def _explaining(
-    request: Request, account: Account, settings: Settings
+    request: Request, session: SessionDep, account: Account, settings: Settings
 ) -> AsyncIterator[None]:
-    """Hold one of the process's explanation slots (503 when none frees up in time)."""
-    slots = _slots(request, max(1, settings.llm_explain_concurrency))
-    try:
-        async with asyncio.timeout(settings.llm_explain_queue_wait_s):
-            await slots.acquire()
-    except TimeoutError:
-        retry_after = max(1, math.ceil(settings.llm_explain_deadline_s))
-        raise HTTPException(
-            503,
-            f"The LLM is busy with {settings.llm_explain_concurrency} other explanation(s) "
-            f"(RECSAE_LLM_EXPLAIN_CONCURRENCY); try again in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        ) from None
+    """Within the account's quota, hold one of the process's explanation slots (429 past the
+    quota, 503 when no slot frees up in time). The account's explanation counts as running from
+    the quota check on, so requests sent at once cannot all slip under it."""
+    _check_quota(request, session, account, settings.llm_explains_per_hour)
     running = _running(request)
     running[account.id] = running.get(account.id, 0) + 1
+    slots = _slots(request, max(1, settings.llm_explain_concurrency))
     try:
-        yield
+        try:
+            async with asyncio.timeout(settings.llm_explain_queue_wait_s):
+                await slots.acquire()
+        except TimeoutError:
+            retry_after = max(1, math.ceil(settings.llm_explain_deadline_s))
+            raise HTTPException(
+                503,
+                f"The LLM is busy with {settings.llm_explain_concurrency} other explanation(s) "
+                f"(RECSAE_LLM_EXPLAIN_CONCURRENCY); try again in {retry_after} s",
+                headers={"Retry-After": str(retry_after)},
+            ) from None
+        try:
+            yield
+        finally:
+            slots.release()
     finally:
         running[account.id] -= 1
         if not running[account.id]:
             del running[account.id]
-        slots.release()
 
 
 async def _explain(
@@ -268,21 +273,18 @@ async def explain_latent(
     except LLMNotConfigured as exc:
         log.warning("explain: %s", exc)
         # Without a URL the message says what to set; a bad URL is not shown (it is internal).
-        detail = (
-            str(exc)
-            if not settings.llm_base_url
-            else "The LLM is misconfigured: "
-            + ("RECSAE_LLM_BASE_URL is not an http(s) URL; the server's log has the details")
-        )
+        detail = str(exc)
+        if settings.llm_base_url:
+            detail = "The LLM is misconfigured (RECSAE_LLM_BASE_URL is not an http(s) URL); "
+            detail += "the server's log has the details"
         raise HTTPException(503, detail) from None
     _check_rate(request, settings.llm_rate_limit_per_minute)
-    _check_quota(request, session, account, settings.llm_explains_per_hour)
     cases = _latent_cases(session, run.id, latent.idx, latent.too_rare)
     ctx = PromptContext(run.item_category, run.item_name, oneshot_kind(run.dataset))
     # N as the run recorded it: its stored examples are all the cases there are.
     config = LLMConceptConfig(n=max(len(cases.construction), len(cases.verification), 1))
     started = time.perf_counter()
-    async with _explaining(request, account, settings):
+    async with _explaining(request, session, account, settings):
         concept = await _explain(client, cases, ctx, config, settings.llm_explain_deadline_s)
     elapsed_s = time.perf_counter() - started
     created_at = datetime.now(UTC)

@@ -242,3 +242,29 @@ def test_per_user_explain_quota(
             select(Concept.account_id, Concept.source).where(Concept.account_id.is_not(None))
         ).all()
     assert sorted(rows) == sorted([(alice.id, "web")] * 2 + [(bob.id, "web")])
+
+
+def test_per_user_explain_quota_holds_for_requests_sent_at_once(
+    fresh_settings: Settings, published: dict[str, Any], scripted: Callable
+) -> None:
+    answer = level_by_parity(published)
+
+    def slow(payload: dict[str, Any]) -> Reply:
+        reply = answer(payload)
+        reply.delay_s = 0.05
+        return reply
+
+    server = scripted(slow)
+    # One slot: the others wait for it, and waiting must already count against the quota.
+    settings = {
+        **NO_LIMITS,
+        "llm_base_url": server.base_url,
+        "llm_explains_per_hour": 2,
+        "llm_explain_concurrency": 1,
+        "llm_explain_queue_wait_s": 60.0,
+    }
+    with TestClient(create_app(fresh_settings.model_copy(update=settings))) as client:
+        signed_in(client)
+        with ThreadPoolExecutor(5) as pool:
+            codes = sorted(pool.map(lambda _: client.post(URL).status_code, range(5)))
+    assert codes == [200, 200, 429, 429, 429]
