@@ -79,6 +79,11 @@ def guarded_page(browser: object, base_url: str) -> Iterator[object]:
         ),
     )
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # What the Content-Security-Policy blocks (backend/security.py) is reported on the console.
+    pg.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     pg.set_default_timeout(15_000)
     yield pg
     context.close()
