@@ -118,7 +118,7 @@ def publish_command(
     import json
     import time
 
-    from worker.config import RunConfig
+    from worker.config import STAGES, RunConfig
     from worker.run import Run
     from worker.stages.publish import publish
 
@@ -129,6 +129,15 @@ def publish_command(
     config = RunConfig(**json.loads(config_path.read_text()))
 
     target = Run(config, settings)
+    unfinished = [s for s in STAGES[:-1] if not (target.done(s) and target.outputs_present(s))]
+    if unfinished:  # a killed or failed run: its working directory is not one run's results
+        typer.secho(
+            f"error: run {run} is not finished in {target.dir} (not done: "
+            f"{', '.join(unfinished)}); finish it with `recsae run` first",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
     target.discard_history = discard_history
     start = time.perf_counter()
     try:

@@ -160,6 +160,23 @@ def latent_concepts(session: Session, run_id: str, idx: int) -> list[Concept]:
     )
 
 
+def kept_concepts_beyond(session: Session, run_id: str, n_latents: int) -> list[Concept]:
+    """Concepts a republish keeps (written from the web, or by the LLM) whose latent index is not
+    below ``n_latents``: a new SAE that small has no latent for them (``writes.publish_run``
+    refuses to drop them unless told)."""
+    return list(
+        session.scalars(
+            select(Concept)
+            .where(
+                Concept.run_id == run_id,
+                or_(Concept.source == "web", Concept.method == "llm"),
+                Concept.latent_idx >= n_latents,
+            )
+            .order_by(Concept.latent_idx, Concept.id)
+        )
+    )
+
+
 # --- items and users -------------------------------------------------------------------------
 
 
@@ -250,7 +267,6 @@ def latents_for_item(session: Session, run_id: str, item_idx: int) -> ItemLatent
 
 def get_user(session: Session, run_id: str, idx: int) -> User | None:
     return session.get(User, (run_id, idx))
-
 
 
 # --- steering ----------------------------------------------------------------------------------

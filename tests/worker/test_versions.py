@@ -233,6 +233,18 @@ def test_versions_list_and_remove_refuses_current(
         assert 1 not in numbers and dead.number not in numbers and current in numbers
         assert f"run {RUN_ID} (current: v{current})" in listed.output
         answers(workspace.settings)  # the explorer still serves the current version
+
+        # Publishing a working directory whose stages are not all done is refused up front.
+        marker = workspace.run_dir / rundir.done_marker("interpret")
+        saved = marker.read_text()
+        marker.unlink()
+        try:
+            refused = runner.invoke(cli_app, ["versions", "publish", RUN_ID])
+        finally:
+            marker.write_text(saved)
+        assert refused.exit_code == 1 and "not done: interpret" in refused.output
+        assert workspace.current()[0] == current
+        assert [v.number for v in list_versions(workspace.run_dir)] == numbers
     finally:
         get_settings.cache_clear()
 

@@ -211,6 +211,17 @@ def _write_discarded(path: Path) -> Callable[[list[dict[str, Any]]], None]:
     return write
 
 
+def _refusal(
+    err: HistoryWouldBeLost, run: Run, previous: int | None, number: int, unpublished: bool
+) -> str:
+    left = f"version {number} stays unpublished and " if unpublished else ""
+    return (
+        f"{err}; {left}the explorer keeps version {previous}. To publish anyway: recsae versions "
+        f"publish {run.config.run_id} --discard-history (it first writes those concepts to "
+        f"{_discard_file(run, number)})"
+    )
+
+
 def publish(run: Run) -> None:
     """A new version directory, then the transaction that makes it the run's current version.
 
@@ -227,6 +238,13 @@ def publish(run: Run) -> None:
     with sessions() as session:
         current = reads.get_run(session, run_id)
         previous = None if current is None else current.version
+        lost = reads.kept_concepts_beyond(session, run_id, len(rows["latents"]))
+        if lost and not run.discard_history:  # refused before any copying (checked again below)
+            number = next_number(run.dir, previous)
+            refused = HistoryWouldBeLost(
+                run_id, number, [{"latent_idx": c.latent_idx} for c in lost]
+            )
+            raise ConfigError(_refusal(refused, run, previous, number, unpublished=False))
     if previous is not None:
         mark_published(run.dir, previous)
     version = create_version(run_id, run.dir, next_number(run.dir, previous))
@@ -240,11 +258,7 @@ def publish(run: Run) -> None:
     try:
         publish_run(sessions, **rows, discard_history=discard)
     except HistoryWouldBeLost as err:
-        raise ConfigError(
-            f"{err}; version {version.number} stays unpublished and the explorer keeps version "
-            f"{previous}. To publish anyway: recsae versions publish {run_id} --discard-history "
-            f"(it first writes those concepts to {discarded})"
-        ) from err
+        raise ConfigError(_refusal(err, run, previous, version.number, unpublished=True)) from err
     mark_published(run.dir, version.number)
     if run.discard_history and discarded.exists():
         run.log(f"  concepts whose latents are gone were written to {discarded}")
