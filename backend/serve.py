@@ -24,7 +24,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from backend.app import create_app
-from core.accounts import public_serving_refusal
+from core.accounts import is_loopback, public_serving_refusal
 from core.net import free_port
 from core.settings import REPO_ROOT, Settings
 
@@ -83,6 +83,16 @@ def serve(
     refusal = public_serving_refusal(host, resolved)
     if refusal is not None:
         raise RefusedToServe(refusal)
+    if (
+        not is_loopback(host)
+        and resolved.allowed_hosts == Settings.model_fields["allowed_hosts"].default
+    ):
+        print(
+            f"note: serving on {host}, but only the Host names {resolved.allowed_hosts} are "
+            "answered (others get 400); set RECSAE_ALLOWED_HOSTS to the names this server is "
+            "reached by",
+            file=sys.stderr,
+        )
     options: dict[str, Any] = {
         "host": host, "port": port, "http": NoDelayH11Protocol, "log_level": log_level,
         "access_log": access_log, **uvicorn_proxy_options(resolved),

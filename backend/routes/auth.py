@@ -3,12 +3,16 @@
 The login form has no session yet, so it carries its own CSRF token: a random value in a cookie
 and the same value in a hidden field (double submit); backend/security.py also refuses it from
 another origin. ``next`` (where to go after signing in) is followed only when it is a path on
-this server, never another site.
+this server, never another site. Failed sign-ins are throttled per username and per address.
 """
 
 from __future__ import annotations
 
+import math
 import secrets
+import threading
+import time
+from collections import deque
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -26,6 +30,46 @@ from core.accounts import AccountError
 router = APIRouter(tags=["accounts"])
 
 LOGIN_CSRF_COOKIE = "recsae_login_csrf"
+
+
+class LoginThrottle:
+    """Failed sign-ins counted per username and per client address within ``window_s``; past a
+    key's limit, tries are refused (429) until its oldest failure ages out. Argon2 makes each
+    guess slow; this bounds how many a client gets (per server process)."""
+
+    def __init__(self, per_user: int = 10, per_address: int = 30, window_s: float = 300.0):
+        self.limits = {"user": per_user, "addr": per_address}
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def keys(username: str, address: str) -> list[str]:
+        return [f"user:{username.lower()}", f"addr:{address}"]
+
+    def retry_after(self, keys: list[str]) -> float:
+        """Seconds until every key may try again (0: now)."""
+        now, wait = time.monotonic(), 0.0
+        with self._lock:
+            for key in keys:
+                times = self._failures.get(key, deque())
+                while times and times[0] <= now - self.window_s:
+                    times.popleft()
+                if len(times) >= self.limits[key.partition(":")[0]]:
+                    wait = max(wait, times[0] + self.window_s - now)
+        return wait
+
+    def failed(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.setdefault(key, deque()).append(time.monotonic())
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    throttle: LoginThrottle | None = getattr(request.app.state, "login_throttle", None)
+    if throttle is None:
+        throttle = request.app.state.login_throttle = LoginThrottle()
+    return throttle
 
 
 def safe_next(target: str | None) -> str:
@@ -63,7 +107,7 @@ def login_form(request: Request, settings: SettingsDep, next: str = "/") -> HTML
     "/login",
     response_class=HTMLResponse,
     summary="Sign in (form post; redirects to next)",
-    responses=errors.responses(401, 403),
+    responses=errors.responses(401, 403, 429),
 )
 async def login(
     request: Request,
@@ -79,9 +123,18 @@ async def login(
     if not cookie_token or not secrets.compare_digest(cookie_token, csrf_token):
         error = "The form expired or did not come from this page; please try again."
         return _login_page(request, fresh, target, error, 403, settings.cookie_secure)
+    keys = LoginThrottle.keys(username, request.client.host if request.client else "unknown")
+    wait_s = _throttle(request).retry_after(keys)
+    if wait_s > 0:
+        retry = max(1, math.ceil(wait_s))
+        error = f"Too many failed sign-ins; try again in {retry} s."
+        page = _login_page(request, fresh, target, error, 429, settings.cookie_secure)
+        page.headers["Retry-After"] = str(retry)
+        return page
     sessions = request.app.state.sessions
     account = await run_in_threadpool(accounts.authenticate, sessions, username, password)
     if account is None:
+        _throttle(request).failed(keys)
         error = "Wrong username or password (or the account is disabled)."
         return _login_page(request, fresh, target, error, 401, settings.cookie_secure)
     ttl = timedelta(hours=settings.session_ttl_hours)

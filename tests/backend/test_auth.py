@@ -295,3 +295,18 @@ def test_header_shows_who_is_signed_in(app_client: TestClient) -> None:
     page = app_client.get("/runs/fixture")
     assert "ann</span> · <button" in page.text
     assert f'<meta name="csrf-token" content="{login.csrf_token}">' in page.text
+
+
+def test_repeated_failed_sign_ins_are_throttled(app_client: TestClient) -> None:
+    create_account(app_client.app.state.sessions, "annotator", "ann")  # type: ignore[attr-defined]
+    create_account(app_client.app.state.sessions, "annotator", "bob")  # type: ignore[attr-defined]
+    codes = [
+        sign_in_with_form(app_client, "ann", f"guess number {i}").status_code for i in range(10)
+    ]
+    assert codes == [401] * 10
+    # Even the right password is refused now, with when to try again.
+    blocked = sign_in_with_form(app_client, "ann", PASSWORD)
+    assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
+    assert SESSION_COOKIE not in app_client.cookies
+    # Another account from the same address is not locked out by ann's failures.
+    assert sign_in_with_form(app_client, "bob", PASSWORD).status_code == 303
