@@ -1,4 +1,5 @@
-"""Accounts (people who sign in to the explorer) and their login sessions (docs/architecture.md).
+"""Accounts (people who sign in to the explorer) and their login sessions (README, "Accounts and
+security").
 
 Roles: ``admin`` (manages accounts; may do everything an annotator may) and ``annotator``
 (writes concepts and, later, annotations). Passwords are hashed with pwdlib's recommended hasher

@@ -32,6 +32,11 @@ router = APIRouter(tags=["accounts"])
 LOGIN_CSRF_COOKIE = "recsae_login_csrf"
 
 
+def _redirects(description: str, *codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error statuses (one shape) plus the 303 a successful form post answers."""
+    return {303: {"description": description}, **errors.responses(*codes)}
+
+
 class LoginThrottle:
     """Failed sign-ins counted per username and per client address within ``window_s``; past a
     key's limit, tries are refused (429) until its oldest failure ages out. Argon2 makes each
@@ -107,7 +112,7 @@ def login_form(request: Request, settings: SettingsDep, next: str = "/") -> HTML
     "/login",
     response_class=HTMLResponse,
     summary="Sign in (form post; redirects to next)",
-    responses=errors.responses(401, 403, 429),
+    responses=_redirects("Signed in: on to `next`", 401, 403, 429),
 )
 async def login(
     request: Request,
@@ -148,7 +153,11 @@ async def login(
     return response
 
 
-@router.post("/logout", summary="Sign out (form post)", responses=errors.responses(403))
+@router.post(
+    "/logout",
+    summary="Sign out (form post)",
+    responses=_redirects("Signed out: on to the runs", 403),
+)
 async def logout(request: Request, login: LoginDep) -> Response:
     """End this browser's session (the form carries the session's CSRF token)."""
     token = request.cookies.get(SESSION_COOKIE)
@@ -202,7 +211,7 @@ def accounts_page(request: Request, _admin: AdminDep) -> HTMLResponse:
     "/admin/accounts",
     response_class=HTMLResponse,
     summary="Add an account (admin, form post)",
-    responses=errors.responses(400, 401, 403),
+    responses=_redirects("Added: back to the list", 400, 401, 403),
 )
 def add_account(
     request: Request,
@@ -222,7 +231,7 @@ def add_account(
     "/admin/accounts/{username}/disabled",
     response_class=HTMLResponse,
     summary="Disable or enable an account (admin, form post)",
-    responses=errors.responses(400, 401, 403, 404),
+    responses=_redirects("Done: back to the list", 400, 401, 403, 404),
 )
 def set_disabled(
     request: Request,
