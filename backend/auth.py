@@ -24,6 +24,7 @@ SESSION_COOKIE = "recsae_session"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+ASSET_PREFIXES = ("/static/", "/vendor/")  # files: no session lookup for them
 
 SIGN_IN_DETAIL = "Sign in to do this: open /login with an account (an admin creates accounts)."
 
@@ -44,7 +45,7 @@ class SessionLookup:
         if scope["type"] == "http":
             token = Request(scope).cookies.get(SESSION_COOKIE)
             login = None
-            if token:
+            if token and not scope["path"].startswith(ASSET_PREFIXES):
                 sessions = scope["app"].state.sessions
                 login = await run_in_threadpool(accounts.lookup_session, sessions, token)
             scope.setdefault("state", {})["login"] = login

@@ -310,3 +310,33 @@ def test_repeated_failed_sign_ins_are_throttled(app_client: TestClient) -> None:
     assert SESSION_COOKIE not in app_client.cookies
     # Another account from the same address is not locked out by ann's failures.
     assert sign_in_with_form(app_client, "bob", PASSWORD).status_code == 303
+
+
+@pytest.mark.postgres
+def test_accounts_and_sessions_on_postgres(postgres_url: str) -> None:
+    from core.store.migrate import upgrade
+
+    upgrade(postgres_url)
+    sessions = session_factory(postgres_url)
+    account = create_account(sessions, "admin", "pg-root")
+    assert accounts.admin_exists(sessions)
+    token, login = accounts.start_session(sessions, account.id, timedelta(hours=1))
+    found = accounts.lookup_session(sessions, token)
+    assert found is not None and found.account.username == "pg-root"
+    assert found.csrf_token == login.csrf_token and found.expires_at.tzinfo is not None
+    with sessions.begin() as session:
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        session.execute(
+            update(LoginSession)
+            .where(LoginSession.token_hash == token_hash(token))
+            .values(expires_at=past)
+        )
+    assert accounts.lookup_session(sessions, token) is None
+    token, _ = accounts.start_session(sessions, account.id, timedelta(hours=1))
+    accounts.set_disabled(sessions, "pg-root")
+    assert accounts.lookup_session(sessions, token) is None
+    with sessions() as session:
+        left = session.scalars(
+            select(LoginSession).where(LoginSession.account_id == account.id)
+        ).all()
+    assert left == []  # the expired one swept at the next sign-in, the live one at disabling
