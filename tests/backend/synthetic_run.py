@@ -45,6 +45,7 @@ def make_run(
     k: int = 8,
     n_tags: int = 60,
     seed: int = 0,
+    examples_per_role: int = 0,
 ) -> SyntheticRun:
     """Write ``<data_dir>/runs/<run_id>/`` (SAELens-style SAE + vectors) and publish its rows.
 
@@ -52,7 +53,10 @@ def make_run(
     ``n_tags`` decoder rows are those directions (so latent t's concept is tag t), the rest
     random unit vectors; W_enc = W_dec^T. Items carry 2 tags (Zipf popularity) and embed as the
     sum of their tag directions plus noise; users prefer 2 tags, and their vectors, histories and
-    test items follow those preferences.
+    test items follow those preferences. ``examples_per_role`` > 0 also stores that many
+    construction / verification / random examples per latent (users' last 20 items, as the worker
+    stores them), for benchmarks of the latent page; they come from their own generator, so the
+    rest of the run is the same either way.
     """
     if n_tags > n_latents:
         raise ValueError(f"n_tags ({n_tags}) must be <= n_latents ({n_latents})")
@@ -157,5 +161,29 @@ def make_run(
         "item_category": "movies",
         "item_name": "movie",
     }
-    publish_run(sessions, run, items, users, latents, [], [], [])
+    examples = _examples(users, n_items, n_latents, examples_per_role, seed)
+    publish_run(sessions, run, items, users, latents, examples, [], [])
     return SyntheticRun(run_id, art, tags, item_tags, np.asarray(test_users, dtype=np.int64))
+
+
+def _examples(
+    users: list[dict], n_items: int, n_latents: int, per_role: int, seed: int
+) -> list[dict]:
+    rng = np.random.default_rng([seed, 1])
+    out = []
+    for j in range(n_latents):
+        for role in ("construction", "verification", "random"):
+            for rank, u in enumerate(rng.integers(len(users), size=per_role)):
+                active = role != "random"
+                out.append(
+                    {
+                        "latent_idx": j,
+                        "role": role,
+                        "user_idx": int(u),
+                        "history": users[u]["history"][-20:],
+                        "predicted_item": int(rng.integers(n_items)),
+                        "activation": 2.0 / (rank + 1) if active else 0.0,
+                        "level": 10 - rank if active else 0,
+                    }
+                )
+    return out
