@@ -21,6 +21,7 @@ from worker.metrics.interpretation import (
     hit_ratio_by_level,
     inter_latent_similarity,
     intra_latent_similarity,
+    null_summary,
     similarity_table,
     top_latent_items,
 )
@@ -74,6 +75,27 @@ def test_concept_counts() -> None:
         "concepts_verified": 1,
         "latents_all": 3,
         "concepts_all": 2,
+    }
+
+
+def test_verified_needs_confidence_and_the_null_in_every_table() -> None:
+    """docs/method.md §1.11: with nulls, a latent counts only above its null's p95."""
+    texts, conf = ["action", "crime", "drama", "war"], [0.9, 0.8, 0.85, 0.95]
+    p95 = [0.7, 0.8, None, 0.5]  # crime ties its null; drama has none
+    counts = concept_counts(texts, conf, null_p95=p95)
+    assert (counts["latents_verified"], counts["concepts_verified"]) == (2, 2)
+    assert concept_counts(texts, conf)["latents_verified"] == 4  # the paper's P >= 0.8 alone
+    items = np.array([[0, 1], [0, 3], [1, 2], [2, 3]])
+    assert similarity_table(items, EMB, conf, null_p95=p95)["n_latents"] == 2
+    summary = null_summary([*conf, 0.3, None], [*p95, 0.1, None], [0.1, 0.0, 0.2, 0.3, 0.05, 0.4])
+    assert summary == {
+        "confident": 4,
+        "verified": 2,
+        "with_confidence": 5,
+        "with_null": 4,
+        "null_p95_mean": pytest.approx((0.7 + 0.8 + 0.5 + 0.1) / 4),
+        "null_p95_median": pytest.approx(0.6),
+        "margin_median": pytest.approx(0.1),
     }
 
 

@@ -2,7 +2,12 @@
 arrays.
 
 - Table 3: intra- and inter-latent similarity of the item embeddings of latents' top items.
-- Table 4: number of latents and unique concepts, verified (confidence >= 0.8) and all.
+- Table 4: number of latents and unique concepts, verified and all.
+- The null's effect (docs/method.md §1.11): latents with confidence >= 0.8, and how many of them
+  are verified -- also above their permutation null's 95th percentile (``null_summary``).
+
+"Verified" is ``core.reports.is_verified`` when the nulls are given (the pipeline always gives
+them), else the paper's confidence >= 0.8 alone.
 - Table 6: coverage of item features (genres, tags) by verified TF-IDF concepts.
 - Figure 5: concept hit ratio of the top-1 item by activation level, vs the global rate.
 - Figure 2: histogram of confidence scores.
@@ -18,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from core.reports import VERIFIED_CONFIDENCE
+from core.reports import VERIFIED_CONFIDENCE, is_confident, is_verified
 from worker.interpret.examples import top_distinct
 from worker.interpret.levels import N_LEVELS, check_codes
 
@@ -26,10 +31,41 @@ _EPS = 1e-9  # confidences are ratios of small integers; compare with a toleranc
 
 
 def verified_mask(
-    confidence: Sequence[float | None], threshold: float = VERIFIED_CONFIDENCE
+    confidence: Sequence[float | None],
+    threshold: float = VERIFIED_CONFIDENCE,
+    null_p95: Sequence[float | None] | None = None,
 ) -> np.ndarray:
-    """[L] bool: confidence is known and >= threshold."""
-    return np.array([c is not None and c >= threshold - _EPS for c in confidence], dtype=bool)
+    """[L] bool: confidence is known and >= threshold; given each latent's null p95, also
+    verified by the one definition, ``core.reports.is_verified`` (docs/method.md §1.11)."""
+    ok = [c is not None and c >= threshold - _EPS for c in confidence]
+    if null_p95 is not None:
+        if len(null_p95) != len(confidence):
+            raise ValueError(f"{len(null_p95)} null p95s for {len(confidence)} confidences")
+        ok = [o and is_verified(c, p) for o, c, p in zip(ok, confidence, null_p95, strict=True)]
+    return np.array(ok, dtype=bool)
+
+
+def null_summary(
+    confidence: Sequence[float | None],
+    null_p95: Sequence[float | None],
+    margins: Sequence[float | None] | None = None,
+) -> dict[str, Any]:
+    """docs/method.md §1.11 for one method and representation (``core.reports.NullSummary``):
+    latents with confidence >= 0.8, how many stay verified above their null's p95, the nulls'
+    p95 (mean, median) and, for TF-IDF, the median margin of the concept term."""
+    scored = [(c, p) for c, p in zip(confidence, null_p95, strict=True) if c is not None]
+    p95s = [p for _, p in scored if p is not None]
+    kept = [m for (c, m) in zip(confidence, margins or [], strict=False) if c is not None]
+    kept_margins = [m for m in kept if m is not None]
+    return {
+        "confident": sum(is_confident(c) for c, _ in scored),
+        "verified": sum(is_verified(c, p) for c, p in scored),
+        "with_confidence": len(scored),
+        "with_null": len(p95s),
+        "null_p95_mean": float(np.mean(p95s)) if p95s else None,
+        "null_p95_median": float(np.median(p95s)) if p95s else None,
+        "margin_median": float(np.median(kept_margins)) if kept_margins else None,
+    }
 
 
 def top_latent_items(
@@ -103,11 +139,12 @@ def similarity_table(
     item_emb: np.ndarray,
     confidence: Sequence[float | None],
     threshold: float = VERIFIED_CONFIDENCE,
+    null_p95: Sequence[float | None] | None = None,
 ) -> dict[str, float | int]:
-    """Table 3 row: {"intra", "inter", "n_latents"} over latents with confidence >= threshold."""
+    """Table 3 row: {"intra", "inter", "n_latents"} over verified latents (``verified_mask``)."""
     if len(confidence) != len(items):
         raise ValueError(f"{len(confidence)} confidences for {len(items)} latents")
-    sel = verified_mask(confidence, threshold)
+    sel = verified_mask(confidence, threshold, null_p95)
     intra = intra_latent_similarity(items[sel], item_emb) if sel.any() else np.array([])
     intra = intra[~np.isnan(intra)]
     return {
@@ -121,6 +158,7 @@ def concept_counts(
     concepts: Sequence[str | None],
     confidence: Sequence[float | None],
     threshold: float = VERIFIED_CONFIDENCE,
+    null_p95: Sequence[float | None] | None = None,
 ) -> dict[str, int]:
     """Table 4 cell: latents and unique concepts, verified (>= threshold) and all.
 
@@ -131,7 +169,7 @@ def concept_counts(
         raise ValueError(f"{len(concepts)} concepts for {len(confidence)} confidences")
     texts = [(c or "").strip().lower() for c in concepts]
     has = np.array([bool(t) for t in texts], dtype=bool)
-    ver = verified_mask(confidence, threshold) & has
+    ver = verified_mask(confidence, threshold, null_p95) & has
     return {
         "latents_verified": int(ver.sum()),
         "concepts_verified": len({t for t, v in zip(texts, ver, strict=True) if v}),

@@ -7,19 +7,21 @@ from typing import Any
 import numpy as np
 
 from core.jsonsafe import jsonable
-from core.reports import VERIFIED_CONFIDENCE, PaperReport
+from core.reports import PaperReport, details_null_p95, is_verified
 from core.rundir import REPORT, TUNING
 from core.text import analyze, item_token_sets
 from worker.artifacts import save_tuning
 from worker.cases import TRAIN
 from worker.data.readers import NO_GENRES
 from worker.interpret.result import PARTS
+from worker.interpret.tfidf import descriptive_text
 from worker.interpret.tuning import TuningConfig, targeted_tuning
 from worker.metrics.interpretation import (
     concept_counts,
     confidence_histogram,
     feature_coverage,
     hit_ratio_by_level,
+    null_summary,
     similarity_table,
     top_latent_items,
 )
@@ -39,8 +41,9 @@ def _codes(run: Run, name: str) -> tuple[np.ndarray, np.ndarray]:
 def _per_representation(
     run: Run, report: dict[str, Any], item_tokens: list[frozenset[str]]
 ) -> dict[str, dict[int, str]]:
-    """Tables 3 and 4, Figures 2 and 5 for the SAE and the Base; returns their verified concepts
-    ({latent: term} per representation)."""
+    """Tables 3 and 4, Figures 2 and 5 and the null's effect for the SAE and the Base; returns
+    their verified concepts ({latent: term} per representation). Verified: confidence >= 0.8
+    and above the null's p95, ``core.reports.is_verified`` (docs/method.md §1.11)."""
     cases, item_emb = run.probe.cases, run.probe.item_emb
     top1 = run.record.top_items[:, 0]
     verified_concepts: dict[str, dict[int, str]] = {}
@@ -48,15 +51,18 @@ def _per_representation(
         idx, val = _codes(run, name)
         part = run.interpretation.part(name)
         conf = [c.confidence for c in part.concepts]
+        p95 = [details_null_p95(c.details) for c in part.concepts]
         texts = [c.text or None for c in part.concepts]
         items = top_latent_items(idx, val, top1, part.n_latents, n=5)
-        report["table3"][name] = similarity_table(items, item_emb, conf, VERIFIED_CONFIDENCE)
-        report["table4"][name] = concept_counts(texts, conf, VERIFIED_CONFIDENCE)
+        report["table3"][name] = similarity_table(items, item_emb, conf, null_p95=p95)
+        report["table4"][name] = concept_counts(texts, conf, null_p95=p95)
         report["figure2"][name] = confidence_histogram(conf)
+        margins = [c.details.get("margin") for c in part.concepts]
+        report["null"]["tfidf"][name] = null_summary(conf, p95, margins)
         verified_concepts[name] = {
             c.latent: c.text
             for c in part.concepts
-            if c.confidence is not None and c.confidence >= VERIFIED_CONFIDENCE and c.text
+            if c.text and is_verified(c.confidence, details_null_p95(c.details))
         }
         for levels_name in ("levels", "pooled_levels"):
             report["figure5"][f"{name}_{levels_name}"] = hit_ratio_by_level(
@@ -93,16 +99,22 @@ def _tuning(
 
 def evaluate(run: Run) -> None:
     dataset = run.dataset
-    item_tokens = item_token_sets(dataset.item_text)
-    report: dict[str, Any] = {"table3": {}, "table4": {}, "figure2": {}, "figure5": {}}
+    # concepts are matched against what TF-IDF counted (docs/method.md §1.8)
+    item_tokens = item_token_sets(descriptive_text(dataset, run.config.tfidf_title_words))
+    report: dict[str, Any] = {
+        "table3": {}, "table4": {}, "figure2": {}, "figure5": {}, "null": {"tfidf": {}}
+    }  # fmt: skip
     verified_concepts = _per_representation(run, report, item_tokens)
 
     llm = run.llm_concepts
     if llm:  # Table 4 for the LLM method, over the latents it explained
+        conf = [c.confidence for c in llm]
+        p95 = [details_null_p95(c.details) for c in llm]
         report["table4_llm"] = {
-            "sae": concept_counts([c.text or None for c in llm], [c.confidence for c in llm])
+            "sae": concept_counts([c.text or None for c in llm], conf, null_p95=p95)
         }
-        report["figure2_llm"] = {"sae": confidence_histogram([c.confidence for c in llm])}
+        report["figure2_llm"] = {"sae": confidence_histogram(conf)}
+        report["null"]["llm"] = {"sae": null_summary(conf, p95)}
 
     genres = [[g for g in gs if g != NO_GENRES] for gs in dataset.item_genres]
     terms = sorted(set(verified_concepts["sae"].values()))
@@ -124,3 +136,9 @@ def evaluate(run: Run) -> None:
         f"{t3['base']['inter']:.3f} -> {t3['sae']['inter']:.3f}; Table 4 verified "
         f"{t4['base']} -> {t4['sae']}"
     )
+    for method, parts in report["null"].items():
+        null = parts["sae"]
+        run.log(
+            f"  {method}: {null['confident']} SAE latents with confidence >= 0.8, "
+            f"{null['verified']} also above their null's p95 (median p95 {null['null_p95_median']})"
+        )

@@ -8,11 +8,18 @@ import contextlib
 import numpy as np
 
 from core.llm.client import LLMClient, LLMNotConfigured
-from core.llm.concepts import ItemLookup, LatentCases, RawCase, explain_latents
+from core.llm.concepts import (
+    ItemLookup,
+    LatentCases,
+    LLMConceptConfig,
+    RawCase,
+    explain_latents,
+)
+from core.llm.null import llm_null
 from core.llm.prompts import PromptContext, oneshot_kind
 from core.llm.server import LocalLLM
 from core.net import free_port
-from core.reports import VERIFIED_CONFIDENCE
+from core.reports import details_null_p95, is_confident, is_verified
 from core.rundir import LLM_CONCEPTS
 from core.settings import Settings
 from worker.artifacts import save_llm_concepts
@@ -89,19 +96,20 @@ def explain_llm(run: Run) -> None:
             oneshot=oneshot_kind(cfg.dataset_name),
         )  # fmt: skip
         chosen = set(llm_priority(run)[: cfg.llm_latents])
-        concepts = explain_latents(
-            [lc for lc in llm_latent_cases(run) if lc.latent_id in chosen], client, ctx
-        )
+        latents = [lc for lc in llm_latent_cases(run) if lc.latent_id in chosen]
+        config = LLMConceptConfig(n=cfg.n_examples)
+        concepts = explain_latents(latents, client, ctx, config)
+        # docs/method.md §1.11: each confidence beside other explanations' on the same cases
+        llm_null(concepts, latents, client, ctx, config, size=cfg.llm_null, seed=cfg.seed)
         if client.cache is not None:
             run.log(
                 f"  LLM cache: {client.cache.stats.hits} hits, {client.cache.stats.misses} misses"
             )
     save_llm_concepts(run.dir, concepts)
     run.llm_concepts = concepts
-    n_ok = sum(
-        1 for c in concepts if c.confidence is not None and c.confidence >= VERIFIED_CONFIDENCE
-    )
+    n_conf = sum(is_confident(c.confidence) for c in concepts)
+    n_ok = sum(is_verified(c.confidence, details_null_p95(c.details)) for c in concepts)
     run.log(
-        f"  LLM concepts: {len(concepts)} latents explained, {n_ok} with confidence >= "
-        f"{VERIFIED_CONFIDENCE}"
+        f"  LLM concepts: {len(concepts)} latents explained, {n_conf} with confidence >= 0.8, "
+        f"{n_ok} of them also above their null's p95"
     )

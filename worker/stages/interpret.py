@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.reports import VERIFIED_CONFIDENCE
+from core.reports import details_null_p95, is_verified
 from worker.cases import DEV, TEST, TRAIN, Cases
 from worker.data.dataset import Dataset
 from worker.interpret.baseline import base_latents
@@ -14,7 +14,7 @@ from worker.interpret.examples import select_examples
 from worker.interpret.levels import assign_levels, fit_level_edges
 from worker.interpret.result import CodesInterpretation, Interpretation
 from worker.interpret.statistics import decoder_item_effects, latent_statistics
-from worker.interpret.tfidf import tfidf_concepts
+from worker.interpret.tfidf import TfidfConfig, descriptive_text, tfidf_concepts
 from worker.run import Run
 
 
@@ -32,10 +32,10 @@ def verification_pool(cases: Cases) -> Cases:
 
 def interpret_codes(
     dataset: Dataset, cases: Cases, idx: np.ndarray, val: np.ndarray, top: np.ndarray,
-    n_latents: int, n: int, seed: int,
+    n_latents: int, n: int, seed: int, title_words: bool = False,
 ) -> CodesInterpretation:  # fmt: skip
     """docs/method.md §1.6–1.8 on one set of codes: idx / val [C, k], top [C, 10] the model's top
-    items."""
+    items; TF-IDF reads the descriptive fields (and titles if ``title_words``)."""
     train_mask = cases.side == TRAIN
     cases = verification_pool(cases)
     edges = fit_level_edges(idx, val, train_mask, n_latents)
@@ -48,7 +48,9 @@ def interpret_codes(
         levels=levels,
         pooled_levels=pooled_levels,
         examples=examples,
-        concepts=tfidf_concepts(examples, dataset.item_text),
+        concepts=tfidf_concepts(
+            examples, descriptive_text(dataset, title_words), TfidfConfig(null_seed=seed)
+        ),
         statistics=latent_statistics(idx, val, train_mask, n_latents),
     )
 
@@ -58,24 +60,22 @@ def interpret(run: Run) -> None:
     cases, reps = probe.cases, probe.reps
     sae_part = interpret_codes(
         dataset, cases, rec.latent_idx, rec.latent_val, rec.top_items, sae.n_latents,
-        cfg.n_examples, cfg.seed,
+        cfg.n_examples, cfg.seed, cfg.tfidf_title_words,
     )  # fmt: skip
     # Base (paper §4.3): the raw dimensions as latents, through the same construction/verification.
     base_idx, base_val = base_latents(reps, sae.k, fit_mask=cases.side == TRAIN)
     base_part = interpret_codes(
-        dataset, cases, base_idx, base_val, rec.top_items, reps.shape[1], cfg.n_examples, cfg.seed
-    )
+        dataset, cases, base_idx, base_val, rec.top_items, reps.shape[1], cfg.n_examples, cfg.seed,
+        cfg.tfidf_title_words,
+    )  # fmt: skip
     base_part.codes = (base_idx, base_val)
     W_dec = sae.W_dec.detach().numpy()
     promoted, suppressed = decoder_item_effects(W_dec, probe.item_emb)
     result = Interpretation(sae_part, base_part, promoted, suppressed)
     result.save(run.dir)
     run.interpretation = result
-    n_ok = sum(
-        1 for c in sae_part.concepts
-        if c.confidence is not None and c.confidence >= VERIFIED_CONFIDENCE
-    )  # fmt: skip
+    n_ok = sum(is_verified(c.confidence, details_null_p95(c.details)) for c in sae_part.concepts)
     run.log(
-        f"  TF-IDF concepts with confidence >= {VERIFIED_CONFIDENCE}: {n_ok} of {sae.n_latents} "
-        "latents"
+        f"  verified TF-IDF concepts (>= 0.8 and above their null's p95): {n_ok} of "
+        f"{sae.n_latents} latents"
     )
