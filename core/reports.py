@@ -146,7 +146,9 @@ class SAEReport(Record):
     random_sae_fvu_test: float | None = None
     ae_fvu_test: float | None = None
     dev_score: float | None = None
-    score_tolerance: float | None = None
+    score_tolerance: float | None = None  # the dev-NDCG veto's tolerance at the winner (§1.4)
+    veto: str | None = None  # "paired" (per-case difference CI) or "fixed"
+    vetoed_lower_fvu: int | None = None  # evaluations with a lower dev FVU the veto removed
     dead_fraction: float | None = None
     l0: float | None = None
     k_aux: int | None = None

@@ -21,6 +21,7 @@ from worker.sae.train import (
     aux_loss,
     encode_batched,
     init_sae,
+    paired_tolerance,
     remove_parallel_grad,
     train_sae,
 )
@@ -210,8 +211,54 @@ def test_train_sae_uses_dev_score() -> None:
         calls.append(1)
         return -float(len(calls))  # the first evaluation is the best by score
 
-    _, report = train_sae(x, x_dev, replace(FAST, max_epochs=5), dev_score_fn=score, progress=False)
+    fixed = replace(FAST, max_epochs=5, score_tolerance=0.005)
+    _, report = train_sae(x, x_dev, fixed, dev_score_fn=score, progress=False)
     assert len(calls) == 5 and report["best_epoch"] == 1 and report["dev_score"] == -1.0
+    assert (report["veto"], report["score_tolerance"]) == ("fixed", 0.005)
+    assert report["vetoed_lower_fvu"] >= 1  # later epochs fit better but score worse
+    with pytest.raises(ValueError, match="per-case scores"):
+        train_sae(x, x_dev, replace(FAST, max_epochs=2), dev_score_fn=score, progress=False)
+
+
+def test_paired_veto_can_veto_where_the_base_ci_never_did() -> None:
+    """Issue 9 finding 5: the old tolerance (the base model's dev CI half-width) exceeded
+    BPRMF's dev NDCG, so no checkpoint was ever vetoed. The paired tolerance is the 95%
+    half-width of the per-case difference to the best checkpoint."""
+    rng = np.random.default_rng(0)
+    n = 200
+    best = np.where(rng.random(n) < 0.1, 0.4, 0.0)  # 10% of users hit: mean ~0.04
+    base_ci = 1.96 * best.std() / np.sqrt(n)
+    same = best.copy()
+    swapped = np.roll(best, 1)  # as many hits, on other users: same mean, noisy difference
+    lost = best.copy()
+    lost[np.flatnonzero(best)[::3]] = 0.0  # a third of the hits gone
+    assert paired_tolerance(best, same) == 0.0
+    assert paired_tolerance(best, swapped) > abs(best.mean() - swapped.mean())  # not vetoed
+    assert best.mean() - lost.mean() > paired_tolerance(best, lost)  # vetoed ...
+    assert best.mean() - lost.mean() < base_ci  # ... where the old tolerance let it through
+
+    def ck(epoch: int, fvu_dev: float, per_case: np.ndarray) -> _Checkpoint:
+        return _Checkpoint(epoch, fvu_dev, float(per_case.mean()), {}, per_case)
+
+    front: list[_Checkpoint] = []
+    for c in (ck(1, 0.5, best), ck(2, 0.3, lost), ck(3, 0.4, swapped)):
+        front = _update_front(front, c, float(best.mean()), None, best)
+    assert min(front, key=lambda c: c.fvu_dev).epoch == 3  # epoch 2's lower FVU is vetoed
+
+
+def test_train_sae_with_per_case_scores_reports_the_paired_veto() -> None:
+    x, x_dev = planted(400), planted(100, seed=1)
+    calls: list[int] = []
+
+    def score(sae: TopKSAE) -> np.ndarray:
+        calls.append(1)
+        per_case = np.zeros(50)
+        per_case[: max(0, 30 - 6 * len(calls))] = 1.0  # every epoch loses 6 of 50 hits
+        return per_case
+
+    _, report = train_sae(x, x_dev, replace(FAST, max_epochs=5), dev_score_fn=score, progress=False)
+    assert report["veto"] == "paired" and report["dev_score"] == pytest.approx(24 / 50)
+    assert report["best_epoch"] <= 2 and report["score_tolerance"] >= 0.0
 
 
 def test_bad_inputs_fail_loudly() -> None:

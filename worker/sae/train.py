@@ -14,19 +14,22 @@ where e_hat decodes (without b_dec) the top ``k_aux`` pre-activations among dead
 Model selection (docs/method.md §1.4 "select on dev FVU and dev NDCG of the reconstructed model"):
 the dev side is evaluated every ``eval_every`` epochs. Without a ``dev_score_fn`` the checkpoint
 with the lowest dev FVU wins. With one (higher is better, e.g. dev NDCG@10 with x replaced by
-x_hat) the winner is the lowest dev FVU among checkpoints whose score is within
-``score_tolerance`` of the best score seen: dev NDCG on a few hundred users is noisy (docs/method.md
-§2), so it only vetoes checkpoints that are clearly worse, and FVU decides among the rest. Only the
-Pareto front (no other checkpoint has both lower FVU and higher score) can ever win, so only it
-is kept in memory. Training stops after ``patience`` evaluations that improved neither.
+x_hat) the winner is the lowest dev FVU among checkpoints not vetoed by the score. The veto
+(docs/method.md §1.4): when ``dev_score_fn`` returns per-case scores and ``score_tolerance`` is
+None, a checkpoint is vetoed when its mean score is below the best checkpoint's by more than the
+95% half-width of their *paired* per-case difference, ``1.96 · sd(best_i − c_i) / √n`` -- a
+tolerance that scales with each model's own noise, so it can veto on every model (the base
+model's CI half-width it replaces exceeded BPRMF's whole dev NDCG). A number in
+``score_tolerance`` is a fixed tolerance on the mean instead. Only the Pareto front (no other
+checkpoint has both lower FVU and higher score) can ever win, so only it is kept in memory.
+Training stops after ``patience`` evaluations that improved neither.
 """
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,17 @@ from tqdm.auto import tqdm
 
 from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu, l0
 from worker.sae.model import TopKSAE
+from worker.sae.selection import _Checkpoint, _Selection, _update_front, paired_tolerance
+
+__all__ = [
+    "SAEConfig",
+    "_Checkpoint",
+    "_Selection",
+    "_update_front",
+    "encode_batched",
+    "paired_tolerance",
+    "train_sae",
+]
 
 
 @dataclass
@@ -56,7 +70,9 @@ class SAEConfig:
     threads: int = 2
     eval_every: int = 1  # epochs between dev evaluations
     patience: int = 30  # evaluations without a better dev FVU or score before stopping
-    score_tolerance: float = 0.005  # dev score this close to the best counts as tied
+    # None: the paired 95% half-width of the per-case score difference to the best checkpoint
+    # (dev_score_fn returns per-case scores); a number: a fixed tolerance on the mean score
+    score_tolerance: float | None = None
     eval_batch_size: int = 16384  # vectors per forward pass when evaluating
 
     def validate(self) -> None:
@@ -199,61 +215,6 @@ def _check_vectors(name: str, x: np.ndarray, d: int | None = None) -> torch.Tens
     return torch.as_tensor(x, dtype=torch.float32)
 
 
-@dataclass
-class _Checkpoint:
-    epoch: int
-    fvu_dev: float
-    score: float  # -inf when there is no dev_score_fn, so only FVU decides
-    state: dict[str, torch.Tensor]
-
-    def covers(self, other: _Checkpoint) -> bool:
-        """True if ``other`` can never win while self is kept (no lower FVU, no higher score)."""
-        return self.fvu_dev <= other.fvu_dev and self.score >= other.score
-
-
-def _update_front(
-    front: list[_Checkpoint], new: _Checkpoint, best_score: float, tol: float
-) -> list[_Checkpoint]:
-    """The Pareto front after adding ``new``, minus checkpoints out of the score tolerance."""
-    if not any(c.covers(new) for c in front):
-        front = [c for c in front if not new.covers(c)] + [new]
-    return [c for c in front if c.score >= best_score - tol]
-
-
-@dataclass
-class _Selection:
-    """Model selection over the evaluations: the Pareto front of (dev FVU, dev score)
-    checkpoints within the score tolerance, the bests so far, and evaluations without a gain."""
-
-    tolerance: float
-    front: list[_Checkpoint] = field(default_factory=list)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_fvu: float = float("inf")
-    best_score: float | None = None
-    stale: int = 0
-
-    def observe(
-        self, sae: TopKSAE, epoch: int, steps: int, fvu_dev: float, score: float | None
-    ) -> None:
-        """Record one evaluation; a new best FVU or score resets the patience count."""
-        self.history.append({"epoch": epoch, "steps": steps, "fvu_dev": fvu_dev, "score": score})
-        improved = fvu_dev < self.best_fvu or (
-            score is not None and (self.best_score is None or score > self.best_score)
-        )
-        self.best_fvu = min(self.best_fvu, fvu_dev)
-        if score is not None:
-            self.best_score = score if self.best_score is None else max(self.best_score, score)
-        checkpoint = _Checkpoint(
-            epoch,
-            fvu_dev,
-            score if score is not None else float("-inf"),
-            copy.deepcopy(sae.state_dict()),
-        )
-        best_score = self.best_score if self.best_score is not None else float("-inf")
-        self.front = _update_front(self.front, checkpoint, best_score, self.tolerance)
-        self.stale = 0 if improved else self.stale + 1
-
-
 def init_sae(x_train_ND: torch.Tensor, config: SAEConfig) -> TopKSAE:
     """A fresh SAE for these training vectors: n = scale * d latents, b_dec = their mean
     (docs/method.md §1.4), weights from ``config.seed``."""
@@ -265,12 +226,13 @@ def train_sae(
     x_train: np.ndarray,
     x_dev: np.ndarray,
     config: SAEConfig | None = None,
-    dev_score_fn: Callable[[TopKSAE], float] | None = None,
+    dev_score_fn: Callable[[TopKSAE], float | np.ndarray] | None = None,
     progress: bool = True,
 ) -> tuple[TopKSAE, dict[str, Any]]:
     """Train a TopK SAE on x_train [N, d], select it on x_dev [M, d]; return (sae, report).
 
-    ``dev_score_fn(sae) -> float`` (higher is better) joins model selection when given. Report:
+    ``dev_score_fn(sae)`` (higher is better; a number, or per-case scores for the paired veto)
+    joins model selection when given. Report:
     fvu_train, fvu_dev, dead_fraction (latents that never fire on the whole training set, after
     training), l0, steps, epochs, best_epoch, train_seconds (training steps only),
     vectors_per_second (per second of train_seconds), dev_score, history (one per evaluation).
@@ -310,7 +272,7 @@ def train_sae(
                 continue
             sae.eval()
             fvu_dev = fvu(x_dv.numpy(), encode_batched(sae, x_dv, config.eval_batch_size)[2])
-            score = float(dev_score_fn(sae)) if dev_score_fn is not None else None
+            score = dev_score_fn(sae) if dev_score_fn is not None else None
             selection.observe(sae, epoch, steps, fvu_dev, score)
             bar.set_postfix(fvu_dev=f"{fvu_dev:.4f}", best=f"{selection.best_fvu:.4f}")
             if selection.stale >= config.patience or out_of_steps:
@@ -325,6 +287,15 @@ def train_sae(
             "fvu_train": fvu(x_tr.numpy(), x_hat_tr),
             "fvu_dev": best.fvu_dev,
             "dev_score": best.score if dev_score_fn is not None else None,
+            # docs/method.md §1.4: the veto's tolerance at the winner, and the evaluations it
+            # vetoed that had a lower dev FVU than the winner
+            "score_tolerance": selection.winner_tolerance(best),
+            "veto": None
+            if dev_score_fn is None
+            else "paired"
+            if config.score_tolerance is None
+            else "fixed",
+            "vetoed_lower_fvu": sum(h["fvu_dev"] < best.fvu_dev for h in selection.history),
             "dead_fraction": dead_fraction(fire_counts(idx_tr, val_tr, sae.n_latents)),
             "l0": l0(val_tr),
             "n_latents": sae.n_latents,
