@@ -5,10 +5,12 @@
 The server (``backend.serve.background_server``) serves a fixture database holding two runs:
 the factory run ``fixture`` (its artifact directory does not exist, so everything that needs the
 vectors answers 503) and a small synthetic run with real artifacts (``steer-synthetic``), so
-steering and the user pages do real work. Path parameters named ``run_id`` are drawn from the two
-runs half of the time (``tests/e2e/fuzz_hooks.py``), random strings otherwise. Requests carry an
-admin's session cookie and CSRF token, so the mutating routes are fuzzed past sign-in; /logout is
-left out (it would end that session halfway through).
+steering and the user pages do real work. Path parameters named ``run_id`` are pointed at the
+two runs in two cases of three (``tests/e2e/fuzz_hooks.py``), random strings otherwise.
+
+Two passes: every operation with an admin's session cookie and CSRF token, so the writes are
+fuzzed past sign-in (all but /logout, which would end that session halfway through); then every
+POST anonymously, with a fifth of the examples, where writes must answer a documented 401.
 
 Checks, chosen for what the explorer promises (issue 8 §4, "one error shape everywhere"):
 
@@ -27,8 +29,10 @@ schema cannot say: an unknown run, a latent past ``n_latents``), the stateful ch
 (``use_after_free``, ``ensure_resource_availability``: the API has no create/delete links) and
 ``ignored_auth`` (sign-in is a cookie, not a security scheme in the schema).
 
-Prints one line per failure, then as the LAST line one JSON object: ``cases``, ``failures``,
-per-check counts (``checks``), the operations tested and the seconds taken.
+Prints each distinct failure (route, check, status, why, what was sent and received), then as
+the LAST line one JSON object: ``cases``, ``failures`` (cases with a failed check),
+``failure_classes`` (distinct route/check/status/message), per-check counts (``checks``), the
+statuses each operation answered, the operations tested and the seconds taken.
 """
 
 from __future__ import annotations
@@ -63,7 +67,6 @@ CHECKS = (
 )
 RUN_IDS = ("fixture", "steer-synthetic")
 HOOKS = "tests.e2e.fuzz_hooks"
-EXCLUDED_PATHS = ("/logout",)
 PASSWORD = "fuzzing password, not a secret"  # of the throw-away admin account
 CONFIG_REPORT_EVENTS = ("schemathesis.toml", "schemathesis.json", "events.ndjson")
 # The factory run has no artifact directory: its 503 ("the run's files are missing") is the
@@ -82,7 +85,8 @@ expected-statuses = ["2xx", "3xx", "4xx", "503"]
 @dataclass
 class FuzzResult:
     cases: int
-    failures: list[dict[str, Any]]
+    failures: list[dict[str, Any]]  # one per distinct (operation, check, status, message)
+    failed_cases: int = 0
     checks: dict[str, dict[str, int]] = field(default_factory=dict)
     operations: int = 0
     seconds: float = 0.0
@@ -92,13 +96,27 @@ class FuzzResult:
     def summary(self) -> dict[str, Any]:
         return {
             "cases": self.cases,
-            "failures": len(self.failures),
+            "failures": self.failed_cases,  # cases with a failed check
+            "failure_classes": len(self.failures),
             "errors": len(self.errors),
             "operations": self.operations,
             "checks": self.checks,
             "statuses": self.statuses,
             "seconds": round(self.seconds, 1),
         }
+
+    def add(self, other: FuzzResult, label: str) -> None:
+        """Fold another pass in; its failures and statuses are named with ``label``."""
+        self.cases += other.cases
+        self.failed_cases += other.failed_cases
+        self.failures += [{**f, "operation": f"{label} {f['operation']}"} for f in other.failures]
+        for name, counts in other.checks.items():
+            mine = self.checks.setdefault(name, {"passed": 0, "failed": 0})
+            for key, n in counts.items():
+                mine[key] += n
+        self.seconds += other.seconds
+        self.errors += other.errors
+        self.statuses.update({f"{label} {op}": codes for op, codes in other.statuses.items()})
 
 
 def fuzz_database(data_dir: Path) -> tuple[Settings, dict[str, str]]:
@@ -126,10 +144,13 @@ def run_schemathesis(
     work_dir: Path,
     max_examples: int = 25,
     seed: int = 8,
+    filters: tuple[str, ...] = (),
     timeout_s: float = 600,
 ) -> FuzzResult:
     """``schemathesis run`` on ``base_url``'s schema, in a subprocess (its CLI is the stable,
-    documented interface); the counts come from its JSON report and its NDJSON event stream."""
+    documented interface); the counts come from its JSON report and its NDJSON event stream.
+    ``filters`` are its operation filters, e.g. ``("--exclude-path", "/logout")``."""
+    work_dir.mkdir(parents=True, exist_ok=True)
     config, report, events = (work_dir / n for n in CONFIG_REPORT_EVENTS)
     config.write_text(CONFIG)
     cmd = [
@@ -140,8 +161,7 @@ def run_schemathesis(
         "--report-ndjson-path", str(events), "--generation-database", "none",
         "--request-timeout", "30",
     ]  # fmt: skip
-    for path in EXCLUDED_PATHS:
-        cmd += ["--exclude-path", path]
+    cmd += filters
     for name, value in headers.items():
         cmd += ["--header", f"{name}: {value}"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": HOOKS, "PYTHONPATH": str(REPO)}
@@ -159,10 +179,28 @@ def run_schemathesis(
     return result
 
 
+def fuzz(base_url: str, headers: dict[str, str], work_dir: Path, max_examples: int = 25,
+         seed: int = 8) -> FuzzResult:  # fmt: skip
+    """Two passes: every operation signed in as an admin (but /logout, which would end the
+    session halfway through), then the writes (POST) anonymously, with a fifth of the examples:
+    they must answer a documented 401/403, never run."""
+    result = run_schemathesis(
+        base_url, headers, work_dir / "signed-in", max_examples, seed,
+        ("--exclude-path", "/logout"),
+    )  # fmt: skip
+    anonymous = run_schemathesis(
+        base_url, {}, work_dir / "anonymous", max(1, max_examples // 5), seed,
+        ("--include-method", "POST"),
+    )  # fmt: skip
+    result.add(anonymous, "anonymous")
+    return result
+
+
 def summarise(report: dict[str, Any], events: list[str]) -> FuzzResult:
     """Cases, per-check counts and the distinct failures (operation, check, status, message)."""
     checks: dict[str, dict[str, int]] = {name: {"passed": 0, "failed": 0} for name in CHECKS}
     seen_cases: set[str] = set()
+    failed_cases = 0
     statuses: dict[str, dict[str, int]] = {}
     failures: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for line in events:
@@ -177,9 +215,13 @@ def summarise(report: dict[str, Any], events: list[str]) -> FuzzResult:
             seen_cases.add(case_id)
             case = recorder["cases"][case_id]["value"]
             response = recorder.get("interactions", {}).get(case_id, {}).get("response") or {}
-            answered = statuses.setdefault(f"{case['method']} {case['path']}", {})
+            operation = f"{case['method']} {case['path']}"
+            if operation != recorder["label"] and recorder["label"] != "Stateful tests":
+                operation = "undeclared methods"  # unsupported_method's probes
+            answered = statuses.setdefault(operation, {})
             code = str(response.get("status_code", "none"))
             answered[code] = answered.get(code, 0) + 1
+            failed_cases += any(check["status"] != "success" for check in results)
             for check in results:
                 counts = checks.setdefault(check["name"], {"passed": 0, "failed": 0})
                 ok = check["status"] == "success"
@@ -192,6 +234,7 @@ def summarise(report: dict[str, Any], events: list[str]) -> FuzzResult:
     return FuzzResult(
         cases=len(seen_cases),
         failures=list(failures.values()),
+        failed_cases=failed_cases,
         checks=checks,
         operations=report["operations"]["tested"],
         errors=[json.dumps(e)[:500] for e in report.get("errors", [])],
@@ -241,7 +284,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         settings, headers = fuzz_database(Path(tmp))
         with background_server(settings) as base:
-            result = run_schemathesis(base, headers, Path(tmp), args.max_examples, args.seed)
+            result = fuzz(base, headers, Path(tmp), args.max_examples, args.seed)
     for failure in result.failures:
         print(describe(failure))
     print(json.dumps(result.summary()))

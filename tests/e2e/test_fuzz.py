@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from backend.serve import background_server
-from benchmarks.fuzz import CHECKS, describe, fuzz_database, run_schemathesis, summarise
+from benchmarks.fuzz import CHECKS, describe, fuzz, fuzz_database, summarise
 
 MAX_EXAMPLES = 25  # ~1,300 cases over 22 operations, 1–2 minutes on two cores
 
@@ -20,7 +20,7 @@ MAX_EXAMPLES = 25  # ~1,300 cases over 22 operations, 1–2 minutes on two cores
 def test_fuzzing_the_api_finds_no_failures(tmp_path: Path) -> None:
     settings, headers = fuzz_database(tmp_path)
     with background_server(settings) as base:
-        result = run_schemathesis(base, headers, tmp_path, max_examples=MAX_EXAMPLES)
+        result = fuzz(base, headers, tmp_path, max_examples=MAX_EXAMPLES)
     assert result.errors == [], f"schemathesis could not test everything: {result.errors}"
     assert result.failures == [], "\n" + "\n".join(describe(f) for f in result.failures)
     # It fuzzed what matters, not only "no such run": every check ran on every operation's cases,
@@ -34,6 +34,12 @@ def test_fuzzing_the_api_finds_no_failures(tmp_path: Path) -> None:
         "GET /runs/{run_id}/users/{idx}.json",
     ):
         assert result.statuses[operation].get("200", 0) > 0, (operation, result.statuses)
+    # Signed in, the explain route got past the account check (503: no LLM in this test);
+    # anonymously, never.
+    explain = "POST /api/runs/{run_id}/latents/{idx}/explain"
+    assert result.statuses[explain].get("503", 0) > 0, result.statuses[explain]
+    anonymous = result.statuses[f"anonymous {explain}"]
+    assert anonymous.get("401", 0) > 0 and "503" not in anonymous and "200" not in anonymous
 
 
 def test_the_fuzz_summary_counts_a_failed_check() -> None:
@@ -66,7 +72,7 @@ def test_the_fuzz_summary_counts_a_failed_check() -> None:
     }
     report = {"operations": {"tested": 1}, "errors": []}
     result = summarise(report, [json.dumps(event), json.dumps({"EngineFinished": {}})])
-    assert result.cases == 2
+    assert (result.cases, result.failed_cases) == (2, 1)
     assert result.checks["not_a_server_error"] == {"passed": 1, "failed": 1}
     assert result.statuses == {"GET /runs/{run_id}": {"404": 1, "500": 1}}
     [failure] = result.failures
