@@ -292,10 +292,19 @@ async def explain_latent(
         **concept.to_row(),
         "run_id": run.id,
         "account_id": account.id,
+        "source": "web",
+        # The version whose examples were explained: if the run was republished meanwhile, the
+        # concept is kept as that version's history (docs/architecture.md, run versions).
+        "run_version": run.version,
         "created_at": created_at,
         "details": {**concept.details, "elapsed_s": round(elapsed_s, 3), "source": "web"},
     }
-    concept_id = await run_in_threadpool(add_concept, request.app.state.sessions, row)
+    try:
+        concept_id = await run_in_threadpool(add_concept, request.app.state.sessions, row)
+    except LookupError as exc:  # the run was republished without this latent meanwhile
+        raise HTTPException(
+            409, f"{exc}: the run was republished while the LLM worked; nothing was saved"
+        ) from exc
     return {
         "id": concept_id,
         "run": run.id,

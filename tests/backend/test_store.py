@@ -194,3 +194,35 @@ def test_failed_publish_of_new_run_leaves_nothing(fresh_sessions: sessionmaker[S
         assert reads.get_run(s, "half") is None
         assert reads.list_latents(s, "half")[1] == 0
         assert reads.items_by_idx(s, "half", range(12)) == {}
+
+
+def test_concept_explained_on_an_earlier_version_stays_history(
+    fresh_sessions: sessionmaker[Session],
+) -> None:
+    """A web explanation that finishes after a republish describes the version it explained:
+    it is stored with that version and does not change the current summary."""
+    from sqlalchemy import update
+
+    from core.store.schema import Concept, Latent, Run
+    from core.store.writes import add_concept
+
+    publish_fixture(fresh_sessions)
+    with fresh_sessions.begin() as s:
+        run = s.get(Run, "fixture")
+        assert run is not None
+        run.version = 2  # as a republish with the same SAE leaves it: every concept current
+        s.execute(update(Concept).where(Concept.run_id == "fixture").values(run_version=2))
+        before = s.get(Latent, ("fixture", 0))
+        assert before is not None
+        summary = (before.llm_confidence, before.llm_concept)
+    row = {
+        "run_id": "fixture", "latent_idx": 0, "method": "llm", "text": "stale", "terms": [],
+        "confidence": 1.0, "status": "verified", "details": {}, "run_version": 1,
+    }  # fmt: skip
+    concept_id = add_concept(fresh_sessions, row)
+    with fresh_sessions() as s:
+        stored = s.get(Concept, concept_id)
+        latent = s.get(Latent, ("fixture", 0))
+        assert stored is not None and latent is not None
+        assert stored.run_version == 1 and stored.source == "web"
+        assert (latent.llm_confidence, latent.llm_concept) == summary
