@@ -168,14 +168,67 @@ def figure5(report: PaperReport, ref: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+NULL_METHODS = (("tfidf", "TF-IDF"), ("llm", "LLM"))
+
+
+def null_table(report: PaperReport) -> Table:
+    """docs/method.md §1.11: per method and representation, latents with confidence >= 0.8 and
+    how many stay verified above their permutation null's 95th percentile."""
+    rows = []
+    for method, name in NULL_METHODS:
+        parts = (report.null or {}).get(method) or {}
+        for key, label in REPRESENTATIONS:
+            part = parts.get(key)
+            if part is None:
+                continue
+            why = "no latent has a confidence" if not part.with_confidence else "not computed"
+            margin_why = "TF-IDF only" if method == "llm" else why
+            rows.append(
+                (
+                    f"{name} · {label}",
+                    [
+                        cell(part.with_confidence),
+                        cell(part.confident),
+                        cell(part.verified),
+                        cell(part.null_p95_median, why=why),
+                        cell(part.margin_median, why=margin_why),
+                    ],
+                )
+            )
+    return table(
+        "Verified under the null: confidence ≥ 0.8, and above the 95th percentile of the "
+        "confidences other latents' concepts reach on the same cases",
+        [
+            "with a confidence",
+            f"confidence ≥ {V}",
+            "verified (also > null p95)",
+            "null p95 (median)",
+            "TF-IDF margin (median)",
+        ],
+        rows,
+        empty="the worker computed no null (a run from before the null)",
+    )
+
+
+# Table 8's series, the headline first: the share of the top 10 items carrying the concept
+# (the paper's "ratio of items related to the concept"), then eq. 5's case-level presence,
+# which saturates on broad concepts (docs/method.md §1.9).
+TABLE8_SERIES = (
+    ("related_share", "related concept · share of top-10 items"),
+    ("other_share", "other concepts · share of top-10 items"),
+    ("related", "related concept · cases with it in the top 10 (eq. 5)"),
+    ("other", "other concepts · cases with it in the top 10 (eq. 5)"),
+)
+
+
 def table8(report: PaperReport, ref: dict[str, Any]) -> Table:
-    """Paper Table 8: presence ratio in the top 10 at -10x / 1x / +10x, related vs other."""
+    """Paper Table 8 at -10x / 1x / +10x, related vs other: the item share first, then eq. 5."""
     t8 = report.table8
     scales = t8.scales if t8 else []
     picked = pick_scales(scales)
     rows = []
     if t8 and picked and t8.related:
-        for key, label in (("related", "related concept"), ("other", "other concepts")):
+        for key, label in TABLE8_SERIES:
             series: list[float | None] = getattr(t8, key)
             rows.append(
                 (
@@ -188,7 +241,7 @@ def table8(report: PaperReport, ref: dict[str, Any]) -> Table:
             )
     n_latents = f" (mean over {t8.n_latents} latents)" if t8 and t8.n_latents else ""
     out = table(
-        "Presence ratio of the concept in the top 10" + n_latents,
+        "Items related to the concept in the top 10" + n_latents,
         [f"{scales[i]:+g}×" if scales[i] != 1 else "1×" for i in picked]
         if picked
         else ["−10×", "1×", "+10×"],

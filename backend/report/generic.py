@@ -69,6 +69,7 @@ SHOWN: dict[type[BaseModel], frozenset[str]] = {
             "table7",
             "table8",
             "sweep",
+            "null",
         }
     ),
     r.Interval: frozenset(r.Interval.model_fields),
@@ -80,6 +81,7 @@ SHOWN: dict[type[BaseModel], frozenset[str]] = {
     r.FeatureCoverage: frozenset(r.FeatureCoverage.model_fields),
     r.TuningSummary: frozenset(r.TuningSummary.model_fields),  # the curve plots every series
     r.SweepRow: frozenset(r.SweepRow.model_fields),
+    r.NullSummary: frozenset(r.NullSummary.model_fields),
 }
 for _model, _names in SHOWN.items():
     _unknown = _names - set(_model.model_fields)

@@ -45,6 +45,7 @@ def report_context(
             "reconstruction": quality.reconstruction(m, run.k),
             "table3": concepts.table3(report, ref["table3"]),
             "table4": concepts.table4(report, ref["table4"]),
+            "null": concepts.null_table(report),
             "table6": concepts.table6(report, ref["table6"]),
             "figure5": concepts.figure5(report, ref["figure5"]),
             "table8": concepts.table8(report, ref["table8"]),

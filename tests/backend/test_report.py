@@ -26,6 +26,7 @@ from core.reports import (
     FeatureCoverage,
     HitRatioByLevel,
     Interval,
+    NullSummary,
     PaperReport,
     RecommenderReport,
     RunMetrics,
@@ -113,10 +114,27 @@ def _paper_report(table7: dict[str, dict[str, Interval]]) -> PaperReport:
             ),
         },
         table7=table7,
+        null={
+            "tfidf": {
+                "sae": NullSummary(
+                    confident=37,
+                    verified=19,
+                    with_confidence=640,
+                    with_null=640,
+                    null_p95_mean=0.72,
+                    null_p95_median=0.7125,
+                    margin_median=0.0315,
+                ),
+                "base": NullSummary(confident=0, verified=0, with_confidence=50, with_null=50),
+            },
+            "llm": {"sae": NullSummary(confident=95, verified=41, with_confidence=300)},
+        },  # fmt: skip
         table8=TuningSummary(
             scales=[-10, -5, -1, 0, 1, 5, 10],
             related=[0.051, 0.1, 0.2, 0.3, 0.402, 0.5, 0.533],
             other=[0.021, 0.022, 0.023, 0.024, 0.026, 0.027, 0.028],
+            related_share=[0.0134, 0.05, 0.1, 0.15, 0.2461, 0.3, 0.3579],
+            other_share=[0.011, 0.012, 0.013, 0.014, 0.0155, 0.016, 0.017],
             n_latents=29,
             mode="replace",
         ),
@@ -252,6 +270,28 @@ def test_table4_shows_tfidf_and_llm_and_the_papers(page_html: str) -> None:
         assert f">{number}<" in t4, number
     for number in ("53", "508", "111", "970"):  # paper, SASRec, MovieLens-1M
         assert f">{number}<" in t4, number
+
+
+def test_table4_section_shows_how_many_stay_verified_under_the_null(page_html: str) -> None:
+    """Issue 9 (docs/method.md §1.11): per method, confidence >= 0.8 vs also above the null."""
+    t4 = section(page_html, "table4")
+    assert "Verified under the null" in t4 and "verified (also > null p95)" in t4
+    row = re.search(
+        r"<th scope=\"row\">TF-IDF · SAE</th>(.*?)</tr>", t4.split("Verified under")[1], re.S
+    )
+    assert row, t4
+    cells = [plain(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)]
+    assert cells[:3] == ["640", "37", "19"] and cells[3].startswith("0.71")
+    assert 'title="TF-IDF only">—' in t4  # the LLM has no term margin
+
+
+def test_table8_puts_the_item_share_first(page_html: str) -> None:
+    """Issue 9: the paper's "ratio of items related to the concept" is Table 8's headline."""
+    t8 = section(page_html, "table8")
+    labels = re.findall(r'<th scope="row">(.*?)</th>', t8)
+    assert labels[0] == "related concept · share of top-10 items"
+    assert labels[2].startswith("related concept · cases")
+    assert t8.index("1.3%") < t8.index("5.1%") and "35.8%" in t8
 
 
 def test_table6_coverage_with_collapsible_lists(page_html: str) -> None:
