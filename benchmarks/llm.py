@@ -3,10 +3,14 @@
 Explains and verifies ``--latents`` latents (from the demo DB ``var/recsae.db`` when it holds a
 run, else synthetic genre latents over MovieLens titles): requests/s at concurrency 1 and 4
 (fresh caches, so every request hits the server), then a rerun on the warm cache (hit rate,
-target 100%), and the share of unparseable answers. Prints a table and, as its last line, one
-JSON object with the figures.
+target 100%), and the share of unparseable answers. Then the permutation null of every
+confidence (docs/method.md §1.11, ``--null`` other explanations per latent, 2N requests each).
+Prints a table and, as its last line, one JSON object with the figures, among them
+``unparseable_share`` (level answers), ``degenerate_share`` (explained latents whose label named
+nothing twice), ``verified`` (confidence >= 0.8) and ``verified_over_null`` (also above the
+null's p95, ``core.reports.is_verified``).
 
-    .venv/bin/python benchmarks/llm.py [--latents 20] [--n 5] [--threads 2]
+    .venv/bin/python benchmarks/llm.py [--latents 20] [--n 5] [--threads 2] [--null 3]
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from core.llm.concepts import (
     LLMConceptConfig,
     explain_latents,
 )
+from core.llm.null import llm_null
 from core.llm.prompts import PromptContext, oneshot_kind
 from core.llm.server import LocalLLM
+from core.reports import details_null_p95, is_confident, is_verified
 from core.settings import REPO_ROOT, get_settings
 
 MOVIES = REPO_ROOT / "data" / "ml-latest-small" / "movies.csv"
@@ -126,6 +132,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5, help="N cases per role (paper: 5)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--null", type=int, default=3, help="other explanations per null")
+    parser.add_argument(
+        "--text", action="store_true", help="plain-text answers (no JSON schema), as before"
+    )
     args = parser.parse_args()
 
     demo = demo_latents(args.latents)
@@ -134,7 +144,7 @@ def main() -> None:
     else:
         latents = synthetic_latents(args.latents, args.n, args.seed)
         ctx, source = PromptContext("movies", "movie", "movielens"), "synthetic (MovieLens titles)"
-    config = LLMConceptConfig(n=args.n)
+    config = LLMConceptConfig(n=args.n, json_schema=not args.text)
     rows: list[tuple[str, float, int, float, str]] = []
     figures: dict[str, Any] = {"latents": len(latents), "n": args.n, "source": source}
     with (
@@ -156,10 +166,27 @@ def main() -> None:
         figures["cache_hit_rate_rerun"] = round(hit_rate, 4)
         figures["rerun_seconds"] = round(secs, 3)
         figures["rerun_same_results"] = [c.confidence for c in again] == [c.confidence for c in out]
+        client = LLMClient(llm.base_url, concurrency=4, timeout_s=300, cache=cache)
+        start = time.perf_counter()
+        llm_null(out, latents, client, ctx, config, size=args.null, seed=args.seed, progress=False)
+        figures["null_seconds"] = round(time.perf_counter() - start, 1)
+        figures["null_requests"] = client.requests_made
     cases = [c for con in out for c in con.details.get("cases", [])]
     figures["unparseable_level_share"] = round(
         sum(c["unparseable"] for c in cases) / max(len(cases), 1), 4
     )
+    figures["unparseable_share"] = figures["unparseable_level_share"]
+    figures["degenerate_share"] = round(
+        sum(c.status == "degenerate" for c in out) / max(len(out), 1), 4
+    )
+    figures["rejected_labels"] = sum(len(c.details.get("rejected", [])) for c in out)
+    figures["verified"] = sum(is_confident(c.confidence) for c in out)
+    figures["verified_over_null"] = sum(
+        is_verified(c.confidence, details_null_p95(c.details)) for c in out
+    )
+    p95s = [p for c in out if (p := details_null_p95(c.details)) is not None]
+    figures["null_p95_median"] = round(sorted(p95s)[len(p95s) // 2], 4) if p95s else None
+    figures["json_schema"] = config.json_schema
     figures["status"] = {s: sum(c.status == s for c in out) for s in {c.status for c in out}}
     scored = [c.confidence for c in out if c.confidence is not None]
     figures["mean_confidence"] = round(sum(scored) / len(scored), 4) if scored else None
@@ -171,6 +198,10 @@ def main() -> None:
     share, status = figures["unparseable_level_share"], figures["status"]
     print(f"unparseable level answers: {share:.1%}; statuses {status}; "
           f"mean confidence {figures['mean_confidence']}")  # fmt: skip
+    print(f"degenerate labels: {figures['degenerate_share']:.1%} ({figures['rejected_labels']} "
+          f"rejected once); confidence >= 0.8: {figures['verified']}, also above the null's "
+          f"p95: {figures['verified_over_null']} (null of {args.null}, median p95 "
+          f"{figures['null_p95_median']}, {figures['null_requests']} requests)")  # fmt: skip
     print(json.dumps(figures))
 
 
