@@ -17,7 +17,7 @@ import numpy as np
 
 from core import records
 from core.jsonsafe import jsonable
-from core.llm.concepts import STATUS_VERIFIED
+from core.llm.concepts import STATUS_DEGENERATE, STATUS_VERIFIED
 from core.reports import RunMetrics
 from core.rundir import CONFIG
 from core.store import reads
@@ -70,7 +70,9 @@ def user_rows(run: Run) -> list[records.UserRow]:
 def latent_rows(run: Run) -> list[records.LatentRow]:
     """Every SAE latent: statistics, examples' counts, decoder effects, best concepts."""
     interp, tuning = run.interpretation, run.tuning
-    llm = {c.latent_id: c for c in run.llm_concepts}
+    # a degenerate LLM label names nothing (docs/method.md §1.8): kept as a concept row, not
+    # as the latent's summary
+    llm = {c.latent_id: c for c in run.llm_concepts if c.status != STATUS_DEGENERATE}
     part = interp.sae
     stats, examples = part.statistics, part.examples
     out = []
