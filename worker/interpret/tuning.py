@@ -9,6 +9,11 @@ it for the latent's own concept ("related") and, averaged, for the other verifie
 ("other"; unique terms other than the related one, so a concept shared by two latents is not
 counted twice).
 
+Two measures (docs/method.md §1.9), both kept: the share of the top-``top`` items carrying the
+concept (``related_share`` / ``other_share``: the paper's "ratio of items related to the
+concept", the headline) and eq. 5's case-level presence (``related`` / ``other``), which
+saturates on broad concepts such as genres.
+
 Modes (docs/method.md §1.10): "replace" is the paper's x' = W_decᵀ z' + b_dec; "error_preserving" is
 x' = x + W_decᵀ (z' − z), which keeps what the SAE fails to reconstruct (needs ``x``).
 
