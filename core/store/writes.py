@@ -147,11 +147,11 @@ def add_concept(sessions: sessionmaker[Session], row: dict[str, Any]) -> int:
     describes the run's current version; without ``source`` it was written from the web.
     """
     run_id, idx = row["run_id"], row["latent_idx"]
+    lock = select(Latent.idx).where(Latent.run_id == run_id, Latent.idx == idx).with_for_update()
     with sessions.begin() as session:
-        locked = session.scalar(
-            select(Latent.idx).where(Latent.run_id == run_id, Latent.idx == idx).with_for_update()
-        )
-        if locked is None:
+        # A republish deletes and re-inserts the row this waited for; PostgreSQL then skips it,
+        # and a second look (a new snapshot) finds the new one.
+        if session.scalar(lock) is None and session.scalar(lock) is None:
             raise LookupError(f"run {run_id!r} has no latent {idx}")
         version = session.scalar(select(Run.version).where(Run.id == run_id))
         concept = Concept(**{"source": "web", "run_version": version, **row})

@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import random
 import threading
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.store import migrate
 from core.store.engine import session_factory
 from core.store.schema import Concept, Latent, Run
-from core.store.writes import add_concept, publish_run, refresh_latent_summary
+from core.store.writes import add_concept, delete_run, publish_run, refresh_latent_summary
 
 THREADS = 32
 ROUNDS = 5
@@ -79,12 +81,24 @@ def _race(sessions: sessionmaker[Session], run_id: str) -> None:
         assert (best, text) == (1.0, "concept 1.000"), f"round {rnd}: best {best} ({text!r})"
 
 
-@pytest.mark.postgres
-def test_concurrent_concept_writes_keep_the_true_best_on_postgres(postgres_url: str) -> None:
+@pytest.fixture
+def pg_sessions(postgres_url: str) -> Iterator[sessionmaker[Session]]:
+    """The session-wide PostgreSQL database, left as found: the runs written here are removed
+    (other tests count its rows)."""
     migrate.upgrade(postgres_url)
     sessions = session_factory(postgres_url)
-    _publish(sessions, "pg-concurrency", n_latents=ROUNDS)
-    _race(sessions, "pg-concurrency")
+    yield sessions
+    with sessions.begin() as s:
+        for run_id in ("pg-concurrency", "pg-republish"):
+            delete_run(s, run_id)
+
+
+@pytest.mark.postgres
+def test_concurrent_concept_writes_keep_the_true_best_on_postgres(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    _publish(pg_sessions, "pg-concurrency", n_latents=ROUNDS)
+    _race(pg_sessions, "pg-concurrency")
 
 
 def test_concurrent_concept_writes_keep_the_true_best_on_sqlite(
@@ -142,3 +156,28 @@ def test_a_concept_for_an_unknown_latent_is_refused_by_name(
         add_concept(fresh_sessions, _concept("known", 7, "llm", "x", 0.5))
     with fresh_sessions() as s:
         assert s.scalar(select(func.count()).select_from(Concept)) == 0
+
+
+@pytest.mark.postgres
+def test_a_concept_written_during_a_republish_waits_for_it_on_postgres(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """A republish deletes and re-inserts the latent rows under their locks; an explanation that
+    waited on the old row must land on the new one, not be refused as "no such latent"
+    (PostgreSQL skips a locked row that was deleted meanwhile)."""
+    sessions = pg_sessions
+    _publish(sessions, "pg-republish")
+    with ThreadPoolExecutor(1) as pool:
+        with sessions.begin() as s:  # the republish: lock, delete, insert again
+            s.execute(select(Latent.idx).where(Latent.run_id == "pg-republish").with_for_update())
+            s.execute(delete(Latent).where(Latent.run_id == "pg-republish"))
+            s.add(Latent(run_id="pg-republish", idx=0, density=0.5, max_activation=1.0,
+                         mean_activation=0.5))  # fmt: skip
+            s.flush()
+            waiting = pool.submit(
+                add_concept, sessions, _concept("pg-republish", 0, "llm", "during", 0.75)
+            )
+            time.sleep(0.5)
+            assert not waiting.done(), "the write did not wait for the republish's lock"
+        waiting.result(timeout=30)
+    assert _summary(sessions, "pg-republish", 0)[2:] == (0.75, "during")
