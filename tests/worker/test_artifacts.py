@@ -53,7 +53,10 @@ def _interpretation() -> Interpretation:
     top = rng.integers(0, n_items, size=(C, 10))
     words = ["drama", "comedy", "space", "war", "love", "crime"]
     dataset: Any = SimpleNamespace(
-        item_text=[f"{words[i % 6]} {words[i // 6 % 6]}" for i in range(n_items)]
+        item_text=[f"{words[i % 6]} {words[i // 6 % 6]}" for i in range(n_items)],
+        item_title=[""] * n_items,  # TF-IDF reads the descriptive fields (docs/method.md §1.8)
+        item_genres=[[] for _ in range(n_items)],
+        item_tags=[[] for _ in range(n_items)],
     )
     idx, val = _codes(rng, C, k, n_latents)
     sae = interpret_codes(dataset, cases, idx, val, top, n_latents, 3, 0)
