@@ -118,6 +118,18 @@ class _Selection:
         )
         self.stale = 0 if improved else self.stale + 1
 
+    def veto_report(self, winner: _Checkpoint, scored: bool) -> dict[str, Any]:
+        """The winner's dev score, the veto's kind and its tolerance at the winner, and how many
+        evaluations with a lower dev FVU than the winner's it vetoed (docs/method.md §1.4)."""
+        if not scored:
+            return {"dev_score": None, "score_tolerance": None, "veto": None}
+        return {
+            "dev_score": winner.score,
+            "score_tolerance": self.winner_tolerance(winner),
+            "veto": "paired" if self.tolerance is None else "fixed",
+            "vetoed_lower_fvu": sum(h["fvu_dev"] < winner.fvu_dev for h in self.history),
+        }
+
     def winner_tolerance(self, winner: _Checkpoint) -> float | None:
         """The tolerance that applied to ``winner`` (None without a score)."""
         if self.best_score is None:

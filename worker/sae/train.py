@@ -232,10 +232,9 @@ def train_sae(
     """Train a TopK SAE on x_train [N, d], select it on x_dev [M, d]; return (sae, report).
 
     ``dev_score_fn(sae)`` (higher is better; a number, or per-case scores for the paired veto)
-    joins model selection when given. Report:
-    fvu_train, fvu_dev, dead_fraction (latents that never fire on the whole training set, after
-    training), l0, steps, epochs, best_epoch, train_seconds (training steps only),
-    vectors_per_second (per second of train_seconds), dev_score, history (one per evaluation).
+    joins model selection when given. Report: fvu_train, fvu_dev, dead_fraction (latents that
+    never fire on the whole training set, after training), l0, steps, epochs, best_epoch,
+    train_seconds (training steps only), vectors_per_second, dev_score, the veto, history.
     """
     config = config or SAEConfig()
     config.validate()
@@ -286,16 +285,7 @@ def train_sae(
         report = {
             "fvu_train": fvu(x_tr.numpy(), x_hat_tr),
             "fvu_dev": best.fvu_dev,
-            "dev_score": best.score if dev_score_fn is not None else None,
-            # docs/method.md §1.4: the veto's tolerance at the winner, and the evaluations it
-            # vetoed that had a lower dev FVU than the winner
-            "score_tolerance": selection.winner_tolerance(best),
-            "veto": None
-            if dev_score_fn is None
-            else "paired"
-            if config.score_tolerance is None
-            else "fixed",
-            "vetoed_lower_fvu": sum(h["fvu_dev"] < best.fvu_dev for h in selection.history),
+            **selection.veto_report(best, scored=dev_score_fn is not None),
             "dead_fraction": dead_fraction(fire_counts(idx_tr, val_tr, sae.n_latents)),
             "l0": l0(val_tr),
             "n_latents": sae.n_latents,
