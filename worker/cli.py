@@ -180,6 +180,21 @@ def run(
     sweep: Annotated[
         bool, typer.Option("--sweep", help="Also train the s x k sensitivity sweep (9 SAEs).")
     ] = False,
+    title_words: Annotated[
+        bool,
+        typer.Option(
+            "--tfidf-title-words",
+            help="TF-IDF terms from titles too, not only genres/tags/text (docs/method.md §1.8).",
+        ),
+    ] = False,
+    llm_null: Annotated[
+        int,
+        typer.Option(
+            "--llm-null",
+            help="Other explanations verified on each LLM latent's cases for its null "
+            "(docs/method.md §1.11); each costs 2N requests.",
+        ),
+    ] = 8,
     stage: Annotated[
         list[str] | None,
         typer.Option("--stage", help=f"Run only these stages (repeatable): {', '.join(STAGES)}."),
@@ -195,6 +210,7 @@ def run(
         recommender, fmt, data, name, seed, scale, k, overrides, llm_latents, llm_local
     )
     config.sweep = sweep
+    config.tfidf_title_words, config.llm_null = title_words, llm_null
     stages = tuple(stage) if stage else STAGES
     from worker.pipeline import run_pipeline
 
