@@ -36,6 +36,7 @@ app.add_typer(cli_accounts.app, name="accounts")
 
 DEMO_MODELS = ("bprmf", "sasrec")
 DEMO_LLM_LATENTS = 6  # LLM concepts per demo model on the bundled SmolLM2: ~2 min each here
+DEMO_LLM_NULL = 2  # other explanations in each demo LLM concept's null (docs/method.md §1.11)
 
 Recommender = Annotated[
     str,
@@ -268,7 +269,11 @@ def demo(
             from worker.pipeline import run_pipeline
 
             for name in DEMO_MODELS:
-                config = RunConfig(recommender=name, llm_latents=llm_latents)
+                # a null of 2 other explanations per latent (docs/method.md §1.11): 20 more
+                # SmolLM2 requests per latent keep the demo under its time floor
+                config = RunConfig(
+                    recommender=name, llm_latents=llm_latents, llm_null=DEMO_LLM_NULL
+                )
                 _run_or_explain(partial(run_pipeline, config, settings=settings, force=force))
         typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API: http://{host}:{port}/docs)")
         _serve(host, port, settings=settings, read_only=read_only)
