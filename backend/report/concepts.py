@@ -15,13 +15,15 @@ from backend.report.summary import pick_scales
 from core.reports import VERIFIED_CONFIDENCE, CoverageSubset, PaperReport, Similarity
 
 V = f"{VERIFIED_CONFIDENCE:g}"  # how the page writes the threshold ("0.8")
+# docs/method.md §1.11: verified = confidence >= 0.8 and above the null's p95
+VERIFIED = f"verified (confidence ≥ {V} and above its null's 95th percentile)"
 REPRESENTATIONS = (("sae", "SAE"), ("base", "Base"))
 
 
 def _similarity_row(key: str, label: str, part: Similarity) -> tuple[str, list[Cell]]:
     n = number(part.n_latents)
     unit = "latent" if key == "sae" else "dimension"
-    none_verified = f"no {label} {unit} has confidence ≥ {V}"
+    none_verified = f"no {label} {unit} is verified (confidence ≥ {V}, above its null)"
     inter_why = none_verified if not n else "needs two verified latents"
     return (
         label,
@@ -40,7 +42,7 @@ def table3(report: PaperReport, ref: dict[str, Any]) -> Table:
         _similarity_row(key, label, t3.get(key) or Similarity()) for key, label in REPRESENTATIONS
     ]
     out = table(
-        f"Similarity of the top items of latents with confidence ≥ {V}",
+        f"Similarity of the top items of {VERIFIED} latents",
         ["intra ↑", "inter ↓", "verified latents"],
         rows if t3 else [],
         empty="the worker has not computed Table 3",
@@ -75,8 +77,8 @@ def table4(report: PaperReport, ref: dict[str, Any]) -> Table:
             )
             rows.append((f"{method} · {label}", [cell(v) for v in counts]))
     out = table(
-        f"Latents and unique concepts with confidence ≥ {V} vs all",
-        [f"latents ≥ {V}", "latents", f"concepts ≥ {V}", "concepts"],
+        f"Latents and unique concepts {VERIFIED} vs all",
+        ["verified latents", "latents", "verified concepts", "concepts"],
         rows,
         empty="the worker has not interpreted the latents yet",
     )
@@ -135,7 +137,7 @@ def table6(report: PaperReport, ref: dict[str, Any]) -> Table:
             label = f"{feature} with no token (cannot be matched)"
             lists.append({"label": label, "items": list(part.no_token)})
     out = table(
-        f"Item features named by a TF-IDF concept with confidence ≥ {V}",
+        f"Item features named by a {VERIFIED} TF-IDF concept",
         ["covered", "features", "coverage", f"paper ({ref['model'] or '—'})"],
         rows,
         empty="the worker has not computed Table 6",

@@ -259,7 +259,9 @@ def test_reconstruction_compares_with_baselines(page_html: str) -> None:
 def test_table3_null_renders_as_dash_with_why(page_html: str) -> None:
     t3 = section(page_html, "table3")
     assert "0.6123" in t3 and "0.1789" in t3
-    assert t3.count('title="no Base dimension has confidence ≥ 0.8">—') == 2
+    assert (
+        t3.count('title="no Base dimension is verified (confidence ≥ 0.8, above its null)">—') == 2
+    )
     assert "0.698" in t3 and "0.4452" in t3 and "0.1745" in t3  # paper, SASRec
 
 
@@ -345,7 +347,7 @@ def test_json_twin_carries_every_number_the_page_shows(client: TestClient, page_
     assert ctx["report"]["table3"]["rows"][1]["cells"][0] == {
         "value": None,
         "kind": "num",
-        "why": "no Base dimension has confidence ≥ 0.8",
+        "why": "no Base dimension is verified (confidence ≥ 0.8, above its null)",
     }
     assert ctx["report"]["table8"]["paper"]["rows"][0]["cells"][1]["value"] == 0.357
     tables = [t for t in ctx["report"].values() if isinstance(t, dict) and "rows" in t]
