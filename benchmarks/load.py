@@ -8,13 +8,14 @@ theirs, tests/postgres_server.py) holds one large synthetic run (tests/backend/s
 the factory of benchmarks/steer.py: 100,000 items, 2,000 users, 1,024 latents, 5 examples per
 role and latent). uvicorn with two workers serves it on loopback, as ``python -m backend.serve
 --workers 2`` does (see LAUNCH for the one difference); every worker's steering engine is loaded
-before the clock starts. Then ``locust --headless`` runs in its own
+and each page rendered before the clock starts. Then ``locust --headless`` runs in its own
 process (gevent's monkey-patching never reaches the server or this driver) for ``--seconds``
 with ``--users`` users arriving 10 a second (benchmarks/load_locustfile.py): the latent list,
 latent pages, user pages and steering (a same-origin JSON POST) in the ratio 2:3:2:3, with
 0.5–1.5 s of think time between clicks. The figures cover the whole run, arrivals included.
 
-Prints a table, and as the LAST line one JSON object::
+Prints a table, one JSON line with the details (requests, build time, first errors), and as
+the LAST line one JSON object with exactly these keys::
 
     {"engines": {"sqlite": {"rps": ..., "errors": ...,
                             "routes": {"steer": {"p50_ms": ..., "p99_ms": ...}, ...}},
@@ -229,6 +230,18 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     return {**result, "build_s": round(build_s, 1)}
 
 
+def last_line(result: dict[str, Any]) -> dict[str, Any]:
+    """Only the keys the last line promises: rps, errors, routes.<route>.p50_ms / p99_ms."""
+    return {
+        "rps": result["rps"],
+        "errors": result["errors"],
+        "routes": {
+            route: {"p50_ms": f["p50_ms"], "p99_ms": f["p99_ms"]}
+            for route, f in result["routes"].items()
+        },
+    }
+
+
 def targets(result: dict[str, Any]) -> dict[str, bool]:
     routes = result["routes"]
     return {
@@ -267,7 +280,8 @@ def main() -> None:
         for line in r["first_errors"]:
             print(f"  error: {line}")
         print(f"  targets: {targets(r)}")
-    print(json.dumps({"engines": engines}))
+    print(json.dumps({"details": engines}))  # the same with requests, build time, first errors
+    print(json.dumps({"engines": {name: last_line(r) for name, r in engines.items()}}))
 
 
 if __name__ == "__main__":
