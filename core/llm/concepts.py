@@ -148,7 +148,7 @@ async def _explain(
         return None if text is not None and _normalise(text) == copied else text
 
     cases = latent.construction[: config.n]
-    messages = explanation_messages(latent.latent_id, cases, ctx)
+    messages = explanation_messages(latent.latent_id, cases, ctx, config.json_schema)
     shown = [label for c in cases for label in (*c.history[-ctx.history_len :], c.predicted)]
     task_words = (ctx.item_category, ctx.item_name)
     schema = explanation_schema(EXPLANATION_MAX_CHARS) if config.json_schema else None

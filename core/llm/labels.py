@@ -31,7 +31,8 @@ GENERIC_WORDS = frozenset(
     sequences activation activations activate activates recommend recommends recommended
     recommendation recommendations like likes liked watch watches watched watching content kind
     kinds type types sort sorts particular specific certain concept concepts main mainly
-    different various similar related same new good great title titles genre genres""".split()
+    different various similar related same new good great title titles genre genres
+    explanation explanations behavior behaviour""".split()
 )
 
 # The label format of ``ItemLookup.label``: "title (genre, genre)"; the genres part has a letter.

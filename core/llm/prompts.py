@@ -28,7 +28,7 @@ from core.llm.client import Message
 ONESHOT_PATH = Path(__file__).resolve().parent.parent / "prompts" / "oneshot.json"
 EXPLANATION_MAX_CHARS = 160
 # Bumped whenever the prompt text changes; recorded in each concept's details.
-PROMPT_VERSION = 2  # 2: JSON-schema answers, the follow-up after a degenerate label
+PROMPT_VERSION = 2  # 2: JSON-schema answers (one-shot shown as JSON), the degenerate follow-up
 
 _LEAD = "the main thing this neuron does is find"
 
@@ -143,10 +143,18 @@ def _explanation_query(latent_id: int, cases: Sequence[CaseText], history_len: i
     )
 
 
+def _answer(key: str, value: str | int, structured: bool) -> str:
+    """A one-shot answer as plain text, or as the JSON object of a JSON-schema answer."""
+    return json.dumps({key: value}) if structured else str(value)
+
+
 def explanation_messages(
-    latent_id: int, cases: Sequence[CaseText], ctx: PromptContext
+    latent_id: int, cases: Sequence[CaseText], ctx: PromptContext, structured: bool = False
 ) -> list[Message]:
-    """Paper §3.3.1: system, one-shot (user, assistant), then this latent's construction cases."""
+    """Paper §3.3.1: system, one-shot (user, assistant), then this latent's construction cases.
+
+    ``structured``: the one-shot answer is shown as the JSON object a JSON-schema answer must be
+    (docs/method.md §1.8), so the example and the requested format agree."""
     if not cases:
         raise ValueError(f"latent {latent_id} has no construction cases to explain")
     shot = load_oneshot(ctx.oneshot)
@@ -154,7 +162,7 @@ def explanation_messages(
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": _explanation_query(0, shot.explanation_cases, ctx.history_len)},
-        {"role": "assistant", "content": shot.explanation},
+        {"role": "assistant", "content": _answer("explanation", shot.explanation, structured)},
         {"role": "user", "content": _explanation_query(latent_id, cases, ctx.history_len)},
     ]
 
@@ -176,16 +184,20 @@ def _verification_query(
 
 
 def verification_messages(
-    latent_id: int, explanation: str, case: CaseText, ctx: PromptContext
+    latent_id: int, explanation: str, case: CaseText, ctx: PromptContext, structured: bool = False
 ) -> list[Message]:
-    """Paper §3.3.2: predict the activation level of ``case.predicted`` (its ``level`` unused)."""
+    """Paper §3.3.2: predict the activation level of ``case.predicted`` (its ``level`` unused);
+    ``structured`` as in :func:`explanation_messages`."""
     shot = load_oneshot(ctx.oneshot)
     system = VERIFICATION_SYSTEM.format(item_category=ctx.item_category, item_name=ctx.item_name)
     example = _verification_query(0, shot.verification_explanation, shot.verification_case, ctx)
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": example},
-        {"role": "assistant", "content": str(shot.verification_case.level)},
+        {
+            "role": "assistant",
+            "content": _answer("level", shot.verification_case.level, structured),
+        },
         {"role": "user", "content": _verification_query(latent_id, explanation, case, ctx)},
     ]
 

@@ -127,7 +127,7 @@ async def ask_levels(
             *(
                 ask(
                     client,
-                    verification_messages(latent_id, text, case, ctx),
+                    verification_messages(latent_id, text, case, ctx, structured),
                     parse_level_answer,
                     LEVEL_NUDGE,
                     max_tokens,

@@ -3,6 +3,7 @@ one follow-up ask, and JSON-schema answers with the fall back to text."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from core.llm.concepts import LLMConceptConfig, explain_and_verify
 from core.llm.labels import GENERIC, REPEATS, TITLE, degenerate_reason, json_field, split_label
+from core.llm.prompts import CaseText, explanation_messages, verification_messages
 from core.llm.verify import parse_level_answer
 from tests.worker.test_llm_client import Reply, chat_reply, fast_client, scripted
 from tests.worker.test_llm_concepts import CTX, _last_item, latent
@@ -140,3 +142,21 @@ def test_a_server_refusing_the_schema_gets_plain_text_from_then_on(scripted: Cal
     refused = [r for r in server.requests if "response_format" in r]
     assert len(refused) == 1  # refused once; every later ask is plain text
     assert len(server.requests) == 1 + 1 + 6
+
+
+def test_json_prompts_show_the_one_shot_answer_as_json(scripted: Callable) -> None:
+    """Asked for JSON, the example answers in JSON too (SmolLM2 otherwise wrote the key's name
+    as its explanation); in plain text the example stays plain."""
+    case = CaseText(("A",), "Alien (1979) (Horror)", 9)
+    plain = explanation_messages(1, [case], CTX)[2]["content"]
+    assert json.loads(explanation_messages(1, [case], CTX, True)[2]["content"]) == {
+        "explanation": plain
+    }
+    level = verification_messages(1, "horror films", case, CTX, True)[2]["content"]
+    assert json.loads(level) == {
+        "level": int(verification_messages(1, "x", case, CTX)[2]["content"])
+    }
+    server = scripted(lambda p: chat_reply('{"explanation": "explanation"}'))
+    concept = explain_and_verify(latent(), fast_client(server.base_url), CTX, LLMConceptConfig(n=3))
+    assert concept.status == "degenerate"  # the key's name is no concept
+    assert json.loads(server.requests[0]["messages"][2]["content"])["explanation"]
