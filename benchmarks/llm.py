@@ -134,6 +134,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--null", type=int, default=3, help="other explanations per null")
     parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 4], help="cold runs to time"
+    )
+    parser.add_argument(
         "--text", action="store_true", help="plain-text answers (no JSON schema), as before"
     )
     args = parser.parse_args()
@@ -151,7 +154,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
         LocalLLM(port=0, threads=args.threads, parallel=4) as llm,
     ):
-        for conc in (1, 4):
+        for conc in args.concurrency:
             cache = LLMCache(Path(tmp) / f"cold{conc}.sqlite")
             out, secs, client = timed(latents, llm.base_url, cache, conc, ctx, config)
             rps = client.requests_made / secs
@@ -159,9 +162,9 @@ def main() -> None:
             figures[f"rps_c{conc}"] = round(rps, 3)
             figures[f"seconds_c{conc}"] = round(secs, 1)
         cache.reset_stats()
-        again, secs, client = timed(latents, llm.base_url, cache, 4, ctx, config)
+        again, secs, client = timed(latents, llm.base_url, cache, conc, ctx, config)
         hit_rate = cache.stats.hit_rate or 0.0
-        rows.append(("warm rerun, concurrency 4", secs, client.requests_made, 0.0,
+        rows.append((f"warm rerun, concurrency {conc}", secs, client.requests_made, 0.0,
                      f"cache hits {hit_rate:.0%}"))  # fmt: skip
         figures["cache_hit_rate_rerun"] = round(hit_rate, 4)
         figures["rerun_seconds"] = round(secs, 3)
