@@ -53,11 +53,16 @@ def _tuning_headline(m: RunMetrics) -> dict[str, list[Any]] | None:
     if t8 is None or not t8.scales or not t8.related:
         return None
     picked = pick_scales(t8.scales)
-    return {
+    out: dict[str, list[Any]] = {
         "scales": [t8.scales[i] for i in picked],
         "related": [t8.related[i] for i in picked],
         "other": [t8.other[i] for i in picked] if t8.other else [],
     }
+    # the headline (docs/method.md §1.9): the share of the top-10 items carrying the concept
+    if t8.related_share:
+        out["related_share"] = [t8.related_share[i] for i in picked]
+        out["other_share"] = [t8.other_share[i] for i in picked] if t8.other_share else []
+    return out
 
 
 def headline(run: Run, m: RunMetrics | None = None) -> dict[str, Any]:

@@ -379,7 +379,7 @@ def test_index_row_has_the_headline(client: TestClient) -> None:
     assert cells[7] == "0.1911 (0.4217)"
     assert cells[8] == "13.3%"
     assert cells[9] == "TF-IDF: 37 (21) LLM: 95 (77)"
-    assert cells[10] == "5.1% / 40.2% / 53.3%"
+    assert cells[10] == "1.3% / 24.6% / 35.8%"  # Table 8's headline: the item share
     assert 'href="/runs/real/latents"' in row[1]
     assert 'href="/runs/real/users/0"' in row[1]  # a user to steer, one click from the index
     headline = next(r for r in client.get("/index.json").json()["runs"] if r["id"] == "real")[
@@ -390,6 +390,8 @@ def test_index_row_has_the_headline(client: TestClient) -> None:
         "scales": [-10, 1, 10],
         "related": [0.051, 0.402, 0.533],
         "other": [0.021, 0.026, 0.028],
+        "related_share": [0.0134, 0.2461, 0.3579],
+        "other_share": [0.011, 0.0155, 0.017],
     }
 
 
