@@ -48,6 +48,12 @@ def main() -> None:
             "ndcg@10": {k: _ndcg(t7, k) for k in ("mostpop", "base", "sae", "random_sae", "ae")},
             "n_latents": read(run, SAE_REPORT)["n_latents"],
         }
+        sae_report = read(run, SAE_REPORT)
+        # docs/method.md §1.4: the paired dev-NDCG veto at the selected checkpoint
+        f["veto"] = {
+            key: sae_report.get(key)
+            for key in ("veto", "score_tolerance", "dev_score", "vetoed_lower_fvu", "best_epoch")
+        }
         null = (report.get("null") or {}).get("tfidf", {})
         sae_null, base_null = null.get("sae", {}), null.get("base", {})
         f["verified_tfidf"] = sae_null.get("confident")
