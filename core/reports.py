@@ -172,6 +172,11 @@ class SAEReport(Record):
     ranking_trained: dict[str, RankingCI] = Field(default_factory=dict)
     n_heldout_users: int | None = None
     n_trained_users: int | None = None
+    # One-vector models: fold-in vectors of sub-sampled training histories the SAE also trained
+    # on (docs/method.md §1.4), the calibrated step count and its error per step count tried.
+    n_fold_in_vectors: int | None = None
+    fold_in_steps: int | None = None
+    fold_in_calibration_error: dict[str, float] = Field(default_factory=dict)
     history: list[dict[str, Any]] = Field(default_factory=list)
 
     def retained(self, split: str = "heldout", metric: str = "ndcg@10") -> float | None:
@@ -182,7 +187,8 @@ class SAEReport(Record):
         sae, base = table.get("sae"), table.get("base")
         if sae is None or base is None or metric not in sae or metric not in base:
             return None
-        return sae[metric].mean / base[metric].mean if base[metric].mean else None
+        ours, theirs = sae[metric].mean, base[metric].mean
+        return ours / theirs if ours is not None and theirs else None
 
 
 class Similarity(Record):

@@ -73,10 +73,14 @@ class RunConfig:
     recommender_overrides: dict[str, Any] = field(default_factory=dict)  # RecommenderConfig fields
     # n_latents = scale * d (docs/method.md §1.4). 0: 16 for sequential models (tens of thousands of
     # training vectors); for one vector per user, the largest power of two <= 16 with
-    # scale * d <= n_train / 3, since 421 user vectors cannot feed 1,024 latents (docs/method.md
-    # §2).
+    # scale * d <= n_train / 3 counting the fold-in vectors, and never below 4 (a dictionary has
+    # more latents than dimensions; docs/method.md §1.4).
     sae_scale: int = 0
     sae_k: int = 8
+    # One-vector-per-user models (BPRMF, LightGCN): fold-in vectors of this many sub-sampled
+    # training histories per TRAIN-side user join the SAE's training set, so it can learn a real
+    # dictionary of >= 4·d latents (docs/method.md §1.4; worker/sae/augment.py). 0: none.
+    sae_fold_ins: int = 24
     sae_overrides: dict[str, Any] = field(default_factory=dict)  # SAEConfig fields
     n_examples: int = 5  # N construction / verification / random cases per latent (paper §3.3)
     # TF-IDF terms come from the items' descriptive fields (genres, tags, free text); title words

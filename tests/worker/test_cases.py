@@ -42,8 +42,11 @@ def test_user_split_is_seeded_disjoint_and_sized() -> None:
     assert np.array_equal(a.user, np.arange(100)) and np.all(a.length == 4)
 
 
-def test_auto_scale_keeps_latents_below_a_third_of_the_training_vectors() -> None:
+def test_auto_scale_keeps_latents_below_a_third_of_the_training_vectors_and_at_least_4d() -> None:
     assert auto_scale(40_000, 64, sequential=True) == 16
-    assert auto_scale(361, 64, sequential=False) == 1  # 601 users, 60% train
-    assert auto_scale(421, 64, sequential=False) == 2
+    # One vector per user: never fewer than 4·d latents (docs/method.md §1.4) ...
+    assert auto_scale(361, 64, sequential=False) == 4  # 601 users, 60% train, no fold-ins
+    assert auto_scale(421, 64, sequential=False) == 4
+    # ... and the paper's 16 once fold-in vectors feed it (361 users x 25 vectors).
+    assert auto_scale(9_025, 64, sequential=False) == 16
     assert auto_scale(4_000, 64, sequential=False) == 16

@@ -29,10 +29,11 @@ def planted_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, lis
     root = tmp_path_factory.mktemp("planted")
     raw, truth = generate(PLANTED)
     data_dir = write_generic_csv(raw, root / "csv")
-    settings = Settings(data_dir=root / "var")
+    # TestClient's Host header is "testserver": the app answers only hosts it is told about.
+    settings = Settings(data_dir=root / "var", allowed_hosts=["testserver"])
     config = RunConfig(
         recommender="bprmf", dataset_format="generic", dataset_path=str(data_dir),
-        dataset_name="planted", rating_threshold=None, sae_scale=1, sae_k=4,
+        dataset_name="planted", rating_threshold=None, sae_scale=1, sae_k=4, sae_fold_ins=8,
         recommender_overrides={"epochs": 20},
     )  # fmt: skip
     run_pipeline(config, settings=settings, log=lambda _: None)
@@ -59,7 +60,8 @@ def test_rerunning_skips_finished_stages(planted_run: tuple[Settings, list[str]]
     config = RunConfig(
         recommender="bprmf", dataset_format="generic",
         dataset_path=str(Path(settings.data_dir).parent / "csv"), dataset_name="planted",
-        rating_threshold=None, sae_scale=1, sae_k=4, recommender_overrides={"epochs": 20},
+        rating_threshold=None, sae_scale=1, sae_k=4, sae_fold_ins=8,
+        recommender_overrides={"epochs": 20},
     )  # fmt: skip
     run_pipeline(config, settings=settings, stages=STAGES[:-1], log=lines.append)
     assert all("done already" in line for line in lines), lines
@@ -70,8 +72,8 @@ def test_sweep_stage_publishes_figures_7_and_8(planted_run: tuple[Settings, list
     config = RunConfig(
         recommender="bprmf", dataset_format="generic",
         dataset_path=str(Path(settings.data_dir).parent / "csv"), dataset_name="planted",
-        rating_threshold=None, sae_scale=1, sae_k=4, recommender_overrides={"epochs": 20},
-        sae_overrides={"max_epochs": 20}, sweep=True,
+        rating_threshold=None, sae_scale=1, sae_k=4, sae_fold_ins=8,
+        recommender_overrides={"epochs": 20}, sae_overrides={"max_epochs": 20}, sweep=True,
     )  # fmt: skip
     lines: list[str] = []
     run_pipeline(config, settings=settings, log=lines.append)

@@ -116,3 +116,19 @@ def test_save_load_round_trip(tiny: Dataset, name: str, tmp_path) -> None:
 def test_load_missing_directory_is_loud(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="not a saved recommender"):
         load_recommender(tmp_path)
+
+
+def test_lightgcn_partial_history_reps_reproduce_the_propagation(tiny: Dataset) -> None:
+    """On the full training history the formula gives the model's own user vectors; on a part
+    of it, a different one (worker/sae/augment.py uses it for the SAE's extra vectors)."""
+    model, _ = train_recommender(tiny, "lightgcn", quick("lightgcn"), progress=False)
+    model.eval()
+    users = np.arange(len(tiny.sequences))
+    full = [np.unique(s[:-2]) for s in tiny.sequences]
+    with torch.no_grad():
+        want = model.propagate()[0].numpy()
+    np.testing.assert_allclose(model.partial_history_reps(users, full), want, atol=1e-5)
+    half = model.partial_history_reps(users, [h[: len(h) // 2] for h in full])
+    assert not np.allclose(half, want, atol=1e-3)
+    bprmf, _ = train_recommender(tiny, "bprmf", quick("bprmf"), progress=False)
+    assert bprmf.partial_history_reps(users, full) is None  # a BPR fold-in stands in

@@ -21,7 +21,7 @@ Batches are dicts of tensors:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -112,6 +112,14 @@ class Recommender(nn.Module, ABC):
     def score(self, rep_BD: torch.Tensor) -> torch.Tensor:
         """[B, n_items] scores of every item."""
         return rep_BD @ self.item_embeddings().T
+
+    def partial_history_reps(
+        self, users: np.ndarray, histories: Sequence[np.ndarray]
+    ) -> np.ndarray | None:
+        """[M, d] the representation user ``users[m]`` would get with only ``histories[m]`` as
+        training items, where the model can say it exactly (LightGCN: its propagation); None
+        where it cannot (then a BPR fold-in stands in; worker/sae/augment.py)."""
+        return None
 
 
 def recommender_class(name: str, *, what: str = "unknown recommender") -> type[Recommender]:

@@ -8,7 +8,7 @@ The training edges live in a buffer, so a saved model rebuilds its graph without
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -108,3 +108,27 @@ class LightGCN(Recommender):
 
     def item_embeddings(self) -> torch.Tensor:
         return self.propagate()[1]
+
+    @torch.no_grad()
+    def partial_history_reps(
+        self, users: np.ndarray, histories: Sequence[np.ndarray]
+    ) -> np.ndarray:
+        """LightGCN's own propagation for a user whose training items were only ``histories[m]``:
+        layer 0 is the user's embedding, layer l+1 = Σ_{i∈H} e_i^(l) / sqrt(|H| · deg_i) with the
+        items' layers from the trained graph, the representation the mean of layers 0..L (the
+        module doc's formula, the user's row of Â restricted to H)."""
+        adj = self._adjacency()
+        e_ND = torch.cat([self.user_emb.weight, self.item_emb.weight])
+        item_layers = []
+        for _ in range(self.config.n_layers):
+            item_layers.append(e_ND[self.n_users :])
+            e_ND = torch.sparse.mm(adj, e_ND)
+        deg_I = torch.bincount(self.edges[1], minlength=self.n_items).float().clamp(min=1)
+        lengths = torch.tensor([len(h) for h in histories], dtype=torch.float32)
+        flat = torch.as_tensor(np.concatenate(histories), dtype=torch.long)
+        rows = torch.repeat_interleave(torch.arange(len(histories)), lengths.long())
+        weight = (lengths[rows].clamp(min=1) * deg_I[flat]).rsqrt()[:, None]  # [nnz, 1]
+        total = self.user_emb.weight[torch.as_tensor(users, dtype=torch.long)].clone()
+        for layer in item_layers:
+            total.index_add_(0, rows, weight * layer[flat])
+        return (total / (self.config.n_layers + 1)).numpy()

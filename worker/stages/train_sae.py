@@ -19,12 +19,18 @@ from worker.errors import ConfigError
 from worker.metrics.ranking import per_case_ndcg, ranking_report
 from worker.metrics.reconstruction import fvu
 from worker.probe import rank_targets, user_vector_cases
+from worker.recommenders.io import load_recommender
 from worker.run import Run, RunConfig
+from worker.sae.augment import FoldInConfig, fold_in_vectors
 from worker.sae.baselines import pca_fvu, random_sae, train_dense_ae
 from worker.sae.io import save_sae
 from worker.sae.model import TopKSAE
 from worker.sae.train import SAEConfig, encode_batched
 from worker.sae.train import train_sae as train
+
+# A dictionary has more latents than dimensions: one-vector models get at least 4·d latents
+# (docs/method.md §1.4), fed by fold-in vectors.
+MIN_ONE_VECTOR_SCALE = 4
 
 
 def dev_cases(dataset: Dataset, cases: Cases, sequential: bool) -> tuple[Cases, np.ndarray]:
@@ -41,9 +47,37 @@ def auto_scale(n_train: int, d: int, sequential: bool) -> int:
     if sequential:
         return 16
     scale = 16
-    while scale > 1 and scale * d > n_train / 3:
+    while scale > MIN_ONE_VECTOR_SCALE and scale * d > n_train / 3:
         scale //= 2
     return scale
+
+
+def fold_in_training_vectors(run: Run, x_train: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """One-vector models: ``x_train`` plus fold-ins of sub-sampled TRAIN-side histories
+    (worker/sae/augment.py); sequential models and ``sae_fold_ins = 0``: ``x_train`` as is."""
+    cfg, probe, dataset = run.config, run.probe, run.dataset
+    if probe.sequential or cfg.sae_fold_ins <= 0:
+        return x_train, {}
+    cases = probe.cases
+    users = cases.user[cases.side == TRAIN]
+    # The user's training items: the whole sequence but its dev and test items (§1.1).
+    histories = [dataset.sequences[u][:-2] for u in users]
+    model = load_recommender(run.dir)
+    fold = fold_in_vectors(
+        probe.item_emb, histories, x_train, FoldInConfig(per_user=cfg.sae_fold_ins, seed=cfg.seed),
+        partial_reps=model.partial_history_reps, train_users=users,
+    )  # fmt: skip
+    how = f"{fold.steps} fold-in steps" if fold.steps else f"{model.name}'s own representation"
+    run.log(
+        f"  {len(fold.vectors):,} vectors from {fold.n_users} training users' sub-sampled "
+        f"histories ({how}, error on full histories {fold.calibration_error[fold.steps]:.3f})"
+    )
+    info = {
+        "n_fold_in_vectors": len(fold.vectors),
+        "fold_in_steps": fold.steps,
+        "fold_in_calibration_error": fold.calibration_error,
+    }
+    return np.concatenate([x_train, fold.vectors]), info
 
 
 def sae_config(cfg: RunConfig, sequential: bool, train_shape: tuple[int, ...]) -> SAEConfig:
@@ -77,7 +111,7 @@ def _dense_reconstruct(ae: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 def train_sae(run: Run) -> None:
     cfg, dataset, probe = run.config, run.dataset, run.probe
     cases, reps, item_emb = probe.cases, probe.reps, probe.item_emb
-    x_train = reps[cases.side == TRAIN]
+    x_train, fold_info = fold_in_training_vectors(run, reps[cases.side == TRAIN])
     dev, dev_index = dev_cases(dataset, cases, probe.sequential)
     x_dev = reps[dev_index]
 
@@ -93,8 +127,9 @@ def train_sae(run: Run) -> None:
     # base model's CI half-width used before (0.030) exceeded BPRMF's dev NDCG (0.025) and
     # never vetoed (docs/method.md §1.4).
     sae, raw = train(x_train, x_dev, config, dev_score_fn=dev_ndcg)
+    raw.update(fold_info)
     save_sae(sae, config, run.path(SAE_DIR))  # later stages load it back (eval mode)
-    raw.update(_held_out(run, sae, config))
+    raw.update(_held_out(run, sae, config, x_train))
     raw.pop("history", None)
     report = SAEReport.model_validate(jsonable(raw))
     run.write_report(SAE_REPORT, report)
@@ -107,7 +142,7 @@ def train_sae(run: Run) -> None:
     )
 
 
-def _held_out(run: Run, sae: TopKSAE, config: SAEConfig) -> dict[str, Any]:
+def _held_out(run: Run, sae: TopKSAE, config: SAEConfig, x_fit: np.ndarray) -> dict[str, Any]:
     """Table 7 and docs/method.md §1.4: the model with x replaced by x_hat (SAE, random SAE, dense
     AE), on every user's test case; FVU on vectors the SAE never trained on, beside PCA-k."""
     dataset, probe, seed = run.dataset, run.probe, run.config.seed
@@ -118,7 +153,8 @@ def _held_out(run: Run, sae: TopKSAE, config: SAEConfig) -> dict[str, Any]:
     user_vectors = run.user_vectors
     rand = random_sae(reps.shape[1], config.scale * reps.shape[1], config.k,
                       b_dec=x_train.mean(0), seed=seed)  # fmt: skip
-    ae, ae_report = train_dense_ae(x_train, x_dev, hidden=8, seed=seed)
+    # The SAE's data and batch size (fold-ins make it tens of thousands of vectors).
+    ae, ae_report = train_dense_ae(x_fit, x_dev, hidden=8, seed=seed, batch_size=config.batch_size)
     recon = {
         "sae": encode_batched(sae, user_vectors)[2],
         "random_sae": encode_batched(rand, user_vectors)[2],
@@ -145,7 +181,8 @@ def _held_out(run: Run, sae: TopKSAE, config: SAEConfig) -> dict[str, Any]:
         n_heldout_users=int((~trained).sum()),
         n_trained_users=int(trained.sum()),
         fvu_test=fvu(x_test, encode_batched(sae, x_test)[2]),
-        pca_fvu_test=pca_fvu(x_train, x_test, config.k),
+        # PCA-k fitted on what the SAE trained on (fold-ins included): the stricter baseline.
+        pca_fvu_test=pca_fvu(x_fit, x_test, config.k),
         random_sae_fvu_test=fvu(x_test, encode_batched(rand, x_test)[2]),
         ae_fvu_test=fvu(x_test, _dense_reconstruct(ae, x_test)),
         ae=ae_report,
