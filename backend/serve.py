@@ -98,7 +98,15 @@ def serve(
         "access_log": access_log, **uvicorn_proxy_options(resolved),
     }  # fmt: skip
     if workers > 1:
-        uvicorn.run("backend.app:create_app", factory=True, workers=workers, **options)
+        # Each spawned worker re-imports this module and the app before it answers uvicorn's
+        # health ping; on a busy machine that took 14 s, past the 5 s default, and the workers
+        # were killed and restarted forever. The protocol as an import string keeps the pickled
+        # config light; the health check gets a minute.
+        options["http"] = "backend.serve:NoDelayH11Protocol"
+        uvicorn.run(
+            "backend.app:create_app", factory=True, workers=workers,
+            timeout_worker_healthcheck=60, **options,
+        )  # fmt: skip
         return
     uvicorn.run(create_app(resolved), **options)
 

@@ -242,6 +242,9 @@ async def _engine_fast(request: Request, run_id: str) -> SteeringEngine:
 async def steer_user(run_id: str, idx: Idx, body: SteerRequest, request: Request) -> JSONResponse:
     """Rerank all items for user ``idx`` with the edits applied; top 10, diff, test-item rank."""
     engine = await _engine_fast(request, run_id)
+    if SteerMode(body.mode) is SteerMode.REPLACE and not engine.reconstruction_ready:
+        # Replace mode's baseline ranks every user's x̂ once: never on the event loop.
+        await run_in_threadpool(engine.reconstruction_lists)
     result = _steer(engine, idx, to_edits(body.edits), body.mode)
     return JSONResponse(result_json(engine, result))
 

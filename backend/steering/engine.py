@@ -253,6 +253,12 @@ class SteeringEngine:
                 self._recon = rank_users(users, x_hat, self.item_embeddings, self.text, depth)
             return self._recon
 
+    @property
+    def reconstruction_ready(self) -> bool:
+        """Whether :meth:`reconstruction_lists` is computed (async callers compute it in a
+        thread first: it ranks every user once, seconds on a large run)."""
+        return self._recon is not None
+
     def baseline_lists(self, mode: SteerMode) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The unsteered lists a ``mode`` diff is taken against: x's for error-preserving, x̂'s
         for replace (top [U, depth], scores [U, depth], test rank [U])."""

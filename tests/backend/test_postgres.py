@@ -32,7 +32,9 @@ def test_migrate_and_publish_on_postgres(postgres_url: str) -> None:
     publish_run(sessions, _run("pg-run"), [], [], [_latent(0), _latent(1)], [], [], [])
     with sessions() as s:
         assert s.scalar(select(Run.status).where(Run.id == "pg-run")) == "ready"
-        assert s.scalar(select(func.count()).select_from(Latent)) == 2
+        # Only this run's rows: other tests share the session's PostgreSQL database.
+        mine = select(func.count()).select_from(Latent).where(Latent.run_id == "pg-run")
+        assert s.scalar(mine) == 2
 
     # A publish that fails midway (duplicate latent idx) leaves the previous version intact.
     with pytest.raises(IntegrityError):
