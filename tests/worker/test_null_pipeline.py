@@ -4,6 +4,10 @@ every table, and takes TF-IDF terms from the descriptive fields only (docs/metho
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from core.reports import PaperReport, details_null_p95, is_confident, is_verified
@@ -11,6 +15,7 @@ from core.rundir import REPORT
 from core.settings import Settings
 from core.store import reads
 from core.store.engine import session_factory
+from tests.worker.test_llm_client import Reply, ScriptedLLM, chat_reply
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv
 from worker.interpret.result import Interpretation
 from worker.pipeline import Run, RunConfig, run_pipeline
@@ -23,19 +28,31 @@ SMALL = SyntheticConfig(
 )  # fmt: skip
 
 
+def _llm(payload: dict[str, Any]) -> Reply:
+    """Explains even latents as "the movie" (degenerate, twice), odd ones as "theme <id>";
+    a level is a deterministic function of the explanation and the item."""
+    content = payload["messages"][-1]["content"] if len(payload["messages"]) > 4 else ""
+    query = payload["messages"][3]["content"]
+    if "Activations:" in query:
+        latent = int(query.split("Neuron ")[1].split("\n")[0])
+        return chat_reply("the movie" if latent % 2 == 0 or content else f"theme {latent}")
+    digest = hashlib.sha256(query.encode()).digest()
+    return chat_reply(str(digest[0] % 11))
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, list[str]]:
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Run, list[str]]]:
     root = tmp_path_factory.mktemp("null")
     raw, truth = generate(SMALL)
     config = RunConfig(
         recommender="bprmf", dataset_format="generic",
         dataset_path=str(write_generic_csv(raw, root / "csv")), dataset_name="nulltest",
         rating_threshold=None, sae_scale=1, sae_k=4, recommender_overrides={"epochs": 10},
-        sae_overrides={"max_epochs": 200}, tuning=False,
+        sae_overrides={"max_epochs": 200}, tuning=False, llm_latents=6, llm_null=2,
     )  # fmt: skip
-    return run_pipeline(config, settings=Settings(data_dir=root / "var"), log=lambda _: None), list(
-        truth.tags
-    )
+    with ScriptedLLM(_llm) as llm:
+        settings = Settings(data_dir=root / "var", llm_base_url=llm.base_url)
+        yield run_pipeline(config, settings=settings, log=lambda _: None), list(truth.tags)
 
 
 def test_every_tfidf_confidence_has_its_null_and_verified_uses_it(
@@ -76,3 +93,30 @@ def test_published_concepts_carry_the_null(run: tuple[Run, list[str]]) -> None:
         assert published.confidence == pytest.approx(scored.confidence)
         assert details_null_p95(published.details) == pytest.approx(scored.details["null"]["p95"])
         assert published.details["margin"] == pytest.approx(scored.details["margin"])
+
+
+def test_llm_concepts_carry_a_bounded_null_and_degenerate_labels_stay_out_of_the_summary(
+    run: tuple[Run, list[str]],
+) -> None:
+    r, _ = run
+    concepts = r.llm_concepts
+    assert len(concepts) == 6
+    degenerate = [c for c in concepts if c.status == "degenerate"]
+    scored = [c for c in concepts if c.confidence is not None]
+    assert degenerate and all(c.latent_id % 2 == 0 for c in degenerate)
+    for c in scored:
+        null = c.details["null"]
+        assert 1 <= len(null["concepts"]) <= 2  # llm_null = 2 other explanations
+        assert all(e["text"].startswith("theme ") for e in null["concepts"])
+    report = PaperReport.model_validate_json((r.dir / REPORT).read_text())
+    assert report.null is not None
+    summary = report.null["llm"]["sae"]
+    assert summary.with_confidence == len(scored)
+    assert summary.verified == sum(
+        is_verified(c.confidence, details_null_p95(c.details)) for c in concepts
+    )
+    with session_factory(r.settings.resolved_database_url)() as session:
+        latent = reads.get_latent(session, r.config.run_id, degenerate[0].latent_id)
+        assert latent is not None and latent.llm_concept is None
+        rows = reads.latent_concepts(session, r.config.run_id, degenerate[0].latent_id)
+        assert any(c.method == "llm" and c.status == "degenerate" for c in rows)

@@ -20,6 +20,8 @@ def _all_done(run: Run) -> None:
         ({"seed": 1}, "prepare"),
         ({"recommender_overrides": {"epochs": 3}}, "train_recommender"),
         ({"llm_latents": 5}, "explain_llm"),
+        ({"tfidf_title_words": True}, "interpret"),
+        ({"llm_null": 3}, "explain_llm"),
         ({"sweep": True}, "sweep"),
     ],
 )
