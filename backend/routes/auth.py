@@ -117,8 +117,8 @@ def login_form(request: Request, settings: SettingsDep, next: str = "/") -> HTML
 async def login(
     request: Request,
     settings: SettingsDep,
-    username: Annotated[str, Form(max_length=64)],
-    password: Annotated[str, Form(max_length=accounts.MAX_PASSWORD_LENGTH)],
+    username: Annotated[str, Form(min_length=1, max_length=64)],
+    password: Annotated[str, Form(min_length=1, max_length=accounts.MAX_PASSWORD_LENGTH)],
     csrf_token: Annotated[str, Form(max_length=128)] = "",
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
@@ -216,8 +216,8 @@ def accounts_page(request: Request, _admin: AdminDep) -> HTMLResponse:
 def add_account(
     request: Request,
     _admin: AdminDep,
-    username: Annotated[str, Form(max_length=64)],
-    password: Annotated[str, Form(max_length=accounts.MAX_PASSWORD_LENGTH)],
+    username: Annotated[str, Form(min_length=1, max_length=64)],
+    password: Annotated[str, Form(min_length=1, max_length=accounts.MAX_PASSWORD_LENGTH)],
     role: Annotated[str, Form(max_length=16)] = "annotator",
 ) -> Response:
     try:

@@ -19,7 +19,6 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
-    field_validator,
     model_validator,
 )
 
@@ -40,14 +39,11 @@ class EditIn(BaseModel):
     # Strict: ``true`` is not latent 1, ``"2"`` is not 2.0 (JSON numbers only).
     model_config = ConfigDict(extra="forbid")
     latent: StrictInt = Field(ge=0, le=DB_INT_MAX, description="latent index")
-    value: StrictFloat = Field(allow_inf_nan=False, description="scale (active) or activation")
-
-    @field_validator("value")
-    @classmethod
-    def _bounded(cls, v: float) -> float:
-        if abs(v) > VALUE_HARD_LIMIT:
-            raise ValueError(f"value {v:g} is beyond ±{VALUE_HARD_LIMIT:g}")
-        return v
+    # The hard ceiling in the schema itself, so the OpenAPI document says what is accepted.
+    value: StrictFloat = Field(
+        allow_inf_nan=False, ge=-VALUE_HARD_LIMIT, le=VALUE_HARD_LIMIT,
+        description="scale (active) or activation",
+    )  # fmt: skip
 
 
 def _unique(edits: list[EditIn]) -> None:
