@@ -6,13 +6,13 @@
 Per engine, a throw-away database (PostgreSQL: a server started for the run, as the tests start
 theirs, tests/postgres_server.py) holds one large synthetic run (tests/backend/synthetic_run.py,
 the factory of benchmarks/steer.py: 100,000 items, 2,000 users, 1,024 latents, 5 examples per
-role and latent). uvicorn with two workers serves it on loopback, as ``python -m backend.serve
---workers 2`` does (see LAUNCH for the one difference); every worker's steering engine is loaded
-and each page rendered before the clock starts. Then ``locust --headless`` runs in its own
-process (gevent's monkey-patching never reaches the server or this driver) for ``--seconds``
-with ``--users`` users arriving 10 a second (benchmarks/load_locustfile.py): the latent list,
-latent pages, user pages and steering (a same-origin JSON POST) in the ratio 2:3:2:3, with
-0.5–1.5 s of think time between clicks. The figures cover the whole run, arrivals included.
+role and latent). ``python -m backend.serve --workers 2`` serves it on loopback; every worker's
+steering engine is loaded and each page rendered before the clock starts. Then ``locust
+--headless`` runs in its own process (gevent's monkey-patching never reaches the server or this
+driver) for ``--seconds`` with ``--users`` users arriving 10 a second
+(benchmarks/load_locustfile.py): the latent list, latent pages, user pages and steering (a
+same-origin JSON POST) in the ratio 2:3:2:3, with 0.5–1.5 s of think time between clicks. The
+figures cover the whole run, arrivals included.
 
 Prints a table, one JSON line with the details (requests, build time, first errors), and as
 the LAST line one JSON object with exactly these keys::
@@ -85,30 +85,16 @@ def build(url: str, data_dir: Path, args: argparse.Namespace) -> float:
     return time.perf_counter() - started
 
 
-# `python -m backend.serve --workers 2` with one change: uvicorn's workers get 120 s, not 5, to
-# answer its first health check. A spawned worker re-imports the main module (backend.serve, so
-# the whole app) before it can answer; on two busy cores that took 14 s, and uvicorn killed and
-# restarted every worker forever. Here the main module is this short script and the app and its
-# protocol are import strings, loaded by each worker after it started answering.
-LAUNCH = """
-import sys, uvicorn
-from backend.serve import uvicorn_proxy_options
-from core.settings import Settings
-uvicorn.run(
-    "backend.app:create_app", factory=True, host="127.0.0.1", port=int(sys.argv[1]),
-    workers=int(sys.argv[2]), http="backend.serve:NoDelayH11Protocol", log_level="warning",
-    access_log=False, timeout_worker_healthcheck=120, **uvicorn_proxy_options(Settings()),
-)
-"""
-
-
 @contextmanager
 def server(settings: Settings, workers: int) -> Iterator[str]:
-    """uvicorn with ``workers`` processes on a loopback port (see LAUNCH); yields its base URL."""
+    """``python -m backend.serve --workers N`` on a loopback port; yields its base URL."""
     import httpx
 
     port = free_port()
-    cmd = [sys.executable, "-c", LAUNCH, str(port), str(workers)]
+    cmd = [
+        sys.executable, "-m", "backend.serve", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
     env = {**os.environ, **settings.as_environment(), **ONE_THREAD}
     log = tempfile.TemporaryFile(mode="w+")
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=log, text=True, start_new_session=True)
