@@ -1,7 +1,7 @@
 """The explorer's FastAPI app: pages, their JSON twins, static files, offline API docs.
 
 Nothing here loads from the internet: plotly.js comes from the installed ``plotly`` package and
-Swagger UI from ``swagger-ui-bundle``, both served by us.
+Swagger UI 5 from ``swagger-ui-py``, both served by us.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 
-import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
@@ -25,6 +24,7 @@ from core.store import migrate
 from core.store.engine import session_factory
 
 PLOTLY_JS = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
+SWAGGER_UI = Path(str(files("swagger_ui") / "static"))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(
         urls.SWAGGER_DIR,
-        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        StaticFiles(directory=SWAGGER_UI),
         name="swagger",
     )
 
