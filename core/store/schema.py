@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -218,3 +220,107 @@ class LoginSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_login_sessions_account", "account_id"),)
+
+
+# --- human evaluation (issue 10; docs/method.md §3) -------------------------------------------
+
+
+class Study(Base):
+    """A human evaluation of a run's concepts: a seeded sample of (latent, concept) pairs that the
+    assigned annotators rate on the 1–4 relevance scale (docs/method.md §3)."""
+
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    seed: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(Integer)  # latents asked for (fewer when fewer qualify)
+    min_confidence: Mapped[float] = mapped_column(Float)
+    methods: Mapped[str] = mapped_column(String(16))  # tfidf / llm / both
+    status: Mapped[str] = mapped_column(String(8), default="open")  # open / closed
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
+    )
+
+
+class StudyAnnotator(Base):
+    __tablename__ = "study_annotators"
+
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class StudyItem(Base):
+    """One (latent, concept) pair of a study, in the study's order. The concept's text, method
+    and confidence are copied: a study keeps what its annotators saw whatever is republished."""
+
+    __tablename__ = "study_items"
+
+    study_id: Mapped[int] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0-based
+    latent_idx: Mapped[int] = mapped_column(Integer)
+    concept_id: Mapped[int] = mapped_column(Integer)  # concepts.id when sampled
+    method: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    null_p95: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("study_id", "latent_idx", "concept_id", name="uq_study_items_concept"),
+    )
+
+
+class Rating(Base):
+    """An annotator's rating of one study item: ``value`` 1–4, or None with ``skip_reason``.
+    One row per (study, annotator, latent, concept), enforced by the database."""
+
+    __tablename__ = "ratings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(Integer)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    latent_idx: Mapped[int] = mapped_column(Integer)
+    concept_id: Mapped[int] = mapped_column(Integer)
+    value: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "study_id", "account_id", "latent_idx", "concept_id", name="uq_ratings_one_per_key"
+        ),
+        ForeignKeyConstraint(
+            ["study_id", "latent_idx", "concept_id"],
+            ["study_items.study_id", "study_items.latent_idx", "study_items.concept_id"],
+            ondelete="CASCADE",
+        ),
+        CheckConstraint("value IS NULL OR (value >= 1 AND value <= 4)", name="ck_ratings_scale"),
+    )
+
+
+class RatingChange(Base):
+    """Every change to a rating (the first one too): who, when, old and new value (or skip)."""
+
+    __tablename__ = "rating_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rating_id: Mapped[int] = mapped_column(ForeignKey("ratings.id", ondelete="CASCADE"))
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
+    )
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    old_value: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_value: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    old_skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    new_skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_rating_changes_rating", "rating_id"),)

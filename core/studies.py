@@ -1,0 +1,269 @@
+"""Human evaluation studies (issue 10; docs/method.md §3): create, assign, open/close, rate.
+
+A study is a seeded random sample of a run's latents that have a concept of the chosen
+method(s) with confidence at least the minimum; each sampled (latent, concept) pair is a study
+item, shown to the assigned annotators in one shuffled order. A rating is 1–4 (the scale of
+docs/method.md §3) or a skip with a reason. The database holds one rating per (study,
+annotator, latent, concept) — ``uq_ratings_one_per_key`` — and :func:`rate` writes through that
+constraint (insert-or-nothing, then lock and update), so concurrent submissions on SQLite or
+PostgreSQL neither lose nor duplicate a rating; every change is kept in ``rating_changes``.
+A closed study is frozen: :func:`rate` refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.reports import details_null_p95
+from core.store.schema import (
+    Account,
+    Concept,
+    Rating,
+    RatingChange,
+    Run,
+    Study,
+    StudyAnnotator,
+    StudyItem,
+)
+
+METHODS = {"tfidf": ("tfidf",), "llm": ("llm",), "both": ("tfidf", "llm")}
+SCALE = (1, 2, 3, 4)
+DEFAULT_SIZE, DEFAULT_MIN_CONFIDENCE, DEFAULT_METHODS = 100, 0.8, "both"
+MAX_SIZE = 5000
+SKIP_REASON_MAX = 500
+RATING_KEY = ["study_id", "account_id", "latent_idx", "concept_id"]
+
+
+class StudyError(ValueError):
+    """Bad study input (the message says what to fix)."""
+
+
+class StudyNotFound(LookupError):
+    """No such study, or no such item in it."""
+
+
+class StudyClosed(StudyError):
+    """The study is closed: its ratings are frozen."""
+
+
+@dataclass(frozen=True)
+class RateResult:
+    rating_id: int
+    created: bool  # a new row (else an existing one, changed or not)
+    changed: bool  # a change row was written
+
+
+def _best_concepts(session: Session, run: Run, methods: tuple[str, ...], minimum: float) -> dict:
+    """{latent idx: {method: Concept}}: per latent and method the highest-confidence concept of
+    the run's current version with confidence >= ``minimum`` (ties: the newest)."""
+    rows = session.scalars(
+        select(Concept)
+        .where(
+            Concept.run_id == run.id,
+            Concept.run_version == run.version,
+            Concept.method.in_(methods),
+            Concept.confidence >= minimum,
+        )
+        .order_by(Concept.confidence.desc(), Concept.id.desc())
+    )
+    best: dict[int, dict[str, Concept]] = {}
+    for concept in rows:
+        best.setdefault(concept.latent_idx, {}).setdefault(concept.method, concept)
+    return best
+
+
+def _check_params(size: int, min_confidence: float, methods: str, name: str) -> None:
+    if methods not in METHODS:
+        raise StudyError(f"methods must be one of {', '.join(METHODS)}, not {methods!r}")
+    if not 1 <= size <= MAX_SIZE:
+        raise StudyError(f"size must be between 1 and {MAX_SIZE} latents, not {size}")
+    if not 0 <= min_confidence <= 1:
+        raise StudyError(f"the minimum confidence is a share in [0, 1], not {min_confidence}")
+    if not name.strip() or len(name) > 128:
+        raise StudyError("give the study a name of 1–128 characters")
+
+
+def create_study(
+    sessions: sessionmaker[Session],
+    run_id: str,
+    name: str,
+    *,
+    size: int = DEFAULT_SIZE,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    methods: str = DEFAULT_METHODS,
+    seed: int = 0,
+    created_by: int | None = None,
+) -> int:
+    """Sample the study's items (seeded: the same arguments give the same items) and store it,
+    open; returns its id. Fewer than ``size`` latents qualify: all of them are taken."""
+    _check_params(size, min_confidence, methods, name)
+    with sessions.begin() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise StudyNotFound(f"unknown run {run_id!r}")
+        best = _best_concepts(session, run, METHODS[methods], min_confidence)
+        if not best:
+            raise StudyError(
+                f"no latent of run {run_id!r} has a {' or '.join(METHODS[methods])} concept with "
+                f"confidence >= {min_confidence}; lower the minimum or choose other methods"
+            )
+        rng = np.random.default_rng(seed)
+        latents = sorted(best)
+        chosen = rng.choice(latents, size=min(size, len(latents)), replace=False)
+        pairs = [best[int(i)][m] for i in chosen for m in METHODS[methods] if m in best[int(i)]]
+        order = rng.permutation(len(pairs))  # methods interleaved: nothing tells them apart
+        study = Study(
+            run_id=run_id, name=name.strip(), seed=seed, size=size,
+            min_confidence=min_confidence, methods=methods, status="open", created_by=created_by,
+        )  # fmt: skip
+        session.add(study)
+        session.flush()
+        for position, k in enumerate(order):
+            c = pairs[int(k)]
+            session.add(
+                StudyItem(
+                    study_id=study.id,
+                    position=position,
+                    latent_idx=c.latent_idx,
+                    concept_id=c.id,
+                    method=c.method,
+                    text=c.text,
+                    confidence=c.confidence,
+                    null_p95=details_null_p95(c.details),
+                )  # fmt: skip
+            )
+        return study.id
+
+
+def assign(sessions: sessionmaker[Session], study_id: int, usernames: list[str]) -> list[str]:
+    """Assign accounts (by username) to the study; returns the names newly assigned."""
+    added: list[str] = []
+    with sessions.begin() as session:
+        if session.get(Study, study_id) is None:
+            raise StudyNotFound(f"no study {study_id}")
+        for username in usernames:
+            account = session.scalar(select(Account).where(Account.username == username))
+            if account is None:
+                raise StudyError(f"no account {username!r}; an admin adds it at /admin/accounts")
+            if session.get(StudyAnnotator, (study_id, account.id)) is None:
+                session.add(StudyAnnotator(study_id=study_id, account_id=account.id))
+                added.append(username)
+    return added
+
+
+def unassign(sessions: sessionmaker[Session], study_id: int, username: str) -> None:
+    with sessions.begin() as session:
+        account_id = session.scalar(select(Account.id).where(Account.username == username))
+        session.execute(
+            delete(StudyAnnotator).where(
+                StudyAnnotator.study_id == study_id, StudyAnnotator.account_id == account_id
+            )
+        )
+
+
+def set_status(sessions: sessionmaker[Session], study_id: int, status: str) -> None:
+    """Open or close a study; closing freezes its ratings (reopening unfreezes them)."""
+    if status not in ("open", "closed"):
+        raise StudyError(f"a study is open or closed, not {status!r}")
+    with sessions.begin() as session:
+        study = session.get(Study, study_id, with_for_update=True)
+        if study is None:
+            raise StudyNotFound(f"no study {study_id}")
+        study.status = status
+        study.closed_at = datetime.now(UTC) if status == "closed" else None
+
+
+def is_assigned(session: Session, study_id: int, account_id: int) -> bool:
+    return session.get(StudyAnnotator, (study_id, account_id)) is not None
+
+
+def _check_rating(value: int | None, skip_reason: str | None) -> str | None:
+    if value is None:
+        reason = (skip_reason or "").strip()
+        if not reason:
+            raise StudyError("a skip needs a reason (e.g. 'examples unclear')")
+        if len(reason) > SKIP_REASON_MAX:
+            raise StudyError(f"a skip reason has at most {SKIP_REASON_MAX} characters")
+        return reason
+    if value not in SCALE:
+        raise StudyError(f"a rating is 1, 2, 3 or 4 (docs/method.md §3), not {value}")
+    return None
+
+
+def _insert_or_nothing(session: Session, values: dict[str, Any]) -> bool:
+    """INSERT the rating unless its key exists (the database decides); True when inserted."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(Rating)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=RATING_KEY)
+        .returning(Rating.id)
+    )
+    return session.execute(stmt).first() is not None  # no row back: the key was there
+
+
+def rate(
+    sessions: sessionmaker[Session],
+    study_id: int,
+    account_id: int,
+    latent_idx: int,
+    concept_id: int,
+    value: int | None,
+    skip_reason: str | None = None,
+) -> RateResult:
+    """Record (or change) one annotator's rating of one study item, in one transaction.
+
+    The INSERT comes first so that on SQLite the transaction holds the write lock before it
+    reads; on PostgreSQL a concurrent insert of the same key waits for the first and then does
+    nothing, and the row is locked (FOR UPDATE) before it is compared and updated."""
+    reason = _check_rating(value, skip_reason)
+    with sessions() as session:
+        if not is_assigned(session, study_id, account_id):
+            raise PermissionError(f"this account is not assigned to study {study_id}")
+        key = {"study_id": study_id, "latent_idx": latent_idx, "concept_id": concept_id}
+        if session.scalar(select(StudyItem.position).filter_by(**key)) is None:
+            raise StudyNotFound(
+                f"study {study_id} has no item latent {latent_idx} concept {concept_id}"
+            )
+    now = datetime.now(UTC)
+    with sessions.begin() as session:
+        values = {**key, "account_id": account_id, "value": value, "skip_reason": reason}
+        created = _insert_or_nothing(session, {**values, "updated_at": now})
+        status = session.scalar(
+            select(Study.status).where(Study.id == study_id).with_for_update(read=True)
+        )
+        if status != "open":
+            raise StudyClosed(f"study {study_id} is closed: its ratings are frozen")
+        rating = session.scalar(
+            select(Rating).filter_by(**key, account_id=account_id).with_for_update()
+        )
+        assert rating is not None  # inserted above, or there already
+        old = (None, None) if created else (rating.value, rating.skip_reason)
+        if not created and old == (value, reason):
+            return RateResult(rating.id, False, False)
+        rating.value, rating.skip_reason, rating.updated_at = value, reason, now
+        session.add(
+            RatingChange(
+                rating_id=rating.id,
+                account_id=account_id,
+                changed_at=now,
+                old_value=old[0],
+                new_value=value,
+                old_skip_reason=old[1],
+                new_skip_reason=reason,
+            )  # fmt: skip
+        )
+        return RateResult(rating.id, created, True)
+
+
+def count_ratings(session: Session, study_id: int) -> int:
+    return (
+        session.scalar(select(func.count()).select_from(Rating).filter_by(study_id=study_id)) or 0
+    )
