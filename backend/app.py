@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from backend import errors, limits, security, urls
 from backend.deps import STATIC_DIR
-from backend.routes import auth, explain, items, latents, runs, steer
+from backend.routes import auth, explain, find, items, latents, runs, steer
 from core.settings import Settings, get_settings
 from core.store import migrate
 from core.store.engine import session_factory
@@ -77,6 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             swagger_ui_parameters={"validatorUrl": None},
         )
 
-    for module in (runs, latents, items, steer, explain, auth):
+    for module in (runs, latents, find, items, steer, explain, auth):
         app.include_router(module.router)
     return app

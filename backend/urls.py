@@ -43,6 +43,16 @@ def item(run_id: str, idx: int) -> str:
     return f"{run(run_id)}/items/{int(idx)}"
 
 
+def items(run_id: str, **params: object) -> str:
+    """The items index (search, sort, pages); keyword arguments become query parameters."""
+    return f"{run(run_id)}/items{_query(params)}"
+
+
+def users(run_id: str, **params: object) -> str:
+    """The users index (search, sort, pages); keyword arguments become query parameters."""
+    return f"{run(run_id)}/users{_query(params)}"
+
+
 def user(run_id: str, idx: int) -> str:
     """The user page (served by the steering routes)."""
     return f"{run(run_id)}/users/{int(idx)}"

@@ -1,0 +1,104 @@
+"""The reads behind the users and items indexes (search, sort, pages): SQL stays in core/store.
+
+Kept beside :mod:`core.store.reads` (which is at its size limit) with the same conventions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, NamedTuple, get_args
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from core.store.reads import SortOrder, _check
+from core.store.schema import Item, RecordedCase, User
+
+ItemSort = Literal["popularity", "title", "id"]
+UserSort = Literal["activity", "ndcg", "id"]
+_ITEM_SORT = {"popularity": Item.popularity, "title": func.lower(Item.title), "id": Item.idx}
+
+
+def list_items(
+    session: Session,
+    run_id: str,
+    *,
+    q: str | None = None,
+    sort: ItemSort = "popularity",
+    order: SortOrder = "desc",
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[Item], int]:
+    """A slice of a run's items whose title or text contains ``q`` (any case), and the count."""
+    _check(sort, get_args(ItemSort), "sort")
+    _check(order, get_args(SortOrder), "order")
+    where: list[ColumnElement[bool]] = [Item.run_id == run_id]
+    if q and q.strip():
+        needle = q.strip().lower()
+        where.append(
+            or_(*(func.lower(c).contains(needle, autoescape=True) for c in (Item.title, Item.text)))
+        )
+    total = session.scalar(select(func.count()).select_from(Item).where(*where)) or 0
+    column = _ITEM_SORT[sort]
+    ordering = column.desc() if order == "desc" else column.asc()
+    rows = session.scalars(
+        select(Item).where(*where).order_by(ordering, Item.idx).offset(offset).limit(limit)
+    )
+    return list(rows), total
+
+
+class UserRow(NamedTuple):
+    idx: int
+    external_id: str
+    n_history: int  # training interactions (activity)
+    test_item: int
+    ndcg: float | None  # NDCG@10 of test_item in the recorded top 10; None: no recorded case
+
+
+def list_users(
+    session: Session,
+    run_id: str,
+    *,
+    q: str | None = None,
+    sort: UserSort = "activity",
+    order: SortOrder = "desc",
+) -> list[UserRow]:
+    """A run's users (``q``: an internal index or an external id, exactly), sorted; ties by index.
+
+    The NDCG is of the user's test item in the top 10 the model recorded at the test position
+    (the ``cases`` row: history + dev item), 1 / log2(rank + 2) when there, else 0 — the
+    per-case NDCG of docs/method.md §1.3. It is computed here, so the whole run is read.
+    """
+    _check(sort, get_args(UserSort), "sort")
+    _check(order, get_args(SortOrder), "order")
+    query = select(
+        User.idx, User.external_id, func.json_array_length(User.history), User.test_item,
+        RecordedCase.top_items,
+    ).outerjoin(
+        RecordedCase, and_(RecordedCase.run_id == User.run_id, RecordedCase.user_idx == User.idx)
+    ).where(User.run_id == run_id)  # fmt: skip
+    if q and q.strip():
+        needle = q.strip()
+        by_idx = [User.idx == int(needle)] if needle.isdigit() and len(needle) < 10 else []
+        query = query.where(or_(User.external_id == needle, *by_idx))
+    rows = [
+        UserRow(idx, ext, int(n or 0), test, None if top is None else _ndcg(test, top))
+        for idx, ext, n, test, top in session.execute(query)
+    ]
+
+    def key(r: UserRow) -> float:
+        value = {"activity": r.n_history, "ndcg": r.ndcg, "id": r.idx}[sort]
+        return -1.0 if value is None else float(value)
+
+    rows.sort(key=lambda r: r.idx)
+    rows.sort(key=key, reverse=order == "desc")
+    if sort == "ndcg":  # users without a recorded case last in both orders
+        rows = [r for r in rows if r.ndcg is not None] + [r for r in rows if r.ndcg is None]
+    return rows
+
+
+def _ndcg(item: int, top: list[Any]) -> float:
+    for rank, candidate in enumerate(top[:10]):
+        if int(candidate) == item:
+            return 1.0 / math.log2(rank + 2)
+    return 0.0
