@@ -13,10 +13,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from backend import errors, limits, security, urls
+from backend import assets, errors, limits, security, urls
 from backend.deps import STATIC_DIR
 from backend.routes import auth, explain, find, items, latents, runs, steer
 from core.settings import Settings, get_settings
@@ -50,20 +50,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limits.install(app, settings.max_body_bytes)
     security.install(app, settings)
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount(
         urls.SWAGGER_DIR,
         StaticFiles(directory=SWAGGER_UI),
         name="swagger",
     )
-
-    @app.get(urls.PLOTLY_JS, include_in_schema=False)
-    def plotly_js() -> FileResponse:
-        return FileResponse(
-            PLOTLY_JS,
-            media_type="text/javascript",
-            headers={"Cache-Control": "public, max-age=86400"},
-        )
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -79,4 +70,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (runs, latents, find, items, steer, explain, auth):
         app.include_router(module.router)
+    assets.install(app, STATIC_DIR, PLOTLY_JS)  # last: its gzip layer wraps all the others
     return app

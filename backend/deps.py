@@ -138,6 +138,7 @@ def pct(value: float | None, digits: int = 1) -> str:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals["urls"] = urls
+templates.env.globals["static_url"] = urls.static  # content-hashed (backend/assets.py)
 templates.env.filters["fmt"] = fmt
 templates.env.filters["pct"] = pct
 templates.env.trim_blocks = True

@@ -58,12 +58,29 @@ def user(run_id: str, idx: int) -> str:
     return f"{run(run_id)}/users/{int(idx)}"
 
 
+# Content hashes of the static files and of plotly.js, set once at startup by backend.assets:
+# the URLs carry them as ?v=<hash>, so a browser keeps each file until its bytes change.
+_VERSIONS: dict[str, str] = {}
+
+
+def set_versions(static_files: dict[str, str], plotly: str) -> None:
+    _VERSIONS.clear()
+    _VERSIONS.update(static_files)
+    _VERSIONS[PLOTLY_JS] = plotly
+
+
+def _versioned(url: str, key: str) -> str:
+    version = _VERSIONS.get(key)
+    return f"{url}?v={version}" if version else url
+
+
 def static(name: str) -> str:
-    return f"/static/{name}"
+    """A file of frontend/static, with its content hash (templates also call it static_url)."""
+    return _versioned(f"/static/{name}", name)
 
 
 def plotly_js() -> str:
-    return PLOTLY_JS
+    return _versioned(PLOTLY_JS, PLOTLY_JS)
 
 
 def docs() -> str:

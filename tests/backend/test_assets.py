@@ -1,0 +1,105 @@
+"""Issue 11 §4, weight and speed: gzip, content-hashed static URLs cached for a year, plotly.js
+gzipped once, a favicon on every page."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from backend import assets
+from backend.app import PLOTLY_JS
+from backend.deps import STATIC_DIR
+
+HTML = {"accept": "text/html"}
+GZIP = {"accept-encoding": "gzip"}
+PAGES = ["/", "/runs/fixture", "/runs/fixture/latents", "/runs/fixture/latents/3",
+         "/runs/fixture/items", "/runs/fixture/users", "/runs/fixture/items/2"]  # fmt: skip
+
+
+class Sent(NamedTuple):
+    status_code: int
+    headers: httpx.Headers
+    body: bytes  # as sent: httpx would decode a gzipped body when it is read
+
+
+def raw(client: TestClient, url: str, headers: dict[str, str]) -> Sent:
+    with client.stream("GET", url, headers=headers) as response:
+        return Sent(response.status_code, response.headers, b"".join(response.iter_raw()))
+
+
+def test_pages_and_json_are_gzipped_when_the_client_accepts_it(client: TestClient) -> None:
+    page = raw(client, "/runs/fixture/latents", {**HTML, **GZIP})
+    assert page.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in page.headers["vary"].lower()
+    html = gzip.decompress(page.body).decode()
+    assert "Latents of fixture" in html and len(page.body) < len(html) / 2
+    twin = raw(client, "/runs/fixture/latents.json", GZIP)
+    assert twin.headers["content-encoding"] == "gzip"
+    assert json.loads(gzip.decompress(twin.body))["total"] == 20
+
+
+def test_no_gzip_without_accept_encoding_or_for_small_bodies(client: TestClient) -> None:
+    plain = raw(client, "/runs/fixture/latents", {**HTML, "accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    small = raw(client, "/runs/fixture/latents/999.json", GZIP)  # a short 404 body
+    assert small.status_code == 404 and "content-encoding" not in small.headers
+
+
+def test_hashed_url_changes_when_the_bytes_change(tmp_path: Path) -> None:
+    (tmp_path / "app.js").write_text("console.log(1)")
+    before = assets.content_hashes(tmp_path)["app.js"]
+    assert assets.content_hashes(tmp_path)["app.js"] == before  # same bytes, same URL
+    (tmp_path / "app.js").write_text("console.log(2)")
+    after = assets.content_hashes(tmp_path)["app.js"]
+    assert after != before and re.fullmatch(r"[0-9a-f]{8}", after)
+
+
+def test_pages_link_static_files_by_their_current_hash_cached_for_a_year(
+    client: TestClient,
+) -> None:
+    html = client.get("/runs/fixture/latents/3", headers=HTML).text
+    for name in ("app.css", "app.js", "favicon.svg"):
+        version = assets.content_hash((STATIC_DIR / name).read_bytes())
+        url = f"/static/{name}?v={version}"
+        assert f'"{url}"' in html, name
+        hit = client.get(url)
+        assert hit.status_code == 200
+        assert hit.headers["cache-control"] == "public, max-age=31536000, immutable"
+    stale = client.get("/static/app.js?v=00000000")
+    assert stale.headers["cache-control"] == "no-cache"  # an old URL must revalidate
+    assert client.get("/static/app.js").headers["cache-control"] == "no-cache"
+
+
+def test_plotly_is_served_gzipped_by_its_hash_and_under_1_5_mb(client: TestClient) -> None:
+    version = assets.content_hash(PLOTLY_JS.read_bytes())
+    html = client.get("/runs/fixture/latents/3", headers=HTML).text
+    assert f'src="/vendor/plotly.min.js?v={version}"' in html
+    js = raw(client, f"/vendor/plotly.min.js?v={version}", GZIP)
+    assert js.status_code == 200 and js.headers["content-encoding"] == "gzip"
+    assert js.headers["cache-control"] == "public, max-age=31536000, immutable"
+    body = js.body
+    assert len(body) < 1_500_000
+    assert gzip.decompress(body) == PLOTLY_JS.read_bytes()
+    plain = raw(client, "/vendor/plotly.min.js", {"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers and len(plain.body) > 4_000_000
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_every_page_links_a_favicon_that_is_served(client: TestClient, url: str) -> None:
+    html = client.get(url, headers=HTML).text
+    link = re.search(r'<link rel="icon" href="([^"]+)"', html)
+    assert link is not None, url
+    icon = client.get(link.group(1))
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_favicon_ico_is_answered(client: TestClient) -> None:
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.content.startswith(b"<svg")
