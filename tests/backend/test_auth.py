@@ -200,6 +200,24 @@ RULES: dict[tuple[str, str], tuple[Call, dict[str, int | str]]] = {
         _disable,
         {"anonymous": 401, "annotator": 403, "admin": 303},
     ),
+    # Human evaluation (issue 10; the full study matrix is in tests/backend/test_study_routes.py).
+    # Rows run in order: the admin's POST /studies makes study 1 for the rows after it.
+    ("POST", "/studies"): (
+        lambda c: c.post("/studies", data={"run_id": "fixture", "name": "s"}, follow_redirects=0),
+        {"anonymous": 401, "annotator": 403, "admin": 303},
+    ),
+    ("POST", "/studies/{study_id}/annotators"): (
+        lambda c: c.post("/studies/1/annotators", data={"username": "target"}, follow_redirects=0),
+        {"anonymous": 401, "annotator": 403, "admin": 303},
+    ),
+    ("POST", "/studies/{study_id}/status"): (
+        lambda c: c.post("/studies/1/status", data={"status": "open"}, follow_redirects=False),
+        {"anonymous": 401, "annotator": 403, "admin": 303},
+    ),
+    ("POST", "/studies/{study_id}/ratings"): (  # 403: neither is assigned to study 1
+        lambda c: c.post("/studies/1/ratings", data={"position": "0", "value": "3"}),
+        {"anonymous": 401, "annotator": 403, "admin": 403},
+    ),
 }
 
 

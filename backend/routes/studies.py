@@ -1,0 +1,306 @@
+"""Human evaluation (issue 10; docs/method.md §3): studies, their annotators, the blind
+annotation page and rating submissions. Results are in backend/routes/study_results.py.
+
+Who may do what: admins create studies, assign annotators, open and close them; an annotator
+sees only the studies assigned to them (403 elsewhere) and rates only there. The annotation
+page is blind: the concept's text and its examples, never its confidence, its method or
+anyone else's ratings. Forms work without JavaScript; frontend/static/annotate.js adds the
+keys (1–4 rate, S skip, Backspace back).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from backend.auth import AccountDep, AdminDep
+from backend.deps import DB_INT_MAX, Context, SessionDep, page
+from backend.errors import responses
+from core import studies, study_reads
+from core.store import reads
+from core.store.schema import Account, Study
+
+router = APIRouter(tags=["studies"])
+
+StudyId = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="the study's id")]
+
+SCALE = [
+    (4, "Highly relevant: the concept names what the examples have in common, and nearly all "
+        "of them fit it"),
+    (3, "Relevant: the concept fits most examples, with exceptions or a looser fit"),
+    (2, "Somewhat relevant: the concept touches some examples but misses what most share"),
+    (1, "Not relevant: the concept does not describe the examples"),
+]  # fmt: skip  # docs/method.md §3 (after paper §5.4)
+
+
+def study_url(study_id: int, part: str = "") -> str:
+    return f"/studies/{study_id}{part}"
+
+
+def load_study(study_id: StudyId, session: SessionDep) -> Study:
+    study = session.get(Study, study_id)
+    if study is None:
+        raise HTTPException(404, f"no study {study_id}; the studies you may see are at /studies")
+    return study
+
+
+StudyDep = Annotated[Study, Depends(load_study)]
+
+
+def check_assigned(session: SessionDep, study: Study, account: Account) -> None:
+    if not studies.is_assigned(session, study.id, account.id):
+        raise HTTPException(403, f"{account.username!r} is not assigned to study {study.id}")
+
+
+def check_may_see(session: SessionDep, study: Study, account: Account) -> None:
+    if account.role != "admin":
+        check_assigned(session, study, account)
+
+
+def study_row(study: Study) -> dict[str, Any]:
+    return {
+        "id": study.id, "name": study.name, "run_id": study.run_id, "status": study.status,
+        "size": study.size, "min_confidence": study.min_confidence, "methods": study.methods,
+        "seed": study.seed, "created_at": study.created_at.isoformat(), "url": study_url(study.id),
+        "annotate_url": study_url(study.id, "/annotate"),
+        "results_url": study_url(study.id, "/results"),
+    }  # fmt: skip
+
+
+@page(router, "/studies", "studies.html", name="studies", responses=responses(403))
+def study_list(account: AccountDep, session: SessionDep) -> Context:
+    """Studies: every study for admins, one's assigned studies for annotators."""
+    rows = study_reads.visible_studies(session, account)
+    return {
+        "studies": [study_row(s) for s in rows],
+        "is_admin": account.role == "admin",
+        "runs": reads.run_ids(session) if account.role == "admin" else [],
+        "defaults": {
+            "size": studies.DEFAULT_SIZE,
+            "min_confidence": studies.DEFAULT_MIN_CONFIDENCE,
+            "methods": studies.DEFAULT_METHODS,
+        },
+        "methods": list(studies.METHODS),
+        "error": None,
+    }
+
+
+@page(router, "/studies/{study_id}", "study.html", name="study", responses=responses(403, 404))
+def study_page(study: StudyDep, account: AccountDep, session: SessionDep) -> Context:
+    """One study: its settings, annotators and their progress (admins), one's own progress."""
+    check_may_see(session, study, account)
+    total = len(study_reads.items(session, study.id))
+    counts = study_reads.rating_counts(session, study.id)
+    people = study_reads.annotators(session, study.id)
+    is_admin = account.role == "admin"
+    return {
+        "study": study_row(study),
+        "items": total,
+        "is_admin": is_admin,
+        "assigned": any(a.id == account.id for a in people),
+        "my_rated": counts.get(account.id, 0),
+        "annotators": [
+            {"username": a.username, "rated": counts.get(a.id, 0)} for a in people
+        ] if is_admin else [],
+        "scale": [{"value": v, "meaning": m} for v, m in SCALE],
+    }  # fmt: skip
+
+
+def _examples(session: SessionDep, run_id: str, latent_idx: int) -> dict[str, list[Any]]:
+    """Construction and verification examples with the users' histories, titles only: no link
+    leads to a page that shows the concept's confidence or method."""
+    examples = [
+        e for e in reads.latent_examples(session, run_id, latent_idx)
+        if e.role in ("construction", "verification")
+    ]  # fmt: skip
+    wanted = [i for e in examples for i in e.history] + [e.predicted_item for e in examples]
+    titles = {i: item.title for i, item in reads.items_by_idx(session, run_id, wanted).items()}
+    grouped: dict[str, list[Any]] = {"construction": [], "verification": []}
+    for e in examples:
+        grouped[e.role].append(
+            {
+                "level": e.level,
+                "predicted": titles.get(e.predicted_item, f"item {e.predicted_item}"),
+                "history": [titles.get(i, f"item {i}") for i in e.history],
+            }
+        )
+    return grouped
+
+
+@page(
+    router, "/studies/{study_id}/annotate", "annotate.html", name="annotate",
+    responses=responses(403, 404),
+)  # fmt: skip
+def annotate_page(
+    study: StudyDep,
+    account: AccountDep,
+    session: SessionDep,
+    n: Annotated[int | None, Query(ge=0, le=DB_INT_MAX, description="item position")] = None,
+) -> Context:
+    """The blind annotation page for one item (default: the first one not yet rated)."""
+    check_assigned(session, study, account)
+    all_items = study_reads.items(session, study.id)
+    mine = study_reads.own_ratings(session, study.id, account.id)
+    if n is None:
+        unrated = [i.position for i in all_items if (i.latent_idx, i.concept_id) not in mine]
+        n = unrated[0] if unrated else 0
+    if n >= len(all_items):
+        raise HTTPException(
+            404, f"study {study.id} has {len(all_items)} items (0–{len(all_items) - 1})"
+        )
+    item = all_items[n]
+    rating = mine.get((item.latent_idx, item.concept_id))
+    base = study_url(study.id, "/annotate")
+    return {
+        "study": {
+            "id": study.id,
+            "name": study.name,
+            "status": study.status,
+            "url": study_url(study.id),
+        },
+        "position": n,
+        "total": len(all_items),
+        "rated": len(mine),
+        "progress": len(mine) / len(all_items) if all_items else 0.0,
+        "concept": item.text,
+        "examples": _examples(session, study.run_id, item.latent_idx),
+        "mine": {"value": rating.value, "skip_reason": rating.skip_reason} if rating else None,
+        "scale": [{"value": v, "meaning": m} for v, m in SCALE],
+        "links": {
+            "submit": study_url(study.id, "/ratings"),
+            "prev": f"{base}?n={n - 1}" if n > 0 else None,
+            "next": f"{base}?n={n + 1}" if n + 1 < len(all_items) else None,
+        },
+    }
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+_DONE: dict[int | str, dict[str, Any]] = {303: {"description": "Done: on to the next page"}}
+
+
+def _study_error(exc: Exception) -> HTTPException:
+    if isinstance(exc, studies.StudyClosed):
+        return HTTPException(409, str(exc))
+    if isinstance(exc, studies.StudyNotFound):
+        return HTTPException(404, str(exc))
+    if isinstance(exc, PermissionError):
+        return HTTPException(403, str(exc))
+    return HTTPException(400, str(exc))
+
+
+@router.post(
+    "/studies",
+    summary="Create a study (admin, form post)",
+    responses={**_DONE, **responses(403, 404)},
+)
+async def create_study(
+    request: Request,
+    admin: AdminDep,
+    run_id: Annotated[str, Form(min_length=1, max_length=64)],
+    name: Annotated[str, Form(min_length=1, max_length=128)],
+    size: Annotated[int, Form(ge=1, le=studies.MAX_SIZE)] = studies.DEFAULT_SIZE,
+    min_confidence: Annotated[float, Form(ge=0, le=1)] = studies.DEFAULT_MIN_CONFIDENCE,
+    methods: Annotated[str, Form(max_length=8)] = studies.DEFAULT_METHODS,
+    seed: Annotated[int, Form(ge=0, le=DB_INT_MAX)] = 0,
+    annotators: Annotated[
+        str, Form(max_length=2000, description="usernames, comma-separated")
+    ] = "",
+) -> Response:
+    sessions = request.app.state.sessions
+    names = [a.strip() for a in annotators.replace("\n", ",").split(",") if a.strip()]
+    try:
+        study_id = await run_in_threadpool(
+            lambda: studies.create_study(
+                sessions, run_id, name, size=size, min_confidence=min_confidence,
+                methods=methods, seed=seed, created_by=admin.id,
+            )
+        )  # fmt: skip
+        if names:
+            await run_in_threadpool(studies.assign, sessions, study_id, names)
+    except (studies.StudyError, studies.StudyNotFound) as exc:
+        raise _study_error(exc) from exc
+    return RedirectResponse(study_url(study_id), status_code=303)
+
+
+@router.post(
+    "/studies/{study_id}/annotators",
+    summary="Assign an annotator (admin, form post)",
+    responses={**_DONE, **responses(403, 404)},
+)
+def assign_annotator(
+    request: Request,
+    _admin: AdminDep,
+    study: StudyDep,
+    username: Annotated[str, Form(min_length=1, max_length=64)],
+) -> Response:
+    try:
+        studies.assign(request.app.state.sessions, study.id, [username])
+    except studies.StudyError as exc:
+        raise _study_error(exc) from exc
+    return RedirectResponse(study_url(study.id), status_code=303)
+
+
+@router.post(
+    "/studies/{study_id}/status",
+    summary="Open or close a study (admin, form post); closing freezes its ratings",
+    responses={**_DONE, **responses(403, 404)},
+)
+def set_status(
+    request: Request,
+    _admin: AdminDep,
+    study: StudyDep,
+    status: Annotated[str, Form(pattern="^(open|closed)$")],
+) -> Response:
+    studies.set_status(request.app.state.sessions, study.id, status)
+    return RedirectResponse(study_url(study.id), status_code=303)
+
+
+@router.post(
+    "/studies/{study_id}/ratings",
+    summary="Rate one item 1–4, or skip it with a reason (form post; JSON answer on request)",
+    responses={**_DONE, **responses(403, 404, 409)},
+)
+def submit_rating(
+    request: Request,
+    account: AccountDep,
+    study: StudyDep,
+    position: Annotated[int, Form(ge=0, le=DB_INT_MAX)],
+    value: Annotated[int | None, Form(ge=1, le=4)] = None,
+    skip_reason: Annotated[str | None, Form(max_length=studies.SKIP_REASON_MAX)] = None,
+) -> Response:
+    """Record the signed-in annotator's rating of the item at ``position`` (a second submission
+    changes it, while the study is open). Answers 303 to the next item, or JSON when the request
+    accepts ``application/json``."""
+    sessions = request.app.state.sessions
+    with sessions() as session:
+        if not studies.is_assigned(session, study.id, account.id):
+            raise HTTPException(403, f"{account.username!r} is not assigned to study {study.id}")
+        item = study_reads.item_at(session, study.id, position)
+        total = len(study_reads.items(session, study.id))
+    if item is None:
+        raise HTTPException(404, f"study {study.id} has no item {position} (it has {total})")
+    try:
+        result = studies.rate(
+            sessions, study.id, account.id, item.latent_idx, item.concept_id, value, skip_reason
+        )
+    except (studies.StudyError, studies.StudyNotFound, PermissionError) as exc:
+        raise _study_error(exc) from exc
+    following = (
+        study_url(study.id, f"/annotate?n={position + 1}")
+        if position + 1 < total
+        else study_url(study.id)
+    )
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse(
+            {
+                "rating_id": result.rating_id,
+                "created": result.created,
+                "changed": result.changed,
+                "next": following,
+            }
+        )
+    return RedirectResponse(following, status_code=303)
