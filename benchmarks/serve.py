@@ -1,22 +1,38 @@
-"""Latency of the explorer's two busiest pages over a real uvicorn server (target: median < 50 ms).
+"""Latency and weight of the explorer's pages over a real uvicorn server.
 
-    .venv/bin/python -m benchmarks.serve [--requests 200]
+    .venv/bin/python -m benchmarks.serve [--requests 200] [--first-loads 10]
 
-Serves the demo DB (``<data_dir>/recsae.db``) if it holds a run, else a generated run with 1024
-latents (15 examples of 20-item histories each, as the worker writes). Sequential requests on one
-keep-alive connection; the last line printed is one JSON object with the figures.
+Serves the demo DB (``<data_dir>/recsae.db``) if it holds a run, else generated runs: one with
+1024 latents (15 examples of 20-item histories each, as the worker writes), 2000 items and 600
+users, and a synthetic run with artifacts (``tests.backend.synthetic_run``) for the user page,
+which steers from them.
+
+- ``median_ms`` / ``p99_ms`` (target: median < 50 ms): sequential requests on one keep-alive
+  connection, after a warm-up, for the latent list, the latent page, the users index, the items
+  index and the user page. (The latent map, a later part of issue 11, is not measured yet.)
+- ``first_load_ms`` / ``first_load_bytes`` (targets: < 500 ms, < 1,500,000 bytes) for the latent
+  page and the run report: a cold load on loopback, as a browser with an empty cache does it —
+  a new connection, the HTML, then every ``<script src>``, ``<link href>`` and ``<img src>`` it
+  references, one after another, all with ``Accept-Encoding: gzip``; bytes are what came over
+  the wire (compressed bodies plus response headers). The median of ``--first-loads`` such loads
+  (each on another latent). With Debian chromium present, ``browser_load_ms`` is the same page
+  opened in a fresh Playwright context (navigation start to the ``load`` event; median).
+
+The last line printed is one JSON object: ``pages.<name>`` holds each page's figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
+import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 from sqlalchemy import func, select
@@ -30,12 +46,24 @@ from core.store import migrate  # noqa: E402
 from core.store.engine import session_factory  # noqa: E402
 from core.store.schema import Run  # noqa: E402
 from tests.backend.factories import fixture_rows  # noqa: E402
+from tests.backend.synthetic_run import make_run  # noqa: E402
 
 N_LATENTS = 1024
+CHROMIUM = Path("/usr/bin/chromium")
+# What a browser loads from a page: scripts, stylesheets and icons, images.
+ASSET = re.compile(r'<(?:script[^>]*?\ssrc|link[^>]*?\shref|img[^>]*?\ssrc)="([^"]+)"')
 
 
-def demo_run(settings: Settings) -> tuple[str, int] | None:
-    """(run id, n_latents) of the newest run in the configured DB, or None if there is none."""
+class Target(NamedTuple):
+    run_id: str  # the run of the report, latent and index pages
+    n_latents: int
+    n_users: int
+    steer_run: str  # a run with artifacts, for the user page
+    source: str
+
+
+def demo_run(settings: Settings) -> Target | None:
+    """The newest run in the configured DB, or None if there is none."""
     db = settings.data_dir / "recsae.db"
     if settings.database_url is None and not db.is_file():
         return None
@@ -45,11 +73,12 @@ def demo_run(settings: Settings) -> tuple[str, int] | None:
             return None
         run = session.scalars(select(Run).order_by(Run.created_at.desc())).first()
         assert run is not None
-        return run.id, run.n_latents
+        return Target(run.id, run.n_latents, run.n_users, run.id, "demo")
 
 
-def generated_settings(data_dir: Path) -> Settings:
-    """A DB with one realistic-size run: 1024 latents, 2000 items, 600 users."""
+def generated_settings(data_dir: Path) -> tuple[Settings, Target]:
+    """A DB with one realistic-size run (1024 latents, 2000 items, 600 users) and a synthetic run
+    with artifacts of the same size, for the user page."""
     from core.store.writes import publish_run
 
     settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'recsae.db'}")
@@ -62,8 +91,10 @@ def generated_settings(data_dir: Path) -> Settings:
             history = [(ex["latent_idx"] * 7 + copy * 31 + j) % n_items for j in range(20)]
             examples.append({**ex, "user_idx": (ex["user_idx"] + copy) % 600, "history": history})
     rows["examples"] = examples
-    publish_run(session_factory(settings.resolved_database_url), **rows)
-    return settings
+    sessions = session_factory(settings.resolved_database_url)
+    publish_run(sessions, **rows)
+    make_run(data_dir, sessions, "bench-steer", n_items=n_items, n_users=600, d=64)
+    return settings, Target("bench", N_LATENTS, 600, "bench-steer", "generated")
 
 
 def time_requests(client: httpx.Client, urls: list[str]) -> list[float]:
@@ -86,36 +117,129 @@ def summarise(times: list[float]) -> dict[str, float]:
     }
 
 
+def _wire_bytes(response: httpx.Response, body: bytes) -> int:
+    """A response's size on the wire: status line and headers (HTTP/1.1 framing) and the body."""
+    head = sum(len(k) + len(v) + 4 for k, v in response.headers.raw)
+    return len(body) + head + len(f"HTTP/1.1 {response.status_code} OK\r\n\r\n")
+
+
+def _get_raw(client: httpx.Client, url: str, accept: str) -> tuple[httpx.Response, bytes]:
+    with client.stream("GET", url, headers={"accept": accept, "accept-encoding": "gzip"}) as r:
+        body = b"".join(r.iter_raw())  # as sent: still gzipped
+    if r.status_code != 200:
+        raise RuntimeError(f"GET {url} -> {r.status_code}")
+    return r, body
+
+
+def first_load(base: str, path: str) -> tuple[float, int]:
+    """(ms, bytes) of one cold load: a new connection, the HTML, then every asset it names."""
+    start = time.perf_counter()
+    with httpx.Client(base_url=base) as client:  # a new client: no connection, no cache
+        response, body = _get_raw(client, path, "text/html")
+        total = _wire_bytes(response, body)
+        html = gzip.decompress(body) if response.headers.get("content-encoding") == "gzip" else body
+        for asset in dict.fromkeys(ASSET.findall(html.decode())):  # in page order, once each
+            asset_response, asset_body = _get_raw(client, asset.replace("&amp;", "&"), "*/*")
+            total += _wire_bytes(asset_response, asset_body)
+    return (time.perf_counter() - start) * 1000, total
+
+
+def browser_loads(base: str, paths: list[str]) -> list[float] | None:
+    """Navigation start to ``load`` (ms) of each path in a fresh chromium context (empty cache),
+    or None without Debian chromium."""
+    if not CHROMIUM.exists():
+        return None
+    from playwright.sync_api import sync_playwright
+
+    times = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless"])
+        for path in paths:
+            context = browser.new_context(base_url=base)
+            page = context.new_page()
+            page.goto(path, wait_until="load")
+            timing = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
+            entry = json.loads(timing)
+            times.append(entry["loadEventEnd"] - entry["startTime"])
+            context.close()
+        browser.close()
+    return times
+
+
+def first_loads(base: str, paths: list[str]) -> dict[str, float | int]:
+    first_load(base, paths[0])  # warm the server (plotly's gzip is made once), not the client
+    loads = [first_load(base, path) for path in paths]
+    figures: dict[str, float | int] = {
+        "first_load_ms": round(statistics.median(ms for ms, _ in loads), 1),
+        "first_load_ms_max": round(max(ms for ms, _ in loads), 1),
+        "first_load_bytes": int(statistics.median(n for _, n in loads)),
+        "n_loads": len(loads),
+    }
+    browser = browser_loads(base, paths)
+    if browser:
+        figures["browser_load_ms"] = round(statistics.median(browser), 1)
+    return figures
+
+
+def latency_pages(target: Target, requests: int) -> dict[str, list[str]]:
+    run, n = target.run_id, requests
+    sorts = ["activity", "ndcg", "id"]
+    return {
+        "latent list": [f"/runs/{run}/latents"] * n,
+        "latent page": [f"/runs/{run}/latents/{(i * 37) % target.n_latents}" for i in range(n)],
+        "users index": [
+            f"/runs/{run}/users?_sort={sorts[i % 3]}&_page={i % 5 + 1}" for i in range(n)
+        ],
+        "items index": [
+            f"/runs/{run}/items?_sort=title&_page={i % 5 + 1}" if i % 2 else f"/runs/{run}/items"
+            for i in range(n)
+        ],
+        "user page": [
+            f"/runs/{target.steer_run}/users/{(i * 7) % target.n_users}" for i in range(n)
+        ],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--first-loads", type=int, default=10)
     args = parser.parse_args()
 
     settings = get_settings()
-    found = demo_run(settings)
+    target = demo_run(settings)
     with tempfile.TemporaryDirectory() as tmp:
-        if found is None:
-            settings = generated_settings(Path(tmp))
-            run_id, n_latents, source = "bench", N_LATENTS, "generated"
-        else:
-            (run_id, n_latents), source = found, "demo"
+        if target is None:
+            settings, target = generated_settings(Path(tmp))
         with background_server(settings) as base, httpx.Client(base_url=base) as client:
-            pages = {
-                "latent list": [f"/runs/{run_id}/latents"] * args.requests,
-                "latent page": [
-                    f"/runs/{run_id}/latents/{(i * 37) % n_latents}" for i in range(args.requests)
-                ],
-            }
-            results = {}
-            for name, urls in pages.items():
+            results: dict[str, dict[str, Any]] = {}
+            for name, urls in latency_pages(target, args.requests).items():
                 time_requests(client, urls[:10])  # warm-up: imports, caches, first plots
                 results[name] = summarise(time_requests(client, urls))
+            n_loads, run = args.first_loads, target.run_id
+            loads = {
+                "latent page": [
+                    f"/runs/{run}/latents/{(i * 53 + 1) % target.n_latents}" for i in range(n_loads)
+                ],
+                "run report": [f"/runs/{run}"] * n_loads,
+            }
+            for name, paths in loads.items():
+                results.setdefault(name, {}).update(first_loads(base, paths))
 
-    print(f"run {run_id!r} ({source}, {n_latents} latents), {args.requests} requests each")
-    print(f"{'page':<14}{'median ms':>12}{'p99 ms':>10}")
+    print(f"run {target.run_id!r} ({target.source}, {target.n_latents} latents), "
+          f"{args.requests} requests each; user page on {target.steer_run!r}")  # fmt: skip
+    print(f"{'page':<14}{'median ms':>12}{'p99 ms':>10}{'first load ms':>15}{'bytes':>12}")
+    nan = float("nan")
     for name, r in results.items():
-        print(f"{name:<14}{r['median_ms']:>12.2f}{r['p99_ms']:>10.2f}")
-    print(json.dumps({"run": run_id, "source": source, "n_latents": n_latents, **results}))
+        print(
+            f"{name:<14}{r.get('median_ms', nan):>12.2f}{r.get('p99_ms', nan):>10.2f}"
+            f"{r.get('first_load_ms', nan):>15.1f}{r.get('first_load_bytes', 0):>12,}"
+        )
+    print(json.dumps({
+        "run": target.run_id, "source": target.source, "n_latents": target.n_latents,
+        "pages": results,
+        "latent map": "not measured: the latent map is a later part of issue 11",
+    }))  # fmt: skip
 
 
 if __name__ == "__main__":
