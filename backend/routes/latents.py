@@ -11,6 +11,7 @@ from backend import figures, urls
 from backend.deps import TEXT_FILTER_MAX, Context, LatentDep, RunDep, SessionDep, page
 from backend.errors import responses
 from backend.report import run_summary
+from core import study_reads
 from core.store import reads
 from core.store.reads import ROLE_ORDER, ConceptMethod, LatentSort, SortOrder
 from core.store.schema import Concept, Item, Latent
@@ -166,10 +167,13 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
         "tfidf": {"text": latent.tfidf_concept, "confidence": latent.tfidf_confidence},
         "llm": {"text": latent.llm_concept, "confidence": latent.llm_confidence},
     }
+    human = study_reads.closed_human_means(session, run.id, latent.idx)
     for method, summary in best.items():
         current = (c for c in concepts if c.method == method and c.run_version == run.version)
         latest = next(current, None)  # history of earlier versions describes other latents
         summary["latest"] = _concept(latest) if latest else None
+        # Its mean human rating, once rated in a closed study (issue 10; docs/method.md §3).
+        summary["human"] = human.get(f"{method}:{summary['text']}")
 
     return {
         "run": run_summary(run),

@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from backend.deps import Context, RunDep, SessionDep, page
 from backend.errors import responses
 from backend.report import headline, load_metrics, report_context, run_summary
+from backend.report.human import human_table
+from core import study_reads
 from core.store import reads
 
 router = APIRouter(tags=["runs"])
@@ -21,4 +23,7 @@ def runs_index(session: SessionDep) -> Context:
 @page(router, "/runs/{run_id}", "run.html", name="run", responses=responses(404, 503))
 def run_report(run: RunDep, session: SessionDep) -> Context:
     """A run's report: the paper's tables and figures on this run, beside the paper's own."""
-    return report_context(run, load_metrics(run), reads.confidence_values(session, run.id))
+    ctx = report_context(run, load_metrics(run), reads.confidence_values(session, run.id))
+    # The paper's human-evaluation table from the run's closed studies (issue 10, paper §5.4).
+    ctx["report"]["human"] = human_table(study_reads.human_evaluation_table(session, run.id))
+    return ctx

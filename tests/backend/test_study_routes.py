@@ -254,3 +254,34 @@ def test_study_posts_without_the_csrf_token_are_refused(app_client: TestClient) 
         "open",
         app_client.get(f"/studies/{study_id}.json", headers={CSRF_HEADER: admin.csrf_token}).text,
     )
+
+
+def test_closed_study_shows_on_the_latent_page_and_in_the_run_report(
+    app_client: TestClient,
+) -> None:
+    for name in ("a1", "a2"):
+        create_account(_sessions(app_client), "annotator", name)
+    study_id = make_study(app_client, ["a1", "a2"])
+    item = studies_items(app_client, study_id)[0]
+    with _sessions(app_client)() as session:
+        ids = dict(session.execute(select(Account.username, Account.id)).tuples().all())
+    for name, value in (("a1", 2), ("a2", 3)):
+        studies.rate(
+            _sessions(app_client), study_id, ids[name], item.latent_idx, item.concept_id, value
+        )
+    latent_url = f"/runs/fixture/latents/{item.latent_idx}"
+    assert app_client.get(f"{latent_url}.json").json()["concepts"][item.method]["human"] is None
+    report = app_client.get("/runs/fixture.json").json()["report"]["human"]
+    assert report["rows"] == [] and report["paper"]["rows"][0]["cells"][2]["value"] == 3.89
+    studies.set_status(_sessions(app_client), study_id, "closed")  # only closed studies count
+    human = app_client.get(f"{latent_url}.json").json()["concepts"][item.method]["human"]
+    assert human == {"mean": 2.5, "n": 2}
+    assert "mean human rating 2.5 / 4" in app_client.get(latent_url).text
+    report = app_client.get("/runs/fixture.json").json()["report"]["human"]
+    cells = report["rows"][0]["cells"]
+    assert [c["value"] for c in cells[:3]] == [
+        len({i.latent_idx for i in studies_items(app_client, study_id)}),
+        2,
+        2.5,
+    ]
+    assert 'id="human"' in app_client.get("/runs/fixture").text
