@@ -15,8 +15,10 @@ which steers from them.
   a new connection, the HTML, then every ``<script src>``, ``<link href>`` and ``<img src>`` it
   references, one after another, all with ``Accept-Encoding: gzip``; bytes are what came over
   the wire (compressed bodies plus response headers). The median of ``--first-loads`` such loads
-  (each on another latent). With Debian chromium present, ``browser_load_ms`` is the same page
-  opened in a fresh Playwright context (navigation start to the ``load`` event; median).
+  (each on another latent). With Debian chromium present, the same pages are also opened in a
+  fresh Playwright context (median): ``browser_load_ms`` to the ``load`` event (which includes
+  evaluating plotly.js and drawing the figures), ``browser_fetched_ms`` to the last byte of the
+  page and its assets, ``browser_bytes`` as chromium counted them (transferSize).
 
 The last line printed is one JSON object: ``pages.<name>`` holds each page's figures.
 """
@@ -144,23 +146,33 @@ def first_load(base: str, path: str) -> tuple[float, int]:
     return (time.perf_counter() - start) * 1000, total
 
 
-def browser_loads(base: str, paths: list[str]) -> list[float] | None:
-    """Navigation start to ``load`` (ms) of each path in a fresh chromium context (empty cache),
-    or None without Debian chromium."""
+# In the page: (navigation start to the load event, to the last byte of the page or an asset,
+# bytes chromium counted over the wire for the page and its assets).
+BROWSER_TIMING = """() => {
+  const nav = performance.getEntriesByType('navigation')[0];
+  const all = [nav, ...performance.getEntriesByType('resource')];
+  return [nav.loadEventEnd - nav.startTime, Math.max(...all.map(e => e.responseEnd)),
+          all.reduce((n, e) => n + e.transferSize, 0)];
+}"""
+
+
+def browser_loads(base: str, paths: list[str]) -> list[tuple[float, float, int]] | None:
+    """:data:`BROWSER_TIMING` of each path opened in a fresh chromium context (empty cache), or
+    None without Debian chromium. The load event also waits for plotly.js to be evaluated and the
+    figures drawn; the second figure is the network's part."""
     if not CHROMIUM.exists():
         return None
     from playwright.sync_api import sync_playwright
 
-    times = []
+    times: list[tuple[float, float, int]] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--headless"])
         for path in paths:
             context = browser.new_context(base_url=base)
             page = context.new_page()
             page.goto(path, wait_until="load")
-            timing = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
-            entry = json.loads(timing)
-            times.append(entry["loadEventEnd"] - entry["startTime"])
+            load_ms, fetched_ms, n_bytes = page.evaluate(BROWSER_TIMING)
+            times.append((float(load_ms), float(fetched_ms), int(n_bytes)))
             context.close()
         browser.close()
     return times
@@ -177,7 +189,9 @@ def first_loads(base: str, paths: list[str]) -> dict[str, float | int]:
     }
     browser = browser_loads(base, paths)
     if browser:
-        figures["browser_load_ms"] = round(statistics.median(browser), 1)
+        figures["browser_load_ms"] = round(statistics.median(t[0] for t in browser), 1)
+        figures["browser_fetched_ms"] = round(statistics.median(t[1] for t in browser), 1)
+        figures["browser_bytes"] = int(statistics.median(t[2] for t in browser))
     return figures
 
 
