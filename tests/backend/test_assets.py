@@ -11,11 +11,13 @@ from typing import NamedTuple
 
 import httpx
 import pytest
+from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 
 from backend import assets
-from backend.app import PLOTLY_JS
+from backend.app import PLOTLY_JS, create_app
 from backend.deps import STATIC_DIR
+from core.settings import Settings
 
 HTML = {"accept": "text/html"}
 GZIP = {"accept-encoding": "gzip"}
@@ -103,3 +105,25 @@ def test_every_page_links_a_favicon_that_is_served(client: TestClient, url: str)
 def test_favicon_ico_is_answered(client: TestClient) -> None:
     icon = client.get("/favicon.ico")
     assert icon.status_code == 200 and icon.content.startswith(b"<svg")
+
+
+def test_streamed_answers_survive_gzip_and_event_streams_are_left_alone(
+    settings: Settings,
+) -> None:
+    """Explain's progress (issue 11 §6) will stream: gzip flushes each chunk whole, and
+    ``text/event-stream`` is never compressed (a browser must see each event as it comes)."""
+    app = create_app(settings)
+    lines = [json.dumps({"stage": i, "pad": "x" * 600}) + "\n" for i in range(3)]
+
+    @app.get("/_stream/{media}")
+    def stream(media: str) -> StreamingResponse:
+        kind = "text/event-stream" if media == "events" else "application/x-ndjson"
+        return StreamingResponse(iter(line.encode() for line in lines), media_type=kind)
+
+    with TestClient(app) as local:
+        ndjson = raw(local, "/_stream/ndjson", GZIP)
+        assert ndjson.headers["content-encoding"] == "gzip"
+        assert gzip.decompress(ndjson.body).decode() == "".join(lines)
+        events = raw(local, "/_stream/events", GZIP)
+        assert "content-encoding" not in events.headers
+        assert events.body.decode() == "".join(lines)
