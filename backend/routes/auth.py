@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -237,8 +237,11 @@ def set_disabled(
     request: Request,
     admin: AdminDep,
     username: str,
-    disabled: Annotated[bool, Form()] = True,
+    # "true" / "false" exactly, as the form sends them (a bool would also take 0/1/on/off/yes/no,
+    # which the schema cannot say; schemathesis' negative_data_rejection caught "0").
+    disabled_form: Annotated[Literal["true", "false"], Form(alias="disabled")] = "true",
 ) -> Response:
+    disabled = disabled_form == "true"
     if username == admin.username and disabled:
         raise HTTPException(400, "You cannot disable your own account (another admin can).")
     try:

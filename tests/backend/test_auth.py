@@ -302,8 +302,17 @@ def test_admin_page_lists_adds_and_disables(app_client: TestClient) -> None:
         app_client.post("/admin/accounts/ann/disabled", follow_redirects=False).status_code == 303
     )
     assert app_client.post("/admin/accounts/root/disabled").status_code == 400
+    # Only the two words the form sends (schemathesis sent 0 and it enabled the account).
+    odd = app_client.post("/admin/accounts/newcomer/disabled", data={"disabled": "0"})
+    assert odd.status_code == 422
     names = {a.username: a.disabled for a in accounts.list_accounts(app_client.app.state.sessions)}  # type: ignore[attr-defined]
     assert names == {"root": False, "ann": True, "newcomer": False}
+    enable = app_client.post(
+        "/admin/accounts/ann/disabled", data={"disabled": "false"}, follow_redirects=False
+    )
+    assert enable.status_code == 303
+    sessions = app_client.app.state.sessions  # type: ignore[attr-defined]
+    assert not {a.username: a.disabled for a in accounts.list_accounts(sessions)}["ann"]
 
 
 def test_header_shows_who_is_signed_in(app_client: TestClient) -> None:
