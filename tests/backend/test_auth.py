@@ -299,9 +299,16 @@ def test_admin_page_lists_adds_and_disables(app_client: TestClient) -> None:
     )
     assert refused.status_code == 400 and "is not allowed" in refused.text
     assert (
-        app_client.post("/admin/accounts/ann/disabled", follow_redirects=False).status_code == 303
+        app_client.post(
+            "/admin/accounts/ann/disabled", data={"disabled": "true"}, follow_redirects=False
+        ).status_code
+        == 303
     )
-    assert app_client.post("/admin/accounts/root/disabled").status_code == 400
+    assert (
+        app_client.post("/admin/accounts/root/disabled", data={"disabled": "true"}).status_code
+        == 400
+    )
+    assert app_client.post("/admin/accounts/ann/disabled", data={"disabled": ""}).status_code == 422
     # Only the two words the form sends (schemathesis sent 0 and it enabled the account).
     odd = app_client.post("/admin/accounts/newcomer/disabled", data={"disabled": "0"})
     assert odd.status_code == 422
