@@ -12,13 +12,16 @@ A closed study is frozen: :func:`rate` refuses.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.reports import details_null_p95
@@ -39,6 +42,11 @@ DEFAULT_SIZE, DEFAULT_MIN_CONFIDENCE, DEFAULT_METHODS = 100, 0.8, "both"
 MAX_SIZE = 5000
 SKIP_REASON_MAX = 500
 RATING_KEY = ["study_id", "account_id", "latent_idx", "concept_id"]
+
+try:  # POSIX; elsewhere SQLite's own lock alone serialises the writers
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 
 class StudyError(ValueError):
@@ -197,16 +205,96 @@ def _check_rating(value: int | None, skip_reason: str | None) -> str | None:
     return None
 
 
-def _insert_or_nothing(session: Session, values: dict[str, Any]) -> bool:
-    """INSERT the rating unless its key exists (the database decides); True when inserted."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+def _engine(sessions: sessionmaker[Session]) -> Engine:
+    """The engine behind ``sessions``: ratings are written with Core statements on one
+    connection (no ORM unit of work: the write path is the hot one, benchmarks/annotate.py)."""
+    engine: Engine = sessions.kw["bind"]
+    return engine
+
+
+@contextmanager
+def _one_writer(sessions: sessionmaker[Session]) -> Iterator[None]:
+    """On SQLite, rating writes queue on an OS file lock beside the database (``flock``: the
+    kernel wakes the next writer when the lock is free) instead of on SQLite's own lock, whose
+    busy handler polls with sleeps of up to 100 ms; with two server processes that polling let
+    one process's writers starve the other's (seconds at p99, benchmarks/annotate.py).
+    SQLite still enforces the same single writer; PostgreSQL needs no queue (row locks)."""
+    url = sessions.kw["bind"].url
+    if url.get_backend_name() != "sqlite" or not url.database or fcntl is None:
+        yield
+        return
+    with open(f"{url.database}.ratings-lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _insert_returning(conn: Connection, values: dict[str, Any]) -> int | None:
+    """INSERT the rating unless its key exists (the database decides): its id, or None."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = (
         dialect.insert(Rating)
         .values(**values)
         .on_conflict_do_nothing(index_elements=RATING_KEY)
         .returning(Rating.id)
     )
-    return session.execute(stmt).first() is not None  # no row back: the key was there
+    try:
+        return conn.scalar(stmt)
+    except IntegrityError as exc:  # the item's foreign key: no such item in the study
+        raise StudyNotFound(f"study {values['study_id']} has no such item") from exc
+
+
+def _write(
+    conn: Connection, key: dict[str, int], account_id: int, value: int | None, reason: str | None
+) -> RateResult:
+    """The rating's write, inside the caller's transaction (see :func:`rate`)."""
+    now = datetime.now(UTC)
+    study_id = key["study_id"]
+    values = {**key, "account_id": account_id, "value": value, "skip_reason": reason}
+    new_id = _insert_returning(conn, {**values, "updated_at": now})
+    state = conn.execute(
+        select(Study.status, StudyAnnotator.account_id)
+        .outerjoin(
+            StudyAnnotator,
+            (StudyAnnotator.study_id == Study.id) & (StudyAnnotator.account_id == account_id),
+        )
+        .where(Study.id == study_id)
+        .with_for_update(read=True, of=Study)
+    ).first()
+    if state is None or state[1] is None:
+        raise PermissionError(f"this account is not assigned to study {study_id}")
+    if state[0] != "open":
+        raise StudyClosed(f"study {study_id} is closed: its ratings are frozen")
+    old: tuple[int | None, str | None] = (None, None)
+    rating_id = new_id
+    if rating_id is None:  # there already: lock it, compare, update
+        row = conn.execute(
+            select(Rating.id, Rating.value, Rating.skip_reason)
+            .filter_by(**key, account_id=account_id)
+            .with_for_update()
+        ).one()
+        rating_id, old = row[0], (row[1], row[2])
+        if old == (value, reason):
+            return RateResult(rating_id, False, False)
+        conn.execute(
+            update(Rating)
+            .where(Rating.id == rating_id)
+            .values(value=value, skip_reason=reason, updated_at=now)
+        )
+    conn.execute(
+        insert(RatingChange).values(
+            rating_id=rating_id,
+            account_id=account_id,
+            changed_at=now,
+            old_value=old[0],
+            new_value=value,
+            old_skip_reason=old[1],
+            new_skip_reason=reason,
+        )  # fmt: skip
+    )
+    return RateResult(rating_id, new_id is not None, True)
 
 
 def rate(
@@ -222,45 +310,39 @@ def rate(
 
     The INSERT comes first so that on SQLite the transaction holds the write lock before it
     reads; on PostgreSQL a concurrent insert of the same key waits for the first and then does
-    nothing, and the row is locked (FOR UPDATE) before it is compared and updated."""
+    nothing, and the row is locked (FOR UPDATE) before it is compared and updated. The
+    assignment and the study's status are checked after the insert, in the same transaction
+    (a refusal rolls the insert back). Raises PermissionError (not assigned), StudyClosed,
+    StudyNotFound (no such item) or StudyError (a value off the scale, a skip without reason)."""
     reason = _check_rating(value, skip_reason)
-    with sessions() as session:
-        if not is_assigned(session, study_id, account_id):
-            raise PermissionError(f"this account is not assigned to study {study_id}")
-        key = {"study_id": study_id, "latent_idx": latent_idx, "concept_id": concept_id}
-        if session.scalar(select(StudyItem.position).filter_by(**key)) is None:
-            raise StudyNotFound(
-                f"study {study_id} has no item latent {latent_idx} concept {concept_id}"
+    key = {"study_id": study_id, "latent_idx": latent_idx, "concept_id": concept_id}
+    # The connection first, then the queue: a writer at the head never waits for the pool.
+    with _engine(sessions).connect() as conn, _one_writer(sessions), conn.begin():
+        return _write(conn, key, account_id, value, reason)
+
+
+def rate_at(
+    sessions: sessionmaker[Session],
+    study_id: int,
+    account_id: int,
+    position: int,
+    value: int | None,
+    skip_reason: str | None = None,
+) -> tuple[RateResult, bool]:
+    """:func:`rate` for the item at ``position`` (what the annotation page posts); also says
+    whether an item follows it."""
+    reason = _check_rating(value, skip_reason)
+    with _engine(sessions).connect() as conn, _one_writer(sessions), conn.begin():
+        later = select(StudyItem.position).filter_by(study_id=study_id, position=position + 1)
+        item = conn.execute(
+            select(StudyItem.latent_idx, StudyItem.concept_id, later.exists()).filter_by(
+                study_id=study_id, position=position
             )
-    now = datetime.now(UTC)
-    with sessions.begin() as session:
-        values = {**key, "account_id": account_id, "value": value, "skip_reason": reason}
-        created = _insert_or_nothing(session, {**values, "updated_at": now})
-        status = session.scalar(
-            select(Study.status).where(Study.id == study_id).with_for_update(read=True)
-        )
-        if status != "open":
-            raise StudyClosed(f"study {study_id} is closed: its ratings are frozen")
-        rating = session.scalar(
-            select(Rating).filter_by(**key, account_id=account_id).with_for_update()
-        )
-        assert rating is not None  # inserted above, or there already
-        old = (None, None) if created else (rating.value, rating.skip_reason)
-        if not created and old == (value, reason):
-            return RateResult(rating.id, False, False)
-        rating.value, rating.skip_reason, rating.updated_at = value, reason, now
-        session.add(
-            RatingChange(
-                rating_id=rating.id,
-                account_id=account_id,
-                changed_at=now,
-                old_value=old[0],
-                new_value=value,
-                old_skip_reason=old[1],
-                new_skip_reason=reason,
-            )  # fmt: skip
-        )
-        return RateResult(rating.id, created, True)
+        ).first()
+        if item is None:
+            raise StudyNotFound(f"study {study_id} has no item {position}")
+        key = {"study_id": study_id, "latent_idx": item[0], "concept_id": item[1]}
+        return _write(conn, key, account_id, value, reason), bool(item[2])
 
 
 def count_ratings(session: Session, study_id: int) -> int:

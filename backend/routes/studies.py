@@ -267,33 +267,21 @@ def set_status(
 def submit_rating(
     request: Request,
     account: AccountDep,
-    study: StudyDep,
+    study_id: StudyId,
     position: Annotated[int, Form(ge=0, le=DB_INT_MAX)],
     value: Annotated[int | None, Form(ge=1, le=4)] = None,
     skip_reason: Annotated[str | None, Form(max_length=studies.SKIP_REASON_MAX)] = None,
 ) -> Response:
     """Record the signed-in annotator's rating of the item at ``position`` (a second submission
-    changes it, while the study is open). Answers 303 to the next item, or JSON when the request
-    accepts ``application/json``."""
-    sessions = request.app.state.sessions
-    with sessions() as session:
-        if not studies.is_assigned(session, study.id, account.id):
-            raise HTTPException(403, f"{account.username!r} is not assigned to study {study.id}")
-        item = study_reads.item_at(session, study.id, position)
-        total = len(study_reads.items(session, study.id))
-    if item is None:
-        raise HTTPException(404, f"study {study.id} has no item {position} (it has {total})")
+    changes it, while the study is open; no such study or item: 404). Answers 303 to the next
+    item, or JSON when the request accepts ``application/json``."""
     try:
-        result = studies.rate(
-            sessions, study.id, account.id, item.latent_idx, item.concept_id, value, skip_reason
+        result, more = studies.rate_at(
+            request.app.state.sessions, study_id, account.id, position, value, skip_reason
         )
     except (studies.StudyError, studies.StudyNotFound, PermissionError) as exc:
         raise _study_error(exc) from exc
-    following = (
-        study_url(study.id, f"/annotate?n={position + 1}")
-        if position + 1 < total
-        else study_url(study.id)
-    )
+    following = study_url(study_id, f"/annotate?n={position + 1}" if more else "")
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse(
             {
