@@ -1,9 +1,9 @@
-"""Human evaluation studies (issue 10; docs/method.md §3): create, assign, open/close, rate.
+"""Human evaluation studies (issue 10; docs/method.md §5): create, assign, open/close, rate.
 
 A study is a seeded random sample of a run's latents that have a concept of the chosen
 method(s) with confidence at least the minimum; each sampled (latent, concept) pair is a study
 item, shown to the assigned annotators in one shuffled order. A rating is 1–4 (the scale of
-docs/method.md §3) or a skip with a reason. The database holds one rating per (study,
+docs/method.md §5) or a skip with a reason. The database holds one rating per (study,
 annotator, latent, concept) — ``uq_ratings_one_per_key`` — and :func:`rate` writes through that
 constraint (insert-or-nothing, then lock and update), so concurrent submissions on SQLite or
 PostgreSQL neither lose nor duplicate a rating; every change is kept in ``rating_changes``.
@@ -201,7 +201,7 @@ def _check_rating(value: int | None, skip_reason: str | None) -> str | None:
             raise StudyError(f"a skip reason has at most {SKIP_REASON_MAX} characters")
         return reason
     if value not in SCALE:
-        raise StudyError(f"a rating is 1, 2, 3 or 4 (docs/method.md §3), not {value}")
+        raise StudyError(f"a rating is 1, 2, 3 or 4 (docs/method.md §5), not {value}")
     return None
 
 

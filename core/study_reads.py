@@ -1,4 +1,4 @@
-"""What the study pages show (issue 10; docs/method.md §3): who sees which study, an annotator's
+"""What the study pages show (issue 10; docs/method.md §5): who sees which study, an annotator's
 progress, and a study's results — ratings per method, agreement (core.agreement), the items
 annotators disagree on most, and human ratings beside the automatic confidence and its null.
 """
@@ -108,7 +108,7 @@ def _item_row(item: StudyItem, values: np.ndarray, raters: list[str]) -> dict[st
 
 
 def results(session: Session, study: Study) -> dict[str, Any]:
-    """Everything the results page shows, as plain data (docs/method.md §3)."""
+    """Everything the results page shows, as plain data (docs/method.md §5)."""
     study_items = items(session, study.id)
     ratings = list(session.scalars(select(Rating).filter_by(study_id=study.id)))
     names = dict(session.execute(select(Account.id, Account.username)).tuples().all())

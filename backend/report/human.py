@@ -1,4 +1,4 @@
-"""The report's human-evaluation table (paper §5.4; docs/method.md §3): per closed study of the
+"""The report's human-evaluation table (paper §5.4; docs/method.md §5): per closed study of the
 run, the latents rated, annotators, mean relevance (1–4) overall and per method, and the
 agreement figures, beside the paper's own (three experts, 100 latents with confidence >= 0.8)."""
 

@@ -172,7 +172,7 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
         current = (c for c in concepts if c.method == method and c.run_version == run.version)
         latest = next(current, None)  # history of earlier versions describes other latents
         summary["latest"] = _concept(latest) if latest else None
-        # Its mean human rating, once rated in a closed study (issue 10; docs/method.md §3).
+        # Its mean human rating, once rated in a closed study (issue 10; docs/method.md §5).
         summary["human"] = human.get(f"{method}:{summary['text']}")
 
     return {

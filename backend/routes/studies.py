@@ -1,4 +1,4 @@
-"""Human evaluation (issue 10; docs/method.md §3): studies, their annotators, the blind
+"""Human evaluation (issue 10; docs/method.md §5): studies, their annotators, the blind
 annotation page and rating submissions. Results are in backend/routes/study_results.py.
 
 Who may do what: admins create studies, assign annotators, open and close them; an annotator
@@ -33,7 +33,7 @@ SCALE = [
     (3, "Relevant: the concept fits most examples, with exceptions or a looser fit"),
     (2, "Somewhat relevant: the concept touches some examples but misses what most share"),
     (1, "Not relevant: the concept does not describe the examples"),
-]  # fmt: skip  # docs/method.md §3 (after paper §5.4)
+]  # fmt: skip  # docs/method.md §5 (after paper §5.4)
 
 
 def study_url(study_id: int, part: str = "") -> str:

@@ -222,12 +222,12 @@ class LoginSession(Base):
     __table_args__ = (Index("ix_login_sessions_account", "account_id"),)
 
 
-# --- human evaluation (issue 10; docs/method.md §3) -------------------------------------------
+# --- human evaluation (issue 10; docs/method.md §5) -------------------------------------------
 
 
 class Study(Base):
     """A human evaluation of a run's concepts: a seeded sample of (latent, concept) pairs that the
-    assigned annotators rate on the 1–4 relevance scale (docs/method.md §3)."""
+    assigned annotators rate on the 1–4 relevance scale (docs/method.md §5)."""
 
     __tablename__ = "studies"
 

@@ -2,7 +2,7 @@
 
 ``ratings`` holds one row per (study, annotator, latent, concept) — the unique constraint
 ``uq_ratings_one_per_key`` makes the database refuse a second; ``rating_changes`` keeps every
-change (who, when, old, new). See docs/method.md §3.
+change (who, when, old, new). See docs/method.md §5.
 
 Revision ID: 0003
 Revises: 0002

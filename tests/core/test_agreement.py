@@ -1,5 +1,5 @@
 """core.agreement equals the reference libraries on fixed vectors, degenerate cases included
-(issue 10; docs/method.md §3)."""
+(issue 10; docs/method.md §5)."""
 
 from __future__ import annotations
 
