@@ -59,12 +59,17 @@ def test_admin_creates_annotator_rates_with_keys_admin_sees_results(
     page.keyboard.press("1")
     page.wait_for_url(study_url)  # the last item leads back to the study
     assert "you rated 3" in page.inner_text("main")
+    page.goto(f"{study_url}/annotate?n=0")  # S: skip with a reason, from the keyboard
+    page.keyboard.press("s")
+    page.keyboard.type("examples unclear")
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"annotate\?n=1$"))
     page.click("form.signout button")
     page.wait_for_url("**/")
 
     sign_in(page, "e2e-lead")
     page.goto(f"{study_url}/results")
     per_method = page.inner_text("#per-method")
-    assert re.search(r"TF-IDF\s+2\.3\s+3\s+0\s+1\s+1\s+0\s+1", per_method), per_method
+    assert re.search(r"TF-IDF\s+1\.5\s+2\s+1\s+1\s+1\s+0\s+0", per_method), per_method
     assert page.locator("#human-vs-automatic tbody tr").count() == 3  # three latents
     page.locator("#fig-human .main-svg").first.wait_for(state="attached")
