@@ -94,8 +94,8 @@ def _check_params(size: int, min_confidence: float, methods: str, name: str) -> 
         raise StudyError(f"size must be between 1 and {MAX_SIZE} latents, not {size}")
     if not 0 <= min_confidence <= 1:
         raise StudyError(f"the minimum confidence is a share in [0, 1], not {min_confidence}")
-    if not name.strip() or len(name) > 128:
-        raise StudyError("give the study a name of 1–128 characters")
+    if not name.strip() or len(name) > 128 or "\x00" in name:
+        raise StudyError("give the study a name of 1–128 characters (no NUL)")
 
 
 def create_study(
@@ -197,6 +197,8 @@ def _check_rating(value: int | None, skip_reason: str | None) -> str | None:
         reason = (skip_reason or "").strip()
         if not reason:
             raise StudyError("a skip needs a reason (e.g. 'examples unclear')")
+        if "\x00" in reason:  # PostgreSQL's text cannot hold it
+            raise StudyError("a skip reason cannot contain NUL characters")
         if len(reason) > SKIP_REASON_MAX:
             raise StudyError(f"a skip reason has at most {SKIP_REASON_MAX} characters")
         return reason

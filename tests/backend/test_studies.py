@@ -94,6 +94,8 @@ def test_rating_changes_are_kept_and_closed_studies_frozen(
         rate(5)
     with pytest.raises(studies.StudyError, match="needs a reason"):
         rate(None, " ")
+    with pytest.raises(studies.StudyError, match="NUL"):  # PostgreSQL's text refuses it
+        rate(None, "a\x00b")
     outsider = create_account(fresh_sessions, "annotator").id
     with pytest.raises(PermissionError):
         rate(2, who=outsider)
