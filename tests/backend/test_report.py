@@ -372,7 +372,7 @@ def test_index_row_has_the_headline(client: TestClient) -> None:
     row = re.search(r'<tr data-run="real">(.*?)</tr>', html, re.S)
     assert row, "no row for the run"
     cells = [plain(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)]
-    assert cells[:4] == ["real latents · steer", "tiny-movies", "sasrec", "20 (4)"]
+    assert cells[:4] == ["real latents · users · movies · steer", "tiny-movies", "sasrec", "20 (4)"]
     assert cells[4] == "0.05412 [0.0491, 0.0591]"
     assert cells[5] == "0.04871 (90.0%)"
     assert cells[6] == "0.02347"
