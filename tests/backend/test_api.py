@@ -99,6 +99,7 @@ def test_latent_json(client: TestClient) -> None:
         "text": "horror",
         "confidence": 0.0,
         "latest": None,
+        "human": None,  # no closed study has rated it (issue 10)
     }
     assert body["concepts"]["tfidf"]["latest"]["terms"][0] == ["horror", 0.9]
     assert set(body["examples"]) == {"construction", "verification", "random"}
