@@ -53,6 +53,17 @@ def published(fresh_settings: Settings) -> dict[str, Any]:
     return publish_fixture(session_factory(fresh_settings.resolved_database_url))
 
 
+def slowed(answer: Callable[[dict[str, Any]], Reply], delay_s: float) -> Callable:
+    """``answer``, each reply held back ``delay_s`` by the scripted server."""
+
+    def slow(payload: dict[str, Any]) -> Reply:
+        reply = answer(payload)
+        reply.delay_s = delay_s
+        return reply
+
+    return slow
+
+
 def concept_count(settings: Settings) -> int:
     with session_factory(settings.resolved_database_url)() as session:
         return session.scalar(select(func.count()).select_from(Concept)) or 0
@@ -115,14 +126,7 @@ def test_hanging_llm_gives_504_within_the_deadline(
 def test_concurrent_explains_are_capped_process_wide(
     fresh_settings: Settings, published: dict[str, Any], scripted: Callable
 ) -> None:
-    answer = level_by_parity(published)
-
-    def slow(payload: dict[str, Any]) -> Reply:
-        reply = answer(payload)
-        reply.delay_s = 0.05
-        return reply
-
-    server = scripted(slow)
+    server = scripted(slowed(level_by_parity(published), 0.05))
     # One LLM request at a time per explanation, so the server's concurrency counts explanations.
     settings = {
         **NO_LIMITS,
@@ -142,14 +146,7 @@ def test_concurrent_explains_are_capped_process_wide(
 def test_explain_beyond_the_cap_is_503_with_retry_after_not_queued(
     fresh_settings: Settings, published: dict[str, Any], scripted: Callable
 ) -> None:
-    answer = level_by_parity(published)
-
-    def slow(payload: dict[str, Any]) -> Reply:
-        reply = answer(payload)
-        reply.delay_s = 0.3
-        return reply
-
-    server = scripted(slow)
+    server = scripted(slowed(level_by_parity(published), 0.3))
     settings = {
         **NO_LIMITS,
         "llm_base_url": server.base_url,
@@ -247,14 +244,7 @@ def test_per_user_explain_quota(
 def test_per_user_explain_quota_holds_for_requests_sent_at_once(
     fresh_settings: Settings, published: dict[str, Any], scripted: Callable
 ) -> None:
-    answer = level_by_parity(published)
-
-    def slow(payload: dict[str, Any]) -> Reply:
-        reply = answer(payload)
-        reply.delay_s = 0.05
-        return reply
-
-    server = scripted(slow)
+    server = scripted(slowed(level_by_parity(published), 0.05))
     # One slot: the others wait for it, and waiting must already count against the quota.
     settings = {
         **NO_LIMITS,
