@@ -68,3 +68,19 @@ def fresh_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def fresh_sessions(fresh_settings: Settings) -> sessionmaker[Session]:
     return session_factory(fresh_settings.resolved_database_url)
+
+
+@pytest.fixture
+def published(fresh_settings: Settings) -> Settings:
+    """A fresh DB with the fixture run; no LLM configured (an explain past the checks is 503).
+    Modules that need another shape (test_explain*.py) define their own."""
+    publish_fixture(session_factory(fresh_settings.resolved_database_url))
+    return fresh_settings.model_copy(update={"llm_base_url": None})
+
+
+@pytest.fixture
+def app_client(published: Settings) -> Iterator[TestClient]:
+    """A signed-out client of its own on :func:`published` (sign in with
+    ``tests.backend.accounts.signed_in``)."""
+    with TestClient(create_app(published)) as client:
+        yield client

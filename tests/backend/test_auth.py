@@ -4,7 +4,7 @@ matrix over every mutating route, the login form's own CSRF token and redirect, 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,22 +22,8 @@ from core.settings import Settings
 from core.store.engine import session_factory
 from core.store.schema import Account, Concept, LoginSession
 from tests.backend.accounts import PASSWORD, create_account, signed_in
-from tests.backend.factories import publish_fixture
 
 EXPLAIN = "/api/runs/fixture/latents/0/explain"
-
-
-@pytest.fixture
-def published(fresh_settings: Settings) -> Settings:
-    """A fresh DB with the fixture run; no LLM configured (an explain past the checks is 503)."""
-    publish_fixture(session_factory(fresh_settings.resolved_database_url))
-    return fresh_settings.model_copy(update={"llm_base_url": None})
-
-
-@pytest.fixture
-def app_client(published: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(published)) as client:
-        yield client
 
 
 def sign_in_with_form(client: TestClient, username: str, password: str, next_url: str = "/") -> Any:

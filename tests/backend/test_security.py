@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,23 +26,10 @@ from core.settings import REPO_ROOT, Settings
 from core.store.engine import session_factory
 from core.store.schema import Concept
 from tests.backend.accounts import create_account, signed_in
-from tests.backend.factories import publish_fixture
 from tests.worker.test_llm_client import closed_port_url
 
 EXPLAIN = "/api/runs/fixture/latents/0/explain"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture
-def published(fresh_settings: Settings) -> Settings:
-    publish_fixture(session_factory(fresh_settings.resolved_database_url))
-    return fresh_settings.model_copy(update={"llm_base_url": None})
-
-
-@pytest.fixture
-def app_client(published: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(published)) as client:
-        yield client
 
 
 def web_concepts(settings: Settings) -> int:
