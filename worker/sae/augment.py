@@ -101,8 +101,7 @@ def subsample_histories(
         for _ in range(config.per_user):
             keep = rng.uniform(config.keep_min, config.keep_max)
             n = max(1, int(round(keep * len(h))))
-            out.append(np.sort(rng.choice(len(h), size=n, replace=False)))
-            out[-1] = h[out[-1]]
+            out.append(h[np.sort(rng.choice(len(h), size=n, replace=False))])
     return out
 
 
