@@ -114,6 +114,14 @@ class Latent(Base):
     # Targeted tuning (paper §8, docs/method.md §1.9 Table 8): {"scales": [...], "related": [...],
     # "other": [...], "n_cases": int}; empty when the latent has no verified concept.
     tuning: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Lenses (issue 11; docs/method.md): confounds, Spearman correlation of the latent's activation
+    # with the user's history length, and of its decoder effect with item popularity over the
+    # items it promotes (None: not computed, e.g. a run published before the lenses existed).
+    activity_corr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    popularity_corr: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The latent map: 2-D layout of the decoder directions (None: not computed).
+    map_x: Mapped[float | None] = mapped_column(Float, nullable=True)
+    map_y: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (Index("ix_latents_run_tfidf", "run_id", "tfidf_confidence"),)
 
@@ -324,3 +332,25 @@ class RatingChange(Base):
     new_skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (Index("ix_rating_changes_rating", "rating_id"),)
+
+
+class Invite(Base):
+    """A single-use invitation to create an account (issue 10). Only the token's sha256 is stored;
+    the link holds the token. ``used_at`` set: spent; ``expires_at`` past: refused."""
+
+    __tablename__ = "invites"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin / annotator
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
+    )  # the account it created
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), nullable=True
+    )  # assigned to this study on sign-up (optional)
