@@ -6,13 +6,15 @@ import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BeforeValidator, Field
 
 from backend import figures, urls
 from backend.deps import TEXT_FILTER_MAX, Context, LatentDep, RunDep, SessionDep, page
 from backend.errors import responses
 from backend.report import run_summary
 from core import study_reads
-from core.store import reads
+from core.store import browse, reads
+from core.store.browse import CONFOUND_MIN, Confound
 from core.store.reads import ROLE_ORDER, ConceptMethod, LatentSort, SortOrder
 from core.store.schema import Concept, Item, Latent
 
@@ -33,7 +35,22 @@ def latent_row(run_id: str, latent: Latent) -> dict[str, Any]:
         "tfidf_confidence": latent.tfidf_confidence,
         "llm_concept": latent.llm_concept,
         "llm_confidence": latent.llm_confidence,
+        # Confound correlations (NULL: not computed) and which are strong enough to flag.
+        "popularity_corr": latent.popularity_corr,
+        "activity_corr": latent.activity_corr,
+        "confounds": browse.confound_flags(latent.popularity_corr, latent.activity_corr),
     }
+
+
+def _blank_is_none(value: object) -> object:
+    # A form sent without JavaScript carries its empty fields (``method=&min_confidence=``):
+    # an empty field is no filter, not an invalid one.
+    return None if value == "" else value
+
+
+Blank = BeforeValidator(_blank_is_none)
+Fraction = Annotated[float, Field(ge=0, le=1)]
+SORT_KEYS = ("id", "density", "confidence", "llm_confidence")
 
 
 @page(router, "/runs/{run_id}/latents", "latents.html", name="latents", responses=responses(404))
@@ -49,10 +66,25 @@ def latent_list(
     q: Annotated[
         str | None, Query(max_length=TEXT_FILTER_MAX, description="substring of the concept text")
     ] = None,
-    min_confidence: Annotated[float | None, Query(ge=0, le=1)] = None,
-    method: Annotated[ConceptMethod | None, Query(description="concept method to filter")] = None,
+    min_confidence: Annotated[
+        Fraction | None, Blank, Query(description="confidence floor, 0–1; empty: no floor")
+    ] = None,
+    method: Annotated[
+        ConceptMethod | None,
+        Blank,
+        Query(description="only latents with a concept by this method (q, floor: its concept)"),
+    ] = None,
+    confound: Annotated[
+        Confound | None,
+        Blank,
+        Query(
+            description=f"confound flag: |r| >= {CONFOUND_MIN} with popularity, activity, either "
+            "(any), or both computed and below (none)"
+        ),
+    ] = None,
 ) -> Context:
     """A run's latents: sort by confidence, density or id; filter by concept text; paginated."""
+    also = [browse.confound_where(confound)] if confound else []
 
     def fetch(number: int) -> tuple[list[Latent], int]:
         return reads.list_latents(
@@ -65,50 +97,48 @@ def latent_list(
             method=method,
             page=number,
             per_page=size,
+            also=also,
         )
 
-    # A page past the last (however large the number) shows the last: the offset the database
-    # sees stays within the data.
+    # A page past the last (however large the number) shows the last, and says so: the offset
+    # the database sees stays within the data.
+    asked = page_no
     rows, total = fetch(min(page_no, max(1, math.ceil(run.n_latents / size))))
     pages = max(1, math.ceil(total / size))
     if page_no > pages:
         page_no = pages
         rows, total = fetch(page_no)
-    here = urls.latents(
-        run.id,
-        _sort=sort,
-        _order=order,
-        _size=size,
-        q=q,
-        min_confidence=min_confidence,
-        method=method,
-    )
+    filters = {"q": q or None, "min_confidence": min_confidence, "method": method}
+    here = urls.latents(run.id, _sort=sort, _order=order, _size=size, **filters, confound=confound)
+    return {
+        "run": run_summary(run),
+        "filters": {
+            **filters,
+            "q": q or "",
+            "confound": confound,
+            "sort": sort,
+            "order": order,
+            "page": page_no,
+            "size": size,
+        },
+        "clamped": None if asked == page_no else {"asked": asked, "shown": page_no},
+        "confound_min": CONFOUND_MIN,
+        "total": total,
+        "pages": pages,
+        "latents": [latent_row(run.id, lat) for lat in rows],
+        "links": _list_links(here, sort, order, page_no, pages),
+    }
 
+
+def _list_links(here: str, sort: str, order: str, page_no: int, pages: int) -> dict[str, Any]:
     def sort_link(key: str) -> str:
         flip = "asc" if (sort == key and order == "desc") else "desc"
         return urls.with_params(here, _sort=key, _order=flip, _page=None)
 
     return {
-        "run": run_summary(run),
-        "filters": {
-            "sort": sort,
-            "order": order,
-            "q": q or "",
-            "min_confidence": min_confidence,
-            "method": method,
-            "page": page_no,
-            "size": size,
-        },
-        "total": total,
-        "pages": pages,
-        "latents": [latent_row(run.id, lat) for lat in rows],
-        "links": {
-            "prev": urls.with_params(here, _page=page_no - 1) if page_no > 1 else None,
-            "next": urls.with_params(here, _page=page_no + 1) if page_no < pages else None,
-            "sort": {
-                key: sort_link(key) for key in ("id", "density", "confidence", "llm_confidence")
-            },
-        },
+        "prev": urls.with_params(here, _page=page_no - 1) if page_no > 1 else None,
+        "next": urls.with_params(here, _page=page_no + 1) if page_no < pages else None,
+        "sort": {key: sort_link(key) for key in SORT_KEYS},
     }
 
 

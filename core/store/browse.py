@@ -12,10 +12,14 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.store.reads import SortOrder, _check
-from core.store.schema import Item, RecordedCase, User
+from core.store.schema import Item, Latent, RecordedCase, User
 
 ItemSort = Literal["popularity", "title", "id"]
 UserSort = Literal["activity", "ndcg", "id"]
+Confound = Literal["any", "popularity", "activity", "none"]
+# A latent is flagged as confounded when |r| reaches this: its activation tracks the popularity
+# of the items it promotes, or the length of the user's history, more than a concept would.
+CONFOUND_MIN = 0.5
 _ITEM_SORT = {"popularity": Item.popularity, "title": func.lower(Item.title), "id": Item.idx}
 
 
@@ -102,3 +106,31 @@ def _ndcg(item: int, top: list[Any]) -> float:
         if int(candidate) == item:
             return 1.0 / math.log2(rank + 2)
     return 0.0
+
+
+def confound_where(kind: Confound) -> ColumnElement[bool]:
+    """The latents ``kind`` keeps (for ``reads.list_latents(also=...)``).
+
+    ``popularity`` / ``activity``: that correlation's magnitude is at least :data:`CONFOUND_MIN`;
+    ``any``: either is; ``none``: both were computed and neither is. A NULL correlation (not
+    computed) is never flagged, so it is in none of the four.
+    """
+    _check(kind, get_args(Confound), "confound")
+    strong = {
+        "popularity": func.abs(Latent.popularity_corr) >= CONFOUND_MIN,
+        "activity": func.abs(Latent.activity_corr) >= CONFOUND_MIN,
+    }
+    if kind == "none":
+        return and_(
+            func.abs(Latent.popularity_corr) < CONFOUND_MIN,
+            func.abs(Latent.activity_corr) < CONFOUND_MIN,
+        )
+    if kind == "any":
+        return or_(*strong.values())
+    return strong[kind]
+
+
+def confound_flags(popularity: float | None, activity: float | None) -> list[str]:
+    """Which correlations are strong enough to flag (none when not computed)."""
+    pairs = (("popularity", popularity), ("activity", activity))
+    return [name for name, r in pairs if r is not None and abs(r) >= CONFOUND_MIN]

@@ -6,7 +6,7 @@ answer a miss: the web layer turns ``None`` into a 404 that names what was asked
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, get_args
 
@@ -81,8 +81,12 @@ def list_latents(
     method: ConceptMethod | None = None,
     page: int = 1,
     per_page: int = 50,
+    also: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[list[Latent], int]:
     """One page of a run's latents and the number matching the filters (for the pager).
+
+    ``method`` alone keeps the latents that have a concept by that method; ``also``: further
+    conditions (e.g. ``core.store.browse.confound_where``).
 
     ``q`` is a case-insensitive substring of the concept text and ``min_confidence`` a floor on
     the confidence; both look at ``method``'s concept, or at either method when it is ``None``.
@@ -110,7 +114,9 @@ def list_latents(
         )
     if min_confidence is not None:
         where.append(or_(*(_CONCEPT_COLUMNS[m][1] >= min_confidence for m in methods)))
-    condition = and_(*where)
+    if method is not None:
+        where.append(_CONCEPT_COLUMNS[method][0].is_not(None))
+    condition = and_(*where, *also)
 
     total = session.scalar(select(func.count()).select_from(Latent).where(condition)) or 0
     column = _SORT_COLUMNS[sort]
@@ -322,3 +328,38 @@ def steering_rows(session: Session, run_id: str) -> SteeringRows:
         )
     ]
     return SteeringRows(items=items, users=users, tfidf_concepts=concepts)
+
+
+# --- lenses (docs/method.md §6) -----------------------------------------------------------------
+
+
+class LatentMapRow(NamedTuple):
+    idx: int
+    map_x: float | None
+    map_y: float | None
+    density: float
+    dead: bool
+    tfidf_concept: str | None
+    tfidf_confidence: float | None
+    llm_concept: str | None
+    llm_confidence: float | None
+
+
+def latent_map_rows(session: Session, run_id: str) -> list[LatentMapRow]:
+    """Every latent's map coordinates, density and best concepts, by index (the latent map)."""
+    columns = [getattr(Latent, name) for name in LatentMapRow._fields]
+    rows = session.execute(select(*columns).where(Latent.run_id == run_id).order_by(Latent.idx))
+    return [LatentMapRow(*row) for row in rows]
+
+
+def external_ids(session: Session, run_id: str, table: Literal["users", "items"]) -> list[str]:
+    """The dataset's own id of every user (or item) of a run, by index (to align two runs)."""
+    model = User if table == "users" else Item
+    query = select(model.external_id).where(model.run_id == run_id).order_by(model.idx)
+    return list(session.scalars(query))
+
+
+def runs_on_dataset(session: Session, dataset: str, exclude: str) -> list[Run]:
+    """Published runs on ``dataset`` other than ``exclude``, newest first."""
+    query = select(Run).where(Run.dataset == dataset, Run.id != exclude)
+    return list(session.scalars(query.order_by(Run.created_at.desc(), Run.id)))
