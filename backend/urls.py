@@ -79,8 +79,11 @@ def static(name: str) -> str:
     return _versioned(f"/static/{name}", name)
 
 
-def plotly_js() -> str:
-    return _versioned(PLOTLY_JS, PLOTLY_JS)
+def plotly_js(full: bool = False) -> str:
+    """The cartesian plotly.js bundle; ``full``: the whole one (backend/assets.py says why)."""
+    if full:
+        return _versioned(PLOTLY_JS, PLOTLY_JS)
+    return static("vendor/plotly-cartesian.min.js")
 
 
 def docs() -> str:

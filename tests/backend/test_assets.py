@@ -80,17 +80,45 @@ def test_pages_link_static_files_by_their_current_hash_cached_for_a_year(
 
 
 def test_plotly_is_served_gzipped_by_its_hash_and_under_1_5_mb(client: TestClient) -> None:
-    version = assets.content_hash(PLOTLY_JS.read_bytes())
-    html = client.get("/runs/fixture/latents/3", headers=HTML).text
-    assert f'src="/vendor/plotly.min.js?v={version}"' in html
-    js = raw(client, f"/vendor/plotly.min.js?v={version}", GZIP)
+    """Issue 11 §4: the pages load the cartesian bundle (about 0.5 MB gzipped, not 1.4 MB)."""
+    bundle = STATIC_DIR / assets.PLOTLY_CARTESIAN
+    version = assets.content_hash(bundle.read_bytes())
+    url = f"/static/{assets.PLOTLY_CARTESIAN}?v={version}"
+    for page in ("/runs/fixture/latents/3", "/runs/fixture"):
+        html = client.get(page, headers=HTML).text
+        assert f'src="{url}"' in html, page
+        assert "/vendor/plotly.min.js" not in html, page
+    js = raw(client, url, GZIP)
     assert js.status_code == 200 and js.headers["content-encoding"] == "gzip"
     assert js.headers["cache-control"] == "public, max-age=31536000, immutable"
-    body = js.body
-    assert len(body) < 1_500_000
-    assert gzip.decompress(body) == PLOTLY_JS.read_bytes()
-    plain = raw(client, "/vendor/plotly.min.js", {"accept-encoding": "identity"})
-    assert "content-encoding" not in plain.headers and len(plain.body) > 4_000_000
+    assert len(js.body) < 600_000
+    assert gzip.decompress(js.body) == bundle.read_bytes()
+    plain = raw(client, f"/static/{assets.PLOTLY_CARTESIAN}", {"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.body == bundle.read_bytes()
+    assert plain.headers["cache-control"] == "no-cache"
+    licence = client.get("/static/vendor/plotly-cartesian.LICENSE")
+    assert licence.status_code == 200 and "MIT License" in licence.text
+
+
+def test_cartesian_plotly_draws_every_trace_type_the_pages_use() -> None:
+    """The figures' trace types (backend/figures.py, the study results) are all in the bundle."""
+    used = set()
+    root = Path(__file__).resolve().parents[2]
+    for source in (root / "backend/figures.py", root / "backend/routes/study_results.py"):
+        used |= set(re.findall(r"go\.(\w+)\(", source.read_text())) - {"Figure"}
+    assert used, "no trace found: the test would pass vacuously"
+    header = (STATIC_DIR / assets.PLOTLY_CARTESIAN).read_text()[:200]
+    assert "cartesian" in header
+    cartesian = {"Bar", "Box", "Contour", "Heatmap", "Histogram", "Histogram2d", "Image",
+                 "Histogram2dContour", "Pie", "Scatter", "Scatterternary", "Violin"}  # fmt: skip
+    assert used <= cartesian, f"set needs_plotly = 'full' on the page drawing {used - cartesian}"
+
+
+def test_full_plotly_bundle_stays_available_for_other_trace_types(client: TestClient) -> None:
+    version = assets.content_hash(PLOTLY_JS.read_bytes())
+    js = raw(client, f"/vendor/plotly.min.js?v={version}", GZIP)
+    assert js.status_code == 200 and js.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(js.body) == PLOTLY_JS.read_bytes()
 
 
 @pytest.mark.parametrize("url", PAGES)

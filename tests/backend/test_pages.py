@@ -50,7 +50,7 @@ def test_run_page_shows_every_metric_table(client: TestClient) -> None:
     html = client.get("/runs/fixture", headers=HTML).text
     for text in ("Table 7", "Random SAE", "PCA-4", "tuning › related", "Configuration"):
         assert text in html
-    assert 'id="fig-confidence"' in html and "/vendor/plotly.min.js" in html
+    assert 'id="fig-confidence"' in html and "/static/vendor/plotly-cartesian.min.js?v=" in html
 
 
 def test_latent_list_links_latents_and_sorts(client: TestClient) -> None:
