@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.types import DateTime, Integer, Text
 
 from core.reports import details_null_p95
 from core.store.schema import (
@@ -233,58 +234,108 @@ def _one_writer(sessions: sessionmaker[Session]) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _insert_returning(conn: Connection, values: dict[str, Any]) -> int | None:
-    """INSERT the rating unless its key exists (the database decides): its id, or None."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
+# --- the rating write (the hot path: benchmarks/annotate.py) -----------------------------------
+# Statements are built once, with bound parameters, so SQLAlchemy compiles each once per dialect
+# (its statement cache) and a request only binds values.
+
+_P = {
+    "study_id": bindparam("study_id", type_=Integer),
+    "position": bindparam("position", type_=Integer),
+    "account_id": bindparam("account_id", type_=Integer),
+}
+
+
+def _insert_from_item(dialect: Any) -> Any:
+    """INSERT the rating of the item at ``position`` unless its key exists (the database
+    decides), taking the item's latent and concept in the same statement: its id, or nothing."""
+    item = select(
+        StudyItem.study_id,
+        _P["account_id"],
+        StudyItem.latent_idx,
+        StudyItem.concept_id,
+        bindparam("value", type_=Integer),
+        bindparam("skip_reason", type_=Text),
+        bindparam("now", type_=DateTime(timezone=True)),
+    ).where(StudyItem.study_id == _P["study_id"], StudyItem.position == _P["position"])
+    columns = [*RATING_KEY[:2], "latent_idx", "concept_id", "value", "skip_reason", "updated_at"]
+    return (
         dialect.insert(Rating)
-        .values(**values)
+        .from_select(columns, item)
         .on_conflict_do_nothing(index_elements=RATING_KEY)
         .returning(Rating.id)
     )
-    try:
-        return conn.scalar(stmt)
-    except IntegrityError as exc:  # the item's foreign key: no such item in the study
-        raise StudyNotFound(f"study {values['study_id']} has no such item") from exc
 
 
-def _write(
-    conn: Connection, key: dict[str, int], account_id: int, value: int | None, reason: str | None
-) -> RateResult:
-    """The rating's write, inside the caller's transaction (see :func:`rate`)."""
+_INSERT = {"sqlite": _insert_from_item(sqlite), "postgresql": _insert_from_item(postgresql)}
+_ITEM, _LATER = aliased(StudyItem), aliased(StudyItem)
+# The study's status (row share-locked until commit: closing waits for writes in flight, and a
+# write after the close sees it closed), the assignment, the item and whether one follows it.
+_STATE = (
+    select(
+        Study.status,
+        StudyAnnotator.account_id,
+        _ITEM.latent_idx,
+        _ITEM.concept_id,
+        select(_LATER.position)
+        .where(_LATER.study_id == Study.id, _LATER.position == _P["position"] + 1)
+        .exists(),
+    )
+    .outerjoin(
+        StudyAnnotator,
+        (StudyAnnotator.study_id == Study.id) & (StudyAnnotator.account_id == _P["account_id"]),
+    )
+    .outerjoin(_ITEM, (_ITEM.study_id == Study.id) & (_ITEM.position == _P["position"]))
+    .where(Study.id == _P["study_id"])
+    .with_for_update(read=True, of=Study)
+)
+_KEY = (
+    (Rating.study_id == _P["study_id"])
+    & (Rating.account_id == _P["account_id"])
+    & (Rating.latent_idx == bindparam("latent_idx", type_=Integer))
+    & (Rating.concept_id == bindparam("concept_id", type_=Integer))
+)
+_OLD = select(Rating.id, Rating.value, Rating.skip_reason).where(_KEY).with_for_update()
+_UPDATE = (
+    update(Rating)
+    .where(Rating.id == bindparam("rating_id", type_=Integer))
+    .values(
+        value=bindparam("value", type_=Integer),
+        skip_reason=bindparam("skip_reason", type_=Text),
+        updated_at=bindparam("now", type_=DateTime(timezone=True)),
+    )
+)
+_POSITION = select(StudyItem.position).where(
+    StudyItem.study_id == _P["study_id"],
+    StudyItem.latent_idx == bindparam("latent_idx", type_=Integer),
+    StudyItem.concept_id == bindparam("concept_id", type_=Integer),
+)
+
+
+def _write(conn: Connection, at: dict[str, int], value: int | None, reason: str | None) -> tuple:
+    """The rating's write, inside the caller's transaction (see :func:`rate`): three statements
+    for a new rating, five for a change. ``at``: study_id, position, account_id.
+    Returns (RateResult, whether an item follows)."""
     now = datetime.now(UTC)
-    study_id = key["study_id"]
-    values = {**key, "account_id": account_id, "value": value, "skip_reason": reason}
-    new_id = _insert_returning(conn, {**values, "updated_at": now})
-    state = conn.execute(
-        select(Study.status, StudyAnnotator.account_id)
-        .outerjoin(
-            StudyAnnotator,
-            (StudyAnnotator.study_id == Study.id) & (StudyAnnotator.account_id == account_id),
-        )
-        .where(Study.id == study_id)
-        .with_for_update(read=True, of=Study)
-    ).first()
-    if state is None or state[1] is None:
+    params = {**at, "value": value, "skip_reason": reason, "now": now}
+    new_id = conn.scalar(_INSERT[conn.dialect.name], params)
+    state = conn.execute(_STATE, at).first()
+    study_id, account_id = at["study_id"], at["account_id"]
+    if state is None or state[2] is None:
+        raise StudyNotFound(f"study {study_id} has no item {at['position']}")
+    status, assigned, latent_idx, concept_id, more = state
+    if assigned is None:
         raise PermissionError(f"this account is not assigned to study {study_id}")
-    if state[0] != "open":
+    if status != "open":
         raise StudyClosed(f"study {study_id} is closed: its ratings are frozen")
     old: tuple[int | None, str | None] = (None, None)
     rating_id = new_id
     if rating_id is None:  # there already: lock it, compare, update
-        row = conn.execute(
-            select(Rating.id, Rating.value, Rating.skip_reason)
-            .filter_by(**key, account_id=account_id)
-            .with_for_update()
-        ).one()
+        key = {**at, "latent_idx": latent_idx, "concept_id": concept_id}
+        row = conn.execute(_OLD, key).one()
         rating_id, old = row[0], (row[1], row[2])
         if old == (value, reason):
-            return RateResult(rating_id, False, False)
-        conn.execute(
-            update(Rating)
-            .where(Rating.id == rating_id)
-            .values(value=value, skip_reason=reason, updated_at=now)
-        )
+            return RateResult(rating_id, False, False), bool(more)
+        conn.execute(_UPDATE, {**params, "rating_id": rating_id})
     conn.execute(
         insert(RatingChange).values(
             rating_id=rating_id,
@@ -296,7 +347,7 @@ def _write(
             new_skip_reason=reason,
         )  # fmt: skip
     )
-    return RateResult(rating_id, new_id is not None, True)
+    return RateResult(rating_id, new_id is not None, True), bool(more)
 
 
 def rate(
@@ -308,19 +359,13 @@ def rate(
     value: int | None,
     skip_reason: str | None = None,
 ) -> RateResult:
-    """Record (or change) one annotator's rating of one study item, in one transaction.
-
-    The INSERT comes first so that on SQLite the transaction holds the write lock before it
-    reads; on PostgreSQL a concurrent insert of the same key waits for the first and then does
-    nothing, and the row is locked (FOR UPDATE) before it is compared and updated. The
-    assignment and the study's status are checked after the insert, in the same transaction
-    (a refusal rolls the insert back). Raises PermissionError (not assigned), StudyClosed,
-    StudyNotFound (no such item) or StudyError (a value off the scale, a skip without reason)."""
-    reason = _check_rating(value, skip_reason)
-    key = {"study_id": study_id, "latent_idx": latent_idx, "concept_id": concept_id}
-    # The connection first, then the queue: a writer at the head never waits for the pool.
-    with _engine(sessions).connect() as conn, _one_writer(sessions), conn.begin():
-        return _write(conn, key, account_id, value, reason)
+    """Record (or change) one annotator's rating of one study item (by latent and concept)."""
+    with sessions() as session:
+        key = {"study_id": study_id, "latent_idx": latent_idx, "concept_id": concept_id}
+        position = session.scalar(_POSITION, key)
+    if position is None:
+        raise StudyNotFound(f"study {study_id} has no item for latent {latent_idx}")
+    return rate_at(sessions, study_id, account_id, position, value, skip_reason)[0]
 
 
 def rate_at(
@@ -331,20 +376,21 @@ def rate_at(
     value: int | None,
     skip_reason: str | None = None,
 ) -> tuple[RateResult, bool]:
-    """:func:`rate` for the item at ``position`` (what the annotation page posts); also says
-    whether an item follows it."""
+    """Record (or change) one annotator's rating of the study item at ``position``, in one
+    transaction; also says whether an item follows it (what the annotation page posts).
+
+    The INSERT comes first so that on SQLite the transaction holds the write lock before it
+    reads; on PostgreSQL a concurrent insert of the same key waits for the first and then does
+    nothing, and the row is locked (FOR UPDATE) before it is compared and updated. The item,
+    the assignment and the study's status are checked after the insert, in the same transaction
+    (a refusal rolls the insert back). Raises PermissionError (not assigned), StudyClosed,
+    StudyNotFound (no such item) or StudyError (a value off the scale, a skip without reason)."""
     reason = _check_rating(value, skip_reason)
+    at = {"study_id": study_id, "position": position, "account_id": account_id}
+    # The connection first, then the queue: a writer at the head never waits for the pool.
     with _engine(sessions).connect() as conn, _one_writer(sessions), conn.begin():
-        later = select(StudyItem.position).filter_by(study_id=study_id, position=position + 1)
-        item = conn.execute(
-            select(StudyItem.latent_idx, StudyItem.concept_id, later.exists()).filter_by(
-                study_id=study_id, position=position
-            )
-        ).first()
-        if item is None:
-            raise StudyNotFound(f"study {study_id} has no item {position}")
-        key = {"study_id": study_id, "latent_idx": item[0], "concept_id": item[1]}
-        return _write(conn, key, account_id, value, reason), bool(item[2])
+        result: tuple[RateResult, bool] = _write(conn, at, value, reason)
+        return result
 
 
 def count_ratings(session: Session, study_id: int) -> int:
