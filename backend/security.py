@@ -50,8 +50,9 @@ HEADERS = {
 # It is allowed by its sha256 alone, never by 'unsafe-inline'.
 DOCS_PATH = "/docs"
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
-# Open even when reading needs a session: signing in, and the files the login page loads.
-OPEN_PREFIXES = ("/login", "/static/", urls.PLOTLY_JS)
+# Open even when reading needs a session: signing in or up (an invite link), and the files the
+# login page loads.
+OPEN_PREFIXES = ("/login", "/invite/", "/static/", urls.PLOTLY_JS)
 
 
 async def _refuse(send: Send, status: int, detail: str) -> None:

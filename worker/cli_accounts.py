@@ -149,6 +149,36 @@ def set_password(username: Username, password_file: PasswordFile = None) -> None
     _run(do)
 
 
+@app.command()
+def invite(
+    role: Annotated[str, typer.Option(help=f"One of: {', '.join(ROLES)}.")] = "annotator",
+    study: Annotated[
+        int | None, typer.Option(help="Assign the new account to this study (its id).")
+    ] = None,
+    days: Annotated[float, typer.Option(help="How long the link works, in days.")] = 7,
+    base_url: Annotated[
+        str, typer.Option(help="Where the explorer is reached (the link starts with it).")
+    ] = "http://127.0.0.1:8000",
+) -> None:
+    """Print a single-use invite link: whoever opens it picks a username and password and gets
+    an account with ROLE (assigned to STUDY). Only its hash is stored: this is the one time the
+    link is shown."""
+
+    def do() -> None:
+        from core import invites
+
+        token, expires_at = invites.create_invite(_sessions(), role, study_id=study, days=days)
+        typer.echo(f"{base_url.rstrip('/')}{invites.INVITE_PATH}{token}")
+        typer.echo(
+            f"single use, for a new {role}"
+            + (f" assigned to study {study}" if study is not None else "")
+            + f"; valid until {expires_at:%Y-%m-%d %H:%M} UTC",
+            err=True,
+        )
+
+    _run(do)
+
+
 @app.command("ensure-admin")
 def ensure_admin(
     username: Username,

@@ -19,13 +19,15 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from backend import errors
 from backend.auth import SESSION_COOKIE, AdminDep, LoginDep, check_csrf
 from backend.deps import SettingsDep, templates
-from core import accounts
+from core import accounts, invites
 from core.accounts import AccountError
+from core.store.schema import Study
 
 router = APIRouter(tags=["accounts"])
 
@@ -187,12 +189,30 @@ def me(login: LoginDep) -> dict[str, Any]:
 # --- admin: accounts ---------------------------------------------------------------------------
 
 
-def _accounts_page(request: Request, error: str | None = None, status: int = 200) -> HTMLResponse:
-    rows = accounts.list_accounts(request.app.state.sessions)
+def accounts_page_response(
+    request: Request,
+    error: str | None = None,
+    status: int = 200,
+    new_invite: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    """The admin's accounts page: the accounts, the open invites (backend/routes/invites.py),
+    and a just-created invite's link, shown this once."""
+    sessions = request.app.state.sessions
+    with sessions() as session:
+        study_rows = session.execute(select(Study.id, Study.name).order_by(Study.id.desc())).all()
     return templates.TemplateResponse(
         request,
         "admin_accounts.html",
-        {"accounts": rows, "roles": accounts.ROLES, "error": error, "fragment": False},
+        {
+            "accounts": accounts.list_accounts(sessions),
+            "roles": accounts.ROLES,
+            "error": error,
+            "fragment": False,
+            "invites": invites.list_open(sessions),
+            "studies": [{"id": i, "name": n} for i, n in study_rows],
+            "new_invite": new_invite,
+            "invite_days": invites.DEFAULT_DAYS,
+        },
         status_code=status,
     )
 
@@ -204,7 +224,7 @@ def _accounts_page(request: Request, error: str | None = None, status: int = 200
     responses=errors.responses(401, 403),
 )
 def accounts_page(request: Request, _admin: AdminDep) -> HTMLResponse:
-    return _accounts_page(request)
+    return accounts_page_response(request)
 
 
 @router.post(
@@ -223,7 +243,7 @@ def add_account(
     try:
         accounts.create_account(request.app.state.sessions, username, password, role)
     except AccountError as exc:
-        return _accounts_page(request, str(exc), 400)
+        return accounts_page_response(request, str(exc), 400)
     return RedirectResponse("/admin/accounts", status_code=303)
 
 

@@ -186,6 +186,20 @@ RULES: dict[tuple[str, str], tuple[Call, dict[str, int | str]]] = {
         _disable,
         {"anonymous": 401, "annotator": 403, "admin": 303},
     ),
+    # Invite links (issue 10 §1; tests/backend/test_invites.py): the invitee's post needs no
+    # account (the link is the permission), so each role gets the unknown link's 404.
+    ("POST", "/admin/invites"): (
+        lambda c: c.post("/admin/invites", data={"role": "annotator"}),
+        {"anonymous": 401, "annotator": 403, "admin": 200},
+    ),
+    ("POST", "/admin/invites/{digest}/revoke"): (
+        lambda c: c.post(f"/admin/invites/{'0' * 64}/revoke", follow_redirects=False),
+        {"anonymous": 401, "annotator": 403, "admin": 404},
+    ),
+    ("POST", "/invite/{token}"): (
+        lambda c: c.post("/invite/unknown", data={"username": "x", "password": PASSWORD}),
+        {"anonymous": 404, "annotator": 404, "admin": 404},
+    ),
     # Human evaluation (issue 10; the full study matrix is in tests/backend/test_study_routes.py).
     # Rows run in order: the admin's POST /studies makes study 1 for the rows after it.
     ("POST", "/studies"): (

@@ -128,3 +128,24 @@ def test_serve_on_public_host_without_admin_refuses_from_the_cli(settings: Setti
         assert result.exit_code == 2, result.output
         assert "refusing to serve on 0.0.0.0" in result.output
         assert "recsae accounts add NAME --role admin" in result.output
+
+
+def test_invite_prints_a_single_use_link(settings: Settings) -> None:
+    from core import invites
+    from core.accounts import token_hash
+    from core.store.schema import Invite
+
+    code, out = run("invite", "--role", "annotator", "--base-url", "https://explorer.example/")
+    assert code == 0, out
+    link = out.splitlines()[0]
+    assert link.startswith("https://explorer.example/invite/")
+    token = link.rsplit("/", 1)[1]
+    sessions = session_factory(settings.resolved_database_url)
+    with sessions() as session:
+        assert session.get(Invite, token_hash(token)) is not None  # stored as its hash only
+    invites.accept_invite(sessions, token, "invited", PASSWORD)
+    assert stored(settings)["invited"][0] == "annotator"
+    code, out = run("invite", "--study", "7")
+    assert code == 1 and "no study 7" in out
+    code, out = run("invite", "--role", "owner")
+    assert code == 1 and "role 'owner' is unknown" in out
