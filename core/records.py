@@ -53,6 +53,20 @@ class LatentRow:
     tuning: dict[str, Any]  # Table 8 for this latent ({} when not tuned)
     llm_confidence: float | None
     llm_concept: str | None
+    # Lenses (docs/method.md §6): confound correlations and the latent map (None: undefined).
+    activity_corr: float | None = None
+    popularity_corr: float | None = None
+    map_x: float | None = None
+    map_y: float | None = None
+
+
+# The latent map (docs/method.md §6): t-SNE from this many latents up, PCA's first two below.
+MAP_TSNE_MIN_LATENTS = 50
+
+
+def map_method(n_latents: int) -> str:
+    """How the latent map of an SAE with ``n_latents`` latents is laid out."""
+    return "t-SNE" if n_latents >= MAP_TSNE_MIN_LATENTS else "PCA"
 
 
 @dataclass

@@ -135,6 +135,9 @@ def make_run(
             "tfidf_concept": tags[j] if j < n_tags else None,
             "tfidf_confidence": 0.9 if j < n_tags else None,
             "llm_concept": f"{tags[j]} titles" if j < n_tags else None,
+            # the latent map (docs/method.md §6.2): here the decoder direction's first two axes
+            "map_x": float(W_dec[j, 0]),
+            "map_y": float(W_dec[j, 1]),
         }
         for j in range(n_latents)
     ]

@@ -28,6 +28,7 @@ from core.versions import create_version, mark_published, next_number
 from worker.cases import SIDE_NAMES
 from worker.errors import ConfigError
 from worker.interpret.examples import ROLES, ExampleSet, example_history
+from worker.interpret.lenses import run_lenses
 from worker.run import Run
 
 
@@ -75,6 +76,7 @@ def latent_rows(run: Run) -> list[records.LatentRow]:
     llm = {c.latent_id: c for c in run.llm_concepts if c.status != STATUS_DEGENERATE}
     part = interp.sae
     stats, examples = part.statistics, part.examples
+    lenses = run_lenses(run)  # confounds and the latent map (docs/method.md §6)
     out = []
     for lat in range(run.sae.n_latents):
         c = part.concepts[lat]
@@ -99,6 +101,7 @@ def latent_rows(run: Run) -> list[records.LatentRow]:
                 tuning=jsonable(tuning.get(lat, {})),
                 llm_confidence=llm[lat].confidence if lat in llm else None,
                 llm_concept=(llm[lat].text or None) if lat in llm else None,
+                **lenses.row(lat),
             )  # fmt: skip
         )
     return out
