@@ -2,15 +2,21 @@
 
 - ``GET  /runs/{run_id}/users/{idx}`` (+ ``.json``): history, the model's top 10, the active
   latents with sliders; ``?_edits=12:2.5,40:-1&_mode=replace`` renders a steered view (the
-  shareable URL the page keeps up to date); ``&_fragment=1`` renders only the results block,
-  which the page's script swaps in on every slider move.
+  shareable URL the page keeps up to date) with the baseline and steered lists side by side and
+  each steered item's score split ("why this item", :mod:`backend.steering.why`);
+  ``&_fragment=1`` renders only the results block, which the page's script swaps in on every
+  slider move.
+- ``GET  /runs/{run_id}/users/{idx}/why.json?item=...``: any item's score split for the user.
 - ``POST /api/runs/{run_id}/users/{idx}/steer``: rerank for one user (JSON).
-- ``POST /api/runs/{run_id}/segment/steer``: the same edits for every test-side user.
+- ``POST /api/runs/{run_id}/segment/steer``: the same edits for every test-side user, each
+  change with a 95% CI.
 - ``GET  /api/runs/{run_id}/steer/latents?q=...&user=...``: latents whose concept matches, to
   add a slider for a latent that is not active.
 
 Validation: a malformed body or a value out of range answers 422 with a message, an unknown
-run / user / latent 404 (see :mod:`backend.steering` for the value ranges).
+run / user / latent 404 (see :mod:`backend.steering` for the value ranges). A bad ``_edits`` on
+the user page is refused beside the slider: a browser gets the page (unsteered, the message by
+the sliders) with the 4xx status, the fragment and the JSON twin the one error shape.
 """
 
 from __future__ import annotations
@@ -18,13 +24,24 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from backend import urls
-from backend.deps import TEXT_FILTER_MAX, Context, Idx, RunDep, SessionDep, load_run, page
-from backend.errors import responses
+from backend.deps import (
+    DB_INT_MAX,
+    TEXT_FILTER_MAX,
+    Context,
+    Idx,
+    RunDep,
+    SessionDep,
+    json_response,
+    json_url,
+    load_run,
+    templates,
+)
+from backend.errors import responses, wants_html
 from backend.routes.steer_models import (
     EDITS_QUERY_MAX,
     SegmentSteerRequest,
@@ -33,30 +50,33 @@ from backend.routes.steer_models import (
     parse_edits_query,
     to_edits,
 )
+from backend.routes.steer_views import (
+    result_json,
+    segment_json,
+    slider,
+    sliders,
+    user_json,
+    why_json,
+)
 from backend.steering import (
-    SCALE_MAX,
-    SCALE_MIN,
     Edit,
-    SegmentResult,
     SteeringEngine,
     SteeringError,
     SteerMode,
     SteerResult,
+    UnknownItemError,
     UnknownLatentError,
     UnknownUserError,
     engine_for_run,
 )
 from core.store import reads
-from core.store.schema import Latent, Run, User
+from core.store.schema import Run
 
 router = APIRouter(tags=["steering"])
 # What the steering routes can answer beyond success: unknown run/user/latent, a value out of
 # range, a run whose artifacts are missing or damaged; the POSTs also the sign-in/CSRF checks.
 READ_ERRORS = responses(404, 503)
 POST_ERRORS = responses(401, 403, 404, 503)
-
-HISTORY_SHOWN = 50  # most recent history items listed on the user page
-
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -72,135 +92,6 @@ def _steer(engine: SteeringEngine, user: int, edits: list[Edit], mode: SteerMode
         raise HTTPException(404, str(exc)) from None
     except SteeringError as exc:
         raise HTTPException(422, str(exc)) from None
-
-
-def result_json(engine: SteeringEngine, r: SteerResult) -> dict[str, Any]:
-    """The JSON of a steering result; shared by the API and the page context."""
-    titles = engine.text.titles
-    concept_masks = [
-        (rep.latent, engine.latent_concept_mask(rep.latent)) for rep in r.edits if rep.concept
-    ]
-
-    def carries(i: int) -> list[int]:
-        return [lat for lat, mask in concept_masks if mask is not None and mask[i]]
-
-    base_ids = {it.idx for it in r.base_items}
-    return {
-        "user": r.user,
-        "mode": r.mode.value,
-        "items": [
-            {
-                "rank": it.rank,
-                "idx": it.idx,
-                "title": titles[it.idx],
-                "score": it.score,
-                "base_rank": it.base_rank,
-                "rank_change": it.rank_change,
-                "new": it.idx not in base_ids,
-                "is_test_item": it.idx == r.test_item,
-                "concepts": carries(it.idx),
-            }
-            for it in r.items
-        ],
-        "base_items": [
-            {
-                "rank": it.rank,
-                "idx": it.idx,
-                "title": titles[it.idx],
-                "score": it.score,
-                "is_test_item": it.idx == r.test_item,
-                "concepts": carries(it.idx),
-            }
-            for it in r.base_items
-        ],
-        "diff": {
-            "entered": [{"idx": i, "title": titles[i]} for i in r.entered],
-            "left": [{"idx": i, "title": titles[i]} for i in r.left],
-            "moved": [{"idx": i, "from": a, "to": b, "by": a - b} for i, a, b in r.moved],
-            "changed": bool(r.entered or r.moved),
-        },
-        "edits": [
-            {
-                "latent": e.latent,
-                "value": e.value,
-                "kind": e.kind,
-                "activation_before": e.activation_before,
-                "activation_after": e.activation_after,
-                "concept": e.concept,
-                "presence_before": e.presence_before,
-                "presence_after": e.presence_after,
-            }
-            for e in r.edits
-        ],
-        "test_item": {
-            "idx": r.test_item,
-            "title": titles[r.test_item],
-            "rank_before": r.test_rank_before,
-            "rank_after": r.test_rank_after,
-        },
-    }
-
-
-def segment_json(r: SegmentResult) -> dict[str, Any]:
-    return {
-        "mode": r.mode.value,
-        "n_users": r.n_users,
-        "n_affected": r.n_affected,
-        "ndcg@10": {"before": r.ndcg_before, "after": r.ndcg_after},
-        "ndcg@10_affected": {"before": r.ndcg_affected_before, "after": r.ndcg_affected_after},
-        "latents": [
-            {
-                "latent": lat.latent,
-                "value": lat.value,
-                "concept": lat.concept,
-                "n_active": lat.n_active,
-                "presence": {"before": lat.presence_before, "after": lat.presence_after},
-                "share": {"before": lat.share_before, "after": lat.share_after},
-            }
-            for lat in r.latents
-        ],
-    }
-
-
-def _slider(
-    engine: SteeringEngine, latent: int, activation: float, value: float | None
-) -> dict[str, Any]:
-    """One slider's range: scale for an active latent, absolute activation otherwise.
-
-    The absolute range is 100 steps each side of 0 with a 3-significant-digit step (so 0, the
-    neutral position, lies on the browser's step grid), a hair inside the engine's limit.
-    """
-    if activation > 0:
-        return {
-            "kind": "scale",
-            "min": SCALE_MIN,
-            "max": SCALE_MAX,
-            "step": 0.1,
-            "neutral": 1.0,
-            "value": 1.0 if value is None else value,
-        }
-    step = float(f"{engine.absolute_limit(latent) / 100 * 0.999:.3g}")
-    lim = float(f"{step * 100:.6g}")
-    return {
-        "kind": "absolute",
-        "min": -lim,
-        "max": lim,
-        "step": step,
-        "neutral": 0.0,
-        "value": 0.0 if value is None else value,
-    }
-
-
-def _latent_row(run: Run, idx: int, lat: Latent | None) -> dict[str, Any]:
-    """A slider's latent: its link and best concepts (None where the latent has no row)."""
-    return {
-        "latent": idx,
-        "url": urls.latent(run.id, idx),
-        "tfidf_concept": None if lat is None else lat.tfidf_concept,
-        "tfidf_confidence": None if lat is None else lat.tfidf_confidence,
-        "llm_concept": None if lat is None else lat.llm_concept,
-        "dead": None if lat is None else lat.dead,
-    }
 
 
 # --- API --------------------------------------------------------------------------------------
@@ -298,77 +189,68 @@ def search_latents(
         if z is not None:
             act = float(z[lat.idx])
             row["activation"] = act
-            row["slider"] = _slider(engine, lat.idx, act, None)
+            row["slider"] = slider(engine, lat.idx, act, None)
         out.append(row)
     return JSONResponse({"q": q, "total": total, "latents": out})
 
 
 # --- the user page ----------------------------------------------------------------------------
 
-
-def _sliders(
-    session: SessionDep, run: Run, engine: SteeringEngine, user: int, edits: list[Edit]
-) -> list[dict[str, Any]]:
-    """The user's active latents (strongest first), then the edited inactive ones, as sliders
-    with their latent's concepts (read in one query)."""
-    z = engine.encode(engine.user_vectors[user])
-    active = [int(i) for i in sorted(map(int, z.nonzero()[0]), key=lambda i: -z[i])]
-    edit_values = {e.latent: e.value for e in edits}
-    shown = [*active, *(e.latent for e in edits if e.latent not in set(active))]
-    latents = reads.latents_by_idx(session, run.id, shown)
-    sliders = []
-    for lat in shown:
-        act = float(z[lat])
-        sliders.append(
-            {
-                **_latent_row(run, lat, latents.get(lat)),
-                "activation": act,
-                "active": act > 0,
-                **_slider(engine, lat, act, edit_values.get(lat)),
-            }
-        )
-    return sliders
+USER_PAGE = "/runs/{run_id}/users/{idx}"
+EditsQuery = Annotated[
+    str | None,
+    Query(
+        alias="_edits",
+        max_length=EDITS_QUERY_MAX,
+        description="the sliders, latent:value pairs, e.g. 12:2.5,40:-1",
+    ),
+]
+ModeQuery = Annotated[SteerMode, Query(alias="_mode")]
 
 
-def _user_json(session: SessionDep, run: Run, user: User) -> dict[str, Any]:
-    """The user's split: the most recent HISTORY_SHOWN history items, dev and test item."""
-    shown = list(user.history)[-HISTORY_SHOWN:]
-    items = reads.items_by_idx(session, run.id, [*shown, user.dev_item, user.test_item])
-
-    def item_json(i: int) -> dict[str, Any]:
-        it = items.get(i)
-        return {
-            "idx": i,
-            "url": urls.item(run.id, i),
-            "title": it.title if it else f"item {i}",
-            "genres": list(it.genres) if it else [],
-            "tags": list(it.tags) if it else [],
-        }
-
-    return {
-        "idx": user.idx,
-        "external_id": user.external_id,
-        "side": user.side,
-        "history_length": len(user.history),
-        "history": [item_json(i) for i in reversed(shown)],  # most recent first
-        "dev_item": item_json(user.dev_item),
-        "test_item": item_json(user.test_item),
-    }
+def _steer_view(
+    engine: SteeringEngine, idx: int, edits_raw: str | None, mode: SteerMode
+) -> tuple[list[Edit], SteerResult, dict[str, Any] | None]:
+    """(edits, result, refusal): a bad ``_edits`` is refused (``refusal`` says why, and which
+    latent where it can) and the unsteered view shown instead; an unknown user is a 404 page."""
+    try:
+        engine.check_user(idx)
+    except UnknownUserError as exc:
+        raise HTTPException(404, str(exc)) from None
+    try:
+        edits = parse_edits_query(edits_raw)
+        return edits, engine.steer(idx, edits, mode), None
+    except UnknownLatentError as exc:
+        refusal = {"status": 404, "detail": str(exc), "latent": None}
+    except SteeringError as exc:
+        refusal = {"status": 422, "detail": str(exc), "latent": exc.latent}
+    refusal["detail"] = f"Refused: {refusal['detail']}. The lists show the unsteered view."
+    return [], engine.steer(idx, [], mode), refusal
 
 
-@page(router, "/runs/{run_id}/users/{idx}", "user.html", name="user", responses=READ_ERRORS)
-def user_page(
+def _refusal_response(refusal: dict[str, Any]) -> JSONResponse:
+    """The refusal in the one error shape (``errors`` for a 422, its loc naming the latent)."""
+    body: dict[str, Any] = {"detail": refusal["detail"]}
+    if refusal["status"] == 422:
+        loc: list[str | int] = ["query", "_edits"]
+        if refusal["latent"] is not None:
+            loc.append(refusal["latent"])
+        body["errors"] = [{"loc": loc, "msg": refusal["detail"], "type": "value_error"}]
+    return JSONResponse(body, status_code=refusal["status"])
+
+
+def user_context(
     run: RunDep,
     idx: Idx,
     session: SessionDep,
-    edits_raw: Annotated[str | None, Query(alias="_edits", max_length=EDITS_QUERY_MAX)] = None,
-    mode: Annotated[SteerMode, Query(alias="_mode")] = SteerMode.ERROR_PRESERVING,
+    edits_raw: EditsQuery = None,
+    mode: ModeQuery = SteerMode.ERROR_PRESERVING,
     fragment: Annotated[str | None, Query(alias="_fragment", max_length=TEXT_FILTER_MAX)] = None,
 ) -> Context:
-    """A user: history, the model's top 10, active latents with sliders, the steered list."""
+    """A user: history, the baseline and steered top 10 side by side, each steered item's score
+    split, active latents with sliders."""
     engine = _engine(session, run)
-    edits = parse_edits_query(edits_raw)
-    result = _steer(engine, idx, edits, mode)
+    edits, result, refusal = _steer_view(engine, idx, edits_raw, mode)
     ctx: Context = {
         "run": {
             "id": run.id,
@@ -382,11 +264,21 @@ def user_page(
         "mode": mode.value,
         "edits": [{"latent": e.latent, "value": e.value} for e in edits],
         "edits_query": edits_query(edits),
+        "refusal": refusal,
         "steer": result_json(engine, result),
+        "why": why_json(
+            engine,
+            idx,
+            edits,
+            mode,
+            [it.idx for it in result.items],
+            [it.score for it in result.items],
+        ),
         "api": {
             "steer": f"/api/runs/{run.id}/users/{idx}/steer",
             "search": f"/api/runs/{run.id}/steer/latents",
             "segment": f"/api/runs/{run.id}/segment/steer",
+            "why": f"{urls.user(run.id, idx)}/why.json",
             "page": urls.user(run.id, idx),
         },
     }
@@ -395,6 +287,71 @@ def user_page(
     user = reads.get_user(session, run.id, idx)
     if user is None:  # the engine knew it, so the database changed under us
         raise HTTPException(404, f"run {run.id!r} has no user {idx}")
-    ctx["user"] = _user_json(session, run, user)
-    ctx["sliders"] = _sliders(session, run, engine, idx, edits)
+    ctx["user"] = user_json(session, run, user)
+    ctx["sliders"] = sliders(session, run, engine, idx, edits)
     return ctx
+
+
+UserContext = Annotated[dict, Depends(user_context)]
+
+
+# The JSON twin first: "{idx}" would otherwise be tried on "0.json" (and refuse it as no int).
+@router.get(urls.as_json(USER_PAGE), name="user_json", summary="A user", responses=READ_ERRORS)
+def user_page_json(ctx: UserContext) -> Response:
+    """A user: history, the baseline and steered top 10 side by side, each steered item's score
+    split, active latents with sliders (a bad ``_edits`` answers 422 / 404)."""
+    if ctx["refusal"] is not None:
+        return _refusal_response(ctx["refusal"])
+    return json_response(ctx)
+
+
+@router.get(
+    USER_PAGE,
+    name="user",
+    summary="A user (HTML)",
+    response_class=HTMLResponse,
+    responses=READ_ERRORS,
+)
+def user_page(request: Request, ctx: UserContext) -> Response:
+    """The user page; a bad ``_edits`` renders the page unsteered with the refusal beside the
+    sliders and the refusal's status (scripts and non-browsers get the one error shape)."""
+    refusal = ctx["refusal"]
+    fragment = request.query_params.get("_fragment") not in (None, "", "0")
+    if refusal is not None and (fragment or not wants_html(request)):
+        return _refusal_response(refusal)
+    return templates.TemplateResponse(
+        request,
+        "user.html",
+        {**ctx, "fragment": fragment, "json_url": json_url(request)},
+        status_code=200 if refusal is None else refusal["status"],
+    )
+
+
+@router.get(
+    f"{USER_PAGE}/why.json",
+    name="user_why_json",
+    summary="Why this item: a score split into the SAE's parts",
+    responses=READ_ERRORS,
+)
+def why_item(
+    run: RunDep,
+    idx: Idx,
+    session: SessionDep,
+    item: Annotated[int, Query(ge=0, le=DB_INT_MAX, description="the item's 0-based index")],
+    edits_raw: EditsQuery = None,
+    mode: ModeQuery = SteerMode.ERROR_PRESERVING,
+) -> JSONResponse:
+    """Item ``item``'s score for user ``idx`` (after ``_edits`` in ``_mode``) split into each
+    non-zero latent's z'_l (W_dec[l] · e_i), the decoder bias b_dec · e_i and the SAE's error
+    term (x − x̂) · e_i; they add up to ``score`` (docs/method.md §1.10)."""
+    engine = _engine(session, run)
+    try:
+        edits = parse_edits_query(edits_raw)
+        [why] = why_json(engine, idx, edits, mode, [item])
+    except (UnknownUserError, UnknownLatentError, UnknownItemError) as exc:
+        raise HTTPException(404, str(exc)) from None
+    except SteeringError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return JSONResponse(
+        {"user": idx, "mode": mode.value, "edits_query": edits_query(edits), "item": why}
+    )

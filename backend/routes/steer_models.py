@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-from fastapi import HTTPException
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,7 +22,7 @@ from pydantic import (
 )
 
 from backend.deps import DB_INT_MAX
-from backend.steering import MAX_EDITS, SCALE_MAX, SCALE_MIN, Edit, SteerMode
+from backend.steering import MAX_EDITS, SCALE_MAX, SCALE_MIN, Edit, SteeringError, SteerMode
 
 # A hard ceiling before the per-latent check (which needs the engine): anything beyond it is
 # nonsense whatever the latent, and rejecting it early keeps huge numbers out of the arithmetic.
@@ -93,25 +92,36 @@ def to_edits(body: list[EditIn]) -> list[Edit]:
 
 
 def parse_edits_query(raw: str | None) -> list[Edit]:
-    """``"12:2.5,40:-1"`` -> edits; the URL form of the sliders. Raises 422 when malformed."""
+    """``"12:2.5,40:-1"`` -> edits; the URL form of the sliders.
+
+    Raises :class:`SteeringError` (naming the latent where one can be read) when malformed: the
+    user page refuses it beside that latent's slider, its JSON twin answers 422."""
     if not raw:
         return []
     edits: list[Edit] = []
     for part in raw.split(","):
         latent_s, sep, value_s = part.partition(":")
         try:
-            if not sep:
-                raise ValueError
-            latent, value = int(latent_s), float(value_s)
+            latent: int | None = int(latent_s)
         except ValueError:
-            raise HTTPException(
-                422, f"_edits must look like '12:2.5,40:-1' (latent:value), got {part!r}"
+            latent = None
+        try:
+            if not sep or latent is None:
+                raise ValueError
+            value = float(value_s)
+        except ValueError:
+            raise SteeringError(
+                f"_edits must look like '12:2.5,40:-1' (latent:value), got {part!r}", latent
             ) from None
         if latent < 0 or not math.isfinite(value) or abs(value) > VALUE_HARD_LIMIT:
-            raise HTTPException(422, f"_edits: bad latent or value in {part!r}")
+            raise SteeringError(
+                f"_edits: bad latent or value in {part!r} (a latent index >= 0 and a finite "
+                f"value within ±{VALUE_HARD_LIMIT:g})",
+                latent if latent >= 0 else None,
+            )
         edits.append(Edit(latent, value))
     if len(edits) > MAX_EDITS:
-        raise HTTPException(422, f"at most {MAX_EDITS} edits, got {len(edits)}")
+        raise SteeringError(f"at most {MAX_EDITS} edits, got {len(edits)}")
     return edits
 
 

@@ -47,6 +47,7 @@ from backend.steering.types import (
     SteeringError,
     SteerMode,
     SteerResult,
+    UnknownItemError,
     UnknownLatentError,
     UnknownUserError,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "SteerResult",
     "SteeringEngine",
     "SteeringError",
+    "UnknownItemError",
     "UnknownLatentError",
     "UnknownUserError",
     "build_run_text",

@@ -167,10 +167,12 @@ class SteeringEngine:
         for e in edits:
             self.check_latent(e.latent)
             if e.latent in seen:
-                raise SteeringError(f"latent {e.latent} is edited twice")
+                raise SteeringError(f"latent {e.latent} is edited twice", e.latent)
             seen.add(e.latent)
             if not np.isfinite(e.value):
-                raise SteeringError(f"latent {e.latent}: value must be finite, got {e.value}")
+                raise SteeringError(
+                    f"latent {e.latent}: value must be finite, got {e.value}", e.latent
+                )
 
     def _apply(self, z: np.ndarray, edits: Sequence[Edit]) -> tuple[np.ndarray, list[str]]:
         """[n] -> [n]: the edited code and each edit's kind; raises on out-of-range values."""
@@ -181,7 +183,8 @@ class SteeringEngine:
                 if not SCALE_MIN <= e.value <= SCALE_MAX:
                     raise SteeringError(
                         f"latent {e.latent} is active: value is a scale in "
-                        f"[{SCALE_MIN:g}, {SCALE_MAX:g}], got {e.value:g}"
+                        f"[{SCALE_MIN:g}, {SCALE_MAX:g}], got {e.value:g}",
+                        e.latent,
                     )
                 z2[e.latent] = e.value * z[e.latent]
                 kinds.append("scale")
@@ -190,7 +193,8 @@ class SteeringEngine:
                 if not -lim <= e.value <= lim:
                     raise SteeringError(
                         f"latent {e.latent} is not active: value is an absolute activation in "
-                        f"[{-lim:.4g}, {lim:.4g}], got {e.value:g}"
+                        f"[{-lim:.4g}, {lim:.4g}], got {e.value:g}",
+                        e.latent,
                     )
                 z2[e.latent] = e.value
                 kinds.append("absolute")
@@ -223,17 +227,27 @@ class SteeringEngine:
             return x  # exactly the model's own vector, so exactly its own list
         return x + (z2[changed] - z[changed]) @ self.W_dec[changed]
 
-    def steered_scores(
+    def steered_code(
         self, user: int, edits: Sequence[Edit], mode: SteerMode | str = SteerMode.ERROR_PRESERVING
-    ) -> np.ndarray:
-        """[I] float32 scores of every item after the edits, known items at -inf (tests, tools)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(x [d], z [n], z' [n], x' [d]) of ``user``: the model's vector, its code, the edited
+        code and the vector the steered list is scored with (checked like :meth:`steer`)."""
         mode = SteerMode(mode)
         self.check_user(user)
         self.check_edits(edits)
         x = self.user_vectors[user]
         z = self.encode(x)
         z2, _ = self._apply(z, edits)
-        scores = self.item_embeddings @ self._steered_vector(x, z, z2, mode)
+        if mode is SteerMode.REPLACE or np.any(z2 != z):
+            return x, z, z2, self._steered_vector(x, z, z2, mode)
+        return x, z, z2, x
+
+    def steered_scores(
+        self, user: int, edits: Sequence[Edit], mode: SteerMode | str = SteerMode.ERROR_PRESERVING
+    ) -> np.ndarray:
+        """[I] float32 scores of every item after the edits, known items at -inf (tests, tools)."""
+        _, _, _, x2 = self.steered_code(user, edits, mode)
+        scores = self.item_embeddings @ x2
         scores[self.known_items(user)] = -np.inf
         return scores
 

@@ -26,7 +26,14 @@ class SteerMode(StrEnum):
 
 
 class SteeringError(ValueError):
-    """A request the engine cannot honour as asked (bad value, bad range): HTTP 422."""
+    """A request the engine cannot honour as asked (bad value, bad range): HTTP 422.
+
+    ``latent``: the edited latent the problem is about, when there is one (the user page shows
+    the refusal beside that latent's slider)."""
+
+    def __init__(self, message: str, latent: int | None = None) -> None:
+        super().__init__(message)
+        self.latent = latent
 
 
 class UnknownUserError(LookupError):
@@ -35,6 +42,10 @@ class UnknownUserError(LookupError):
 
 class UnknownLatentError(LookupError):
     """The latent index is not part of the run's SAE: HTTP 404."""
+
+
+class UnknownItemError(LookupError):
+    """The item index is not part of the run: HTTP 404."""
 
 
 @dataclass(frozen=True)
@@ -83,16 +94,24 @@ class SteerResult:
     test_rank_after: int
 
 
+# A 95% confidence interval (low, high) of a change; None where it cannot be estimated (fewer
+# than two users). Bootstrap over users, seeded (backend.steering.segment).
+Interval = tuple[float, float] | None
+
+
 @dataclass(frozen=True)
 class SegmentLatentReport:
     latent: int
     value: float
     concept: str | None
     n_active: int  # test-side users for whom the latent is active
+    n_set: int  # test-side users whose activation of this latent the edit changed
     presence_before: float | None  # paper eq. 5 over users where the latent is active
     presence_after: float | None
     share_before: float | None  # mean share of the top N carrying the concept (active users)
     share_after: float | None
+    presence_change_ci: Interval = None
+    share_change_ci: Interval = None
 
 
 @dataclass(frozen=True)
@@ -105,3 +124,6 @@ class SegmentResult:
     ndcg_affected_before: float | None  # ... over the affected users only
     ndcg_affected_after: float | None
     latents: list[SegmentLatentReport]
+    ndcg_change_ci: Interval = None  # 95% CI of ndcg_after - ndcg_before
+    ndcg_affected_change_ci: Interval = None
+    include_inactive: bool = False

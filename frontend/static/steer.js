@@ -1,6 +1,9 @@
-// RecSAE Explorer, user page: live steering. Every slider move rewrites the URL's query string
-// (?_edits=latent:value,...&_mode=...) so the view can be shared, and swaps in the results block
-// the server renders for it (?_fragment=1); stale answers are aborted, moves are debounced.
+// RecSAE Explorer, user page: live steering. Every slider move (or value typed in the box beside
+// it) swaps in the results block the server renders for it (?_fragment=1) and, once the server
+// accepted it, rewrites the URL's query string (?_edits=latent:value,...&_mode=...) so the view
+// can be shared; a value the server refuses is shown beside its slider and the lists stay as
+// they were. Stale answers are aborted, moves are debounced. "Why this item" draws each steered
+// item's score split with plotly.js, loaded the first time the panel is opened.
 "use strict";
 
 (function () {
@@ -28,14 +31,20 @@
     return Array.from(slidersBox.querySelectorAll(".slider-row"));
   }
 
+  // A row's value: what the slider or the box last said, as typed (the server judges it).
+  function rowValue(row) {
+    if (row.dataset.value !== undefined) return row.dataset.value;
+    return row.querySelector("input[type=range]").value;
+  }
+
   function editsQuery() {
     const parts = [];
     rows().forEach((row) => {
-      const input = row.querySelector("input[type=range]");
-      const value = Number(input.value);
-      const edited = value !== Number(row.dataset.neutral);
+      const raw = String(rowValue(row)).trim();
+      const value = Number(raw);
+      const edited = raw === "" || !Number.isFinite(value) || value !== Number(row.dataset.neutral);
       row.classList.toggle("edited", edited);
-      if (edited) parts.push(`${row.dataset.latent}:${fmt(value)}`);
+      if (edited) parts.push(`${row.dataset.latent}:${raw !== "" && Number.isFinite(value) ? fmt(value) : raw}`);
     });
     return parts.join(",");
   }
@@ -49,10 +58,32 @@
     return q ? `${pagePath}?${q}` : pagePath;
   }
 
+  let lastRow = null; // the slider row moved last: a refusal without a latent goes beside it
+
+  function clearRefusal() {
+    document.querySelectorAll("#steer-refusal").forEach((p) => p.remove());
+    rows().forEach((row) => row.classList.remove("refused"));
+  }
+
+  function showRefusal(message, latent) {
+    clearRefusal();
+    const p = document.createElement("p");
+    p.id = "steer-refusal";
+    p.className = "error refusal";
+    p.setAttribute("role", "alert");
+    p.textContent = message;
+    const row = (latent !== undefined && latent !== null
+      ? slidersBox.querySelector(`.slider-row[data-latent="${latent}"]`) : null) || lastRow;
+    if (row) {
+      row.classList.add("refused");
+      row.append(p);
+    } else {
+      slidersBox.before(p);
+    }
+  }
+
   async function refresh() {
     const url = viewUrl();
-    window.history.replaceState(null, "", url);
-    if (shareLink) shareLink.href = url;
     if (pending) pending.abort();
     const controller = new AbortController();
     pending = controller;
@@ -66,30 +97,31 @@
       const body = await response.text();
       if (controller !== pending) return;
       if (!response.ok) {
-        let detail = body;
-        try { detail = JSON.parse(body).detail; } catch (_) { /* HTML error page */ }
-        showError(`Could not steer (${response.status}): ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+        let detail = `the server answered ${response.status}`;
+        let latent = null;
+        try {
+          const error = JSON.parse(body);
+          detail = error.detail;
+          const loc = error.errors && error.errors[0] && error.errors[0].loc;
+          if (loc && loc.length > 2) latent = loc[2];
+        } catch (_) { /* not the JSON error shape: keep the status */ }
+        showRefusal(detail, latent);
         return;
       }
+      clearRefusal();
+      window.history.replaceState(null, "", url);
+      if (shareLink) shareLink.href = url;
+      const panelState = whyState();
       results.innerHTML = body;
+      wireWhy(panelState);
     } catch (err) {
-      if (err.name !== "AbortError") showError(`Could not steer: ${err.message}`);
+      if (err.name !== "AbortError") showRefusal(`Could not steer: ${err.message}`, null);
     } finally {
       if (controller === pending) {
         pending = null;
         results.classList.remove("busy");
       }
     }
-  }
-
-  function showError(message) {
-    let p = results.querySelector("p.error");
-    if (!p) {
-      p = document.createElement("p");
-      p.className = "error";
-      results.prepend(p);
-    }
-    p.textContent = message;
   }
 
   function schedule(delay) {
@@ -99,11 +131,18 @@
 
   function bindRow(row) {
     const input = row.querySelector("input[type=range]");
-    const label = row.querySelector(".val");
-    const suffix = row.dataset.kind === "scale" ? "×" : "";
+    const box = row.querySelector("input.val");
     input.addEventListener("input", () => {
-      label.textContent = fmt(input.value) + suffix;
+      box.value = fmt(input.value);
+      row.dataset.value = input.value;
+      lastRow = row;
       schedule(60);
+    });
+    box.addEventListener("change", () => {
+      row.dataset.value = box.value;
+      input.value = box.value; // the slider clamps; the server judges the typed value
+      lastRow = row;
+      schedule(0);
     });
     const remove = row.querySelector("button.remove");
     if (remove) remove.addEventListener("click", () => { row.remove(); schedule(0); });
@@ -131,9 +170,11 @@
     input.type = "range";
     input.min = s.min; input.max = s.max; input.step = s.step; input.value = s.value;
     input.setAttribute("aria-label", `latent ${lat.latent} ${s.kind}`);
-    const val = document.createElement("span");
+    const val = document.createElement("input");
+    val.type = "number";
     val.className = "val";
-    val.textContent = fmt(s.value) + (s.kind === "scale" ? "×" : "");
+    val.min = s.min; val.max = s.max; val.step = "any"; val.value = fmt(s.value);
+    val.setAttribute("aria-label", `latent ${lat.latent} ${s.kind} value`);
     const remove = document.createElement("button");
     remove.type = "button"; remove.className = "remove"; remove.title = "remove this slider";
     remove.textContent = "×";
@@ -176,7 +217,101 @@
     });
   }
 
+  // --- why this item ---------------------------------------------------------------------
+  const WHY_BARS = 8; // latents drawn one bar each; the rest are summed into one bar
+  let plotlyLoading = null;
+
+  function loadPlotly(src) {
+    if (typeof Plotly !== "undefined") return Promise.resolve();
+    if (!plotlyLoading) {
+      plotlyLoading = new Promise((resolve, reject) => {
+        const script = document.createElement("script");
+        script.src = src;
+        script.onload = resolve;
+        script.onerror = () => reject(new Error("plotly.js did not load"));
+        document.head.append(script);
+      });
+    }
+    return plotlyLoading;
+  }
+
+  function whyFigure(w) {
+    const labels = [];
+    const values = [];
+    w.latents.slice(0, WHY_BARS).forEach((p) => {
+      labels.push(`#${p.latent}${p.concept ? ` ${p.concept}` : ""}`);
+      values.push(p.contribution);
+    });
+    const rest = w.latents.slice(WHY_BARS);
+    if (rest.length) {
+      labels.push(`${rest.length} other latents`);
+      values.push(rest.reduce((sum, p) => sum + p.contribution, 0));
+    }
+    labels.push("decoder bias", "SAE error (x − x̂)");
+    values.push(w.bias, w.error);
+    if (w.item_bias) { labels.push("item bias"); values.push(w.item_bias); }
+    return {
+      data: [{
+        type: "bar", orientation: "h", x: values, y: labels,
+        marker: { color: values.map((v) => (v >= 0 ? "#1a7f37" : "#cf222e")) },
+        hovertemplate: "%{y}: %{x:+.4f}<extra></extra>",
+      }],
+      layout: {
+        height: 70 + 24 * labels.length,
+        margin: { l: 10, r: 15, t: 30, b: 40 },
+        font: { family: "system-ui, sans-serif", size: 12 },
+        title: { text: `score ${w.score.toFixed(4)} = the sum of these bars`, font: { size: 13 } },
+        xaxis: { title: { text: "contribution to the score" }, zeroline: true, zerolinecolor: "#8c959f" },
+        yaxis: { autorange: "reversed", automargin: true },
+      },
+    };
+  }
+
+  function whyState() {
+    const panel = document.getElementById("why-panel");
+    const select = document.getElementById("why-item");
+    return { open: Boolean(panel && panel.open), idx: select ? select.value : null };
+  }
+
+  function showWhy(idx) {
+    const whyPanel = document.getElementById("why-panel");
+    const dataEl = document.getElementById("why-data");
+    if (!whyPanel || !dataEl) return;
+    whyPanel.querySelectorAll("table.why-table").forEach((t) => { t.hidden = t.dataset.idx !== String(idx); });
+    if (!whyPanel.open) return;
+    const w = JSON.parse(dataEl.textContent).find((x) => String(x.idx) === String(idx));
+    const plot = document.getElementById("why-plot");
+    if (!w || !plot) return;
+    loadPlotly(whyPanel.dataset.plotly).then(() => {
+      if (!plot.isConnected) return; // the results were swapped meanwhile
+      const fig = whyFigure(w);
+      Plotly.react(plot, fig.data, fig.layout, { displaylogo: false, responsive: true });
+      plot.dataset.drawn = String(idx);
+    }).catch((err) => {
+      plot.textContent = `The chart could not be drawn (${err.message}); the table below has the numbers.`;
+    });
+  }
+
+  function wireWhy(state) {
+    const whyPanel = document.getElementById("why-panel");
+    const select = document.getElementById("why-item");
+    if (!whyPanel || !select) return;
+    if (state && state.idx && select.querySelector(`option[value="${state.idx}"]`)) select.value = state.idx;
+    if (state && state.open) whyPanel.open = true;
+    select.addEventListener("change", () => showWhy(select.value));
+    whyPanel.addEventListener("toggle", () => showWhy(select.value));
+    results.querySelectorAll("a.why-link").forEach((a) => a.addEventListener("click", (e) => {
+      e.preventDefault();
+      select.value = a.dataset.idx;
+      whyPanel.open = true; // fires "toggle" when it was closed
+      showWhy(select.value);
+      whyPanel.scrollIntoView({ block: "nearest" });
+    }));
+    showWhy(select.value);
+  }
+
   rows().forEach(bindRow);
+  wireWhy(null);
   // Segment steering: the same scales for every test-side user, to show the cost of a steer.
   const segmentButton = document.getElementById("segment-run");
   const segmentOut = document.getElementById("segment-results");
@@ -188,7 +323,7 @@
       .filter((row) => row.dataset.kind === "scale")
       .map((row) => ({
         latent: Number(row.dataset.latent),
-        value: Number(row.querySelector("input[type=range]").value),
+        value: Number(rowValue(row)),
         neutral: Number(row.dataset.neutral),
       }))
       .filter((e) => e.value !== e.neutral)
@@ -197,16 +332,37 @@
 
   const esc = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+  const signed = (v, digits) => `${v > 0 ? "+" : v < 0 ? "−" : "±"}${Math.abs(v).toFixed(digits)}`;
+
+  // "before → after, change [95% CI low, high]" for a change object of segment_json.
+  function change(c, show, digits) {
+    if (c.before === null || c.before === undefined) return "—";
+    let text = `${show(c.before)} → ${show(c.after)}`;
+    if (c.change !== null && c.change !== undefined) {
+      const scale = show === pct ? 100 : 1;
+      text += ` <span class="ci" title="change, with its 95% confidence interval (bootstrap over users)">(${signed(scale * c.change, digits)}`;
+      if (c.ci95) text += `, 95% CI ${signed(scale * c.ci95[0], digits)} to ${signed(scale * c.ci95[1], digits)}`;
+      text += ")</span>";
+    }
+    return text;
+  }
+
   function segmentTable(r) {
     const lines = r.latents.map((l) =>
       `<tr><td>#${l.latent}</td><td>${l.concept ? esc(l.concept) : "—"}</td><td class="num">${fmt(l.value)}×</td>` +
-      `<td class="num">${l.n_active}</td><td class="num">${pct(l.presence.before)} → ${pct(l.presence.after)}</td>` +
-      `<td class="num">${pct(l.share.before)} → ${pct(l.share.after)}</td></tr>`).join("");
-    return `<p>${r.n_affected} of ${r.n_users} test users affected. NDCG@10 of the held-out item: ` +
-      `<strong>${num(r["ndcg@10"].before)} → ${num(r["ndcg@10"].after)}</strong> (all), ` +
-      `${num(r["ndcg@10_affected"].before)} → ${num(r["ndcg@10_affected"].after)} (affected).</p>` +
+      `<td class="num">${l.n_active}</td><td class="num">${l.n_set}</td>` +
+      `<td class="num">${change(l.presence, pct, 1)}</td><td class="num">${change(l.share, pct, 1)}</td></tr>`).join("");
+    const how = r.include_inactive
+      ? "the latent was also switched on where it was inactive"
+      : "only users where the latent is active were steered";
+    return `<p>${r.n_affected} of ${r.n_users} test users affected (${how}). NDCG@10 of the held-out item: ` +
+      `<strong>${change(r["ndcg@10"], num, 4)}</strong> (all), ` +
+      `${change(r["ndcg@10_affected"], num, 4)} (affected).</p>` +
       `<table class="list"><thead><tr><th>latent</th><th>concept</th><th class="num">scale</th>` +
-      `<th class="num">active for</th><th class="num">concept in top 10</th><th class="num">share of top 10</th>` +
+      `<th class="num" title="test users for whom the latent fires (presence and share are measured over them)">active for</th>` +
+      `<th class="num" title="test users whose activation this edit changed">set for</th>` +
+      `<th class="num" title="share of those users with the concept anywhere in their top 10 (paper eq. 5); changes in percentage points">concept in top 10</th>` +
+      `<th class="num" title="mean share of the top 10 carrying the concept; changes in percentage points">share of top 10</th>` +
       `</tr></thead><tbody>${lines}</tbody></table>`;
   }
 
@@ -240,7 +396,8 @@
       if (row.querySelector("button.remove")) { row.remove(); return; }
       const input = row.querySelector("input[type=range]");
       input.value = row.dataset.neutral;
-      row.querySelector(".val").textContent = fmt(input.value) + (row.dataset.kind === "scale" ? "×" : "");
+      row.dataset.value = row.dataset.neutral;
+      row.querySelector("input.val").value = fmt(input.value);
     });
     const ep = panel.querySelector("input[name=mode][value=error_preserving]");
     if (ep) ep.checked = true;

@@ -425,7 +425,7 @@ def test_api_segment(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["n_users"] == 20 and body["latents"][0]["concept"]
-    assert set(body["ndcg@10"]) == {"before", "after"}
+    assert set(body["ndcg@10"]) == {"before", "after", "change", "ci95"}
 
 
 def test_user_page_and_json_twin(client: TestClient, engine: SteeringEngine) -> None:
