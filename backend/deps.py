@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from backend import urls
+from backend import nulls, urls
 from core.settings import REPO_ROOT, Settings
 from core.store import reads
 from core.store.schema import Item, Latent, Run
@@ -141,6 +141,7 @@ templates.env.globals["urls"] = urls
 templates.env.globals["static_url"] = urls.static  # content-hashed (backend/assets.py)
 templates.env.filters["fmt"] = fmt
 templates.env.filters["pct"] = pct
+templates.env.filters["conf"] = nulls.conf  # every confidence and null percentile: 0.86
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
 

@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, Field
 from backend import figures, urls
 from backend.deps import TEXT_FILTER_MAX, Context, LatentDep, RunDep, SessionDep, page
 from backend.errors import responses
+from backend.nulls import summary_trust, trust
 from backend.report import run_summary
 from core import study_reads
 from core.store import browse, reads
@@ -163,6 +164,7 @@ def _concept(c: Concept) -> dict[str, Any]:
         "created_at": c.created_at.isoformat() if c.created_at else None,
         "source": c.source,  # pipeline / web
         "run_version": c.run_version,  # the run version whose latent it explains
+        **trust(c.confidence, c.details),  # its null and verdict (docs/method.md §1.11)
     }
 
 
@@ -199,9 +201,10 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
     }
     human = study_reads.closed_human_means(session, run.id, latent.idx)
     for method, summary in best.items():
-        current = (c for c in concepts if c.method == method and c.run_version == run.version)
-        latest = next(current, None)  # history of earlier versions describes other latents
+        current = [c for c in concepts if c.method == method and c.run_version == run.version]
+        latest = current[0] if current else None  # earlier versions' history: other latents
         summary["latest"] = _concept(latest) if latest else None
+        summary.update(summary_trust(summary, current))  # the shown concept's null, verdict
         # Its mean human rating, once rated in a closed study (issue 10; docs/method.md §5).
         summary["human"] = human.get(f"{method}:{summary['text']}")
 
