@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
-from backend import nulls, urls
+from backend import nulls, numbers, urls
 from core.settings import REPO_ROOT, Settings
 from core.store import reads
 from core.store.schema import Item, Latent, Run
@@ -124,7 +124,7 @@ def fmt(value: object, digits: int = 4) -> str:
             return "NaN"
         if value == 0 or 1e-4 <= abs(value) < 1e6:
             return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:,.{max(digits - 2, 1)}f}"
-        return f"{value:.{digits - 1}e}"
+        return numbers.scientific(value, digits)  # "3.0 × 10⁻⁵", never "3.0e-05"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M")
     if isinstance(value, list):
@@ -142,6 +142,8 @@ templates.env.globals["static_url"] = urls.static  # content-hashed (backend/ass
 templates.env.filters["fmt"] = fmt
 templates.env.filters["pct"] = pct
 templates.env.filters["conf"] = nulls.conf  # every confidence and null percentile: 0.86
+templates.env.filters["duration"] = numbers.duration
+templates.env.filters["words"] = numbers.words
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
 

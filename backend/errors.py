@@ -128,7 +128,8 @@ def error_page(
     links: list[dict[str, str]] = []
     bad_query = {str(e["loc"][1]) for e in errors if len(e["loc"]) == 2 and e["loc"][0] == "query"}
     if bad_query and len(bad_query) == len(errors):
-        kept = [(k, v) for k, v in request.query_params.multi_items() if k not in bad_query]
+        dropped = {*bad_query, "_fragment"}
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k not in dropped]
         query = f"?{urlencode(kept)}" if kept else ""
         links.append({"label": "this page without the bad values", "url": request.url.path + query})
     run_id = _known_run(request)

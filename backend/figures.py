@@ -11,6 +11,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from backend.numbers import words
 from core.reports import VERIFIED_CONFIDENCE
 from core.store.schema import Latent
 
@@ -80,7 +81,10 @@ def tuning_curve(tuning: dict[str, Any]) -> Figure | None:
     if not series:
         return None
     fig = go.Figure(
-        [go.Scatter(x=scales, y=ys, mode="lines+markers", name=key) for key, ys in series.items()],
+        [
+            go.Scatter(x=scales, y=ys, mode="lines+markers", name=words(key))
+            for key, ys in series.items()
+        ],
         layout=_layout(
             "activation scale",
             "presence ratio in top 10",

@@ -13,7 +13,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from core.reports import Interval
 
-Kind = Literal["num", "pct", "text"]
+Kind = Literal["num", "pct", "text", "seconds"]  # seconds: shown as a duration ("30 µs")
 
 
 class Cell(TypedDict):

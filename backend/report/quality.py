@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from backend import figures
+from backend.numbers import words
 from backend.report.cells import Cell, Kind, Table, cell, ci_cell, number, pair, ratio_cell, table
 from backend.report.generic import is_scalar
 from backend.report.summary import ranking
@@ -223,7 +224,8 @@ def recommender_table(m: RunMetrics) -> Table:
 def timings_table(m: RunMetrics) -> Table:
     """Seconds per stage and their total."""
     timings = {k: v for k, v in m.timings.items() if number(v) is not None}
-    rows = [(stage, [cell(seconds)]) for stage, seconds in timings.items()]
+    rows = [(words(stage), [cell(seconds, "seconds")]) for stage, seconds in timings.items()]
     if rows:
-        rows.append(("total", [cell(sum(v for v in timings.values() if v is not None))]))
-    return table("Stage timings", ["seconds"], rows, empty="no timings published")
+        total = sum(v for v in timings.values() if v is not None)
+        rows.append(("total", [cell(total, "seconds")]))
+    return table("Stage timings", ["time"], rows, empty="no timings published")

@@ -41,20 +41,42 @@ function fragmentUrl(url) {
   return u;
 }
 
-async function swapResults(form, url) {
+// The URL is the one place the filter state lives: every change (form, column header, pager)
+// builds a URL, the form is set from it, and it is pushed to the history, so Back undoes it.
+let latestSwap = 0;
+
+async function swapResults(form, url, push = true) {
   const target = document.getElementById(form.dataset.target);
   if (!target) return;
+  const mine = ++latestSwap;
+  syncForm(form, url);
+  if (push && new URL(url, window.location.href).href !== window.location.href) {
+    history.pushState({ filters: true }, "", url);
+  }
   const response = await fetch(fragmentUrl(url), { headers: { Accept: "text/html" } });
-  if (!response.ok) {
-    target.innerHTML = "";
+  const text = await response.text();
+  if (mine !== latestSwap) return; // a later change has been asked for: its answer wins
+  if (!response.ok && !text.includes('class="error"')) {
+    target.textContent = "";
     const p = document.createElement("p");
     p.className = "error";
     p.textContent = `Could not load results (${response.status}).`;
     target.appendChild(p);
     return;
   }
-  target.innerHTML = await response.text();
-  history.replaceState(null, "", url);
+  target.innerHTML = text; // the results, or the error page's fragment saying what was wrong
+}
+
+// Sets every field of the form from the URL's query (a missing one: its first option, or empty).
+function syncForm(form, url) {
+  const params = new URL(url, window.location.href).searchParams;
+  for (const el of form.elements) {
+    if (!el.name || el.type === "submit") continue;
+    if (params.has(el.name)) el.value = params.get(el.name);
+    else if (el.tagName === "SELECT") el.selectedIndex = 0;
+    else if (el.type !== "hidden") el.value = "";
+    if (el.tagName === "SELECT" && el.selectedIndex < 0) el.selectedIndex = 0;
+  }
 }
 
 function formUrl(form) {
@@ -67,7 +89,7 @@ function wireFilters() {
   const form = document.getElementById("latent-filters");
   if (!form) return;
   let timer = null;
-  const refresh = () => swapResults(form, formUrl(form));
+  const refresh = () => { clearTimeout(timer); swapResults(form, formUrl(form)); };
   form.addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
   form.addEventListener("change", refresh);
   form.addEventListener("input", (e) => {
@@ -80,7 +102,14 @@ function wireFilters() {
     const a = e.target.closest("a.sort, nav.pager a");
     if (!a) return;
     e.preventDefault();
+    clearTimeout(timer);
     swapResults(form, a.href);
+  });
+  // Back and Forward: the results and the form follow the URL.
+  window.addEventListener("popstate", () => {
+    if (window.location.pathname !== new URL(form.action).pathname) return;
+    clearTimeout(timer);
+    swapResults(form, window.location.href, false);
   });
 }
 

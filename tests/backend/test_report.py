@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from backend import paper
 from backend.app import create_app
 from backend.deps import fmt, pct
+from backend.numbers import duration
 from backend.report import leftover
 from core.reports import (
     ConceptCounts,
@@ -328,7 +329,7 @@ def test_dataset_note_timings_and_unknown_keys(page_html: str) -> None:
     assert note and "MovieLens-1M" in note.group(1) and "tiny-movies" in note.group(1)
     assert "datasets differ" in note.group(1)
     data = section(page_html, "run-data")
-    assert "41,227" in data and "304.00" in data  # total of the stage timings
+    assert "41,227" in data and "5 min 4 s" in data  # total of the stage timings, as a duration
     other = page_html.split('id="other-metrics"', 1)[1]
     for key in ("table9_new", "4,242", "probe_extra", "steps", "9,999"):
         assert key in other, key
@@ -361,7 +362,8 @@ def test_json_twin_carries_every_number_the_page_shows(client: TestClient, page_
                 if c["value"] is None:
                     assert f'title="{c["why"]}">—' in page_html
                 else:
-                    text = pct(c["value"]) if c["kind"] == "pct" else fmt(c["value"])
+                    show = {"pct": pct, "seconds": duration}.get(c["kind"], fmt)
+                    text = show(c["value"])
                     assert text in page_html, (t["title"], row["label"], text)
                     shown += 1
     assert shown > 100
@@ -372,14 +374,15 @@ def test_index_row_has_the_headline(client: TestClient) -> None:
     row = re.search(r'<tr data-run="real">(.*?)</tr>', html, re.S)
     assert row, "no row for the run"
     cells = [plain(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)]
-    assert cells[:4] == ["real latents · users · movies · steer", "tiny-movies", "sasrec", "20 (4)"]
-    assert cells[4] == "0.05412 [0.0491, 0.0591]"
-    assert cells[5] == "0.04871 (90.0%)"
-    assert cells[6] == "0.02347"
-    assert cells[7] == "0.1911 (0.4217)"
-    assert cells[8] == "13.3%"
-    assert cells[9] == "TF-IDF: 37 (21) LLM: 95 (77)"
-    assert cells[10] == "1.3% / 24.6% / 35.8%"  # Table 8's headline: the item share
+    # The run's model, dataset and date sit under its id (the table fits 1400 px, issue 11).
+    assert cells[:2] == ["real sasrec on tiny-movies · 2026-01-01 latents · users · movies · steer", "20 (4)"]
+    assert cells[2] == "0.05412 [0.0491, 0.0591]"
+    assert cells[3] == "0.04871 (90.0%)"
+    assert cells[4] == "0.02347"
+    assert cells[5] == "0.1911 (0.4217)"
+    assert cells[6] == "13.3%"
+    assert cells[7] == "TF-IDF: 37 (21) LLM: 95 (77)"
+    assert cells[8] == "-10×: 1.3% 1×: 24.6% +10×: 35.8%"  # Table 8's headline: the item share
     assert 'href="/runs/real/latents"' in row[1]
     assert 'href="/runs/real/users/0"' in row[1]  # a user to steer, one click from the index
     headline = next(r for r in client.get("/index.json").json()["runs"] if r["id"] == "real")[
