@@ -375,7 +375,10 @@ def test_index_row_has_the_headline(client: TestClient) -> None:
     assert row, "no row for the run"
     cells = [plain(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)]
     # The run's model, dataset and date sit under its id (the table fits 1400 px, issue 11).
-    assert cells[:2] == ["real sasrec on tiny-movies · 2026-01-01 latents · users · movies · steer", "20 (4)"]
+    assert cells[:2] == [
+        "real sasrec on tiny-movies · 2026-01-01 latents · users · movies · steer",
+        "20 (4)",
+    ]
     assert cells[2] == "0.05412 [0.0491, 0.0591]"
     assert cells[3] == "0.04871 (90.0%)"
     assert cells[4] == "0.02347"
