@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import Page
 
 from core import studies
 from core.settings import Settings
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.browser
 
 
 def test_admin_invites_a_stranger_who_signs_up_onto_the_study(
-    page, browser, live_server: str, live_settings: Settings
-) -> None:  # type: ignore[no-untyped-def]
+    page: Page, browser: object, live_server: str, live_settings: Settings
+) -> None:
     create_account(live_settings, "admin", "e2e-inviter")
     sessions = session_factory(live_settings.resolved_database_url)
     study_id = studies.create_study(sessions, "fixture", "invited study", size=3, min_confidence=0)
@@ -36,6 +37,7 @@ def test_admin_invites_a_stranger_who_signs_up_onto_the_study(
     assert "invited study" in page.inner_text("table.invites")
 
     with guarded_page(browser, live_server) as stranger:  # a fresh context: no cookies
+        assert isinstance(stranger, Page)
         stranger.goto(link)
         assert "annotator" in stranger.inner_text("main")
         stranger.fill('input[name="username"]', "e2e-invited")
