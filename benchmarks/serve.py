@@ -1,6 +1,7 @@
 """Latency and weight of the explorer's pages over a real uvicorn server.
 
     .venv/bin/python -m benchmarks.serve [--requests 200] [--first-loads 10]
+    .venv/bin/python benchmarks/serve.py --requests 20 --first-loads 1   # quickest setting
 
 Serves the demo DB (``<data_dir>/recsae.db``) if it holds a run, else generated runs: one with
 1024 latents (15 examples of 20-item histories each, as the worker writes), 2000 items and 600
@@ -9,7 +10,9 @@ which steers from them.
 
 - ``median_ms`` / ``p99_ms`` (target: median < 50 ms): sequential requests on one keep-alive
   connection, after a warm-up, for the latent list, the latent page, the users index, the items
-  index and the user page. (The latent map, a later part of issue 11, is not measured yet.)
+  index, the user page, and the latent map (``latent map``: ``/runs/<run>/map``, the HTML page
+  with every latent's point embedded; ``latent map json``: its JSON twin ``/runs/<run>/map.json``;
+  ``points`` says how many latents it drew: a run published before the lenses has none).
 - ``first_load_ms`` / ``first_load_bytes`` (targets: < 500 ms, < 1,500,000 bytes) for the latent
   page and the run report: a cold load on loopback, as a browser with an empty cache does it —
   a new connection, the HTML, then every ``<script src>``, ``<link href>`` and ``<img src>`` it
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import math
 import re
 import statistics
 import sys
@@ -93,6 +97,9 @@ def generated_settings(data_dir: Path) -> tuple[Settings, Target]:
             history = [(ex["latent_idx"] * 7 + copy * 31 + j) % n_items for j in range(20)]
             examples.append({**ex, "user_idx": (ex["user_idx"] + copy) % 600, "history": history})
     rows["examples"] = examples
+    for lat in rows["latents"]:  # the latent map's coordinates (docs/method.md §6.2), spread out
+        angle, radius = lat["idx"] * 2.399963, (lat["idx"] + 1) ** 0.5
+        lat["map_x"], lat["map_y"] = radius * math.cos(angle), radius * math.sin(angle)
     sessions = session_factory(settings.resolved_database_url)
     publish_run(sessions, **rows)
     make_run(data_dir, sessions, "bench-steer", n_items=n_items, n_users=600, d=64)
@@ -211,13 +218,23 @@ def latency_pages(target: Target, requests: int) -> dict[str, list[str]]:
         "user page": [
             f"/runs/{target.steer_run}/users/{(i * 7) % target.n_users}" for i in range(n)
         ],
+        "latent map": [f"/runs/{run}/map"] * n,
+        "latent map json": [f"/runs/{run}/map.json"] * n,
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--first-loads", type=int, default=10)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--requests", type=int, default=200,
+        help="timed requests per page for median_ms / p99_ms (after 10 warm-up requests)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--first-loads", type=int, default=10,
+        help="cold loads (page + assets) per page for first_load_ms / first_load_bytes",
+    )  # fmt: skip
     args = parser.parse_args()
 
     settings = get_settings()
@@ -230,6 +247,8 @@ def main() -> None:
             for name, urls in latency_pages(target, args.requests).items():
                 time_requests(client, urls[:10])  # warm-up: imports, caches, first plots
                 results[name] = summarise(time_requests(client, urls))
+            points = client.get(f"/runs/{target.run_id}/map.json").json()["n_mapped"]
+            results["latent map"]["points"] = results["latent map json"]["points"] = points
             n_loads, run = args.first_loads, target.run_id
             loads = {
                 "latent page": [
@@ -252,7 +271,6 @@ def main() -> None:
     print(json.dumps({
         "run": target.run_id, "source": target.source, "n_latents": target.n_latents,
         "pages": results,
-        "latent map": "not measured: the latent map is a later part of issue 11",
     }))  # fmt: skip
 
 

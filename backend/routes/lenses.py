@@ -52,9 +52,10 @@ def _point(run_id: str, row: LatentMapRow) -> dict[str, Any]:
     concept, confidence = _best_concept(row)
     return {
         "idx": row.idx,
-        "x": row.map_x,
-        "y": row.map_y,
-        "density": row.density,
+        # 3 decimals place a point to well under a pixel; shorter JSON for the 1,000s of points
+        "x": round(row.map_x, 3) if row.map_x is not None else None,
+        "y": round(row.map_y, 3) if row.map_y is not None else None,
+        "density": round(row.density, 6),
         "dead": row.dead,
         "method": concept_method(row),
         "concept": concept,
