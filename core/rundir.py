@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load_file, save_file
 
 from core.jsonsafe import jsonable
@@ -102,6 +104,24 @@ def file_digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+# (path, inode, size, mtime_ns, ctime_ns) -> the sha256 that file was found to have: a file is
+# hashed once per state in a process, and any rewrite (new mtime/ctime or inode) hashes it again.
+_CHECKED: dict[tuple[str, int, int, int, int], str] = {}
+_CHECKED_LOCK = threading.Lock()
+
+
+def checked_digest(path: Path, st: os.stat_result) -> str:
+    """:func:`file_digest` of ``path`` whose ``stat`` is ``st``, remembered for that state."""
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _CHECKED_LOCK:
+        known = _CHECKED.get(key)
+    if known is None:
+        known = file_digest(path)
+        with _CHECKED_LOCK:
+            _CHECKED[key] = known
+    return known
+
+
 @dataclass(frozen=True)
 class Published:
     """A published version of a run, as the explorer reads it: its directory and the sha256 of
@@ -137,8 +157,9 @@ class Published:
         return tuple(out)
 
     def verified(self, name: str) -> Path:
-        """The path of ``name`` after checking it is there and matches its recorded digest."""
-        self._stat(name)
+        """The path of ``name`` after checking it is there and matches its recorded digest
+        (hashed once per state of the file in this process: :func:`checked_digest`)."""
+        st = self._stat(name)
         path = self.dir / name
         if self.digests is not None:
             recorded = self.digests.get(name)
@@ -147,7 +168,7 @@ class Published:
                     f"{self.label}: {name} has no digest recorded at publish; republish the run"
                 )
             try:
-                actual = file_digest(path)
+                actual = checked_digest(path, st)
             except OSError as err:
                 raise ArtifactError(
                     f"{self.label}: {name} cannot be read: {err.strerror}"
@@ -214,8 +235,22 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+_FINITE_CHUNK = 1 << 20  # values checked at a time (a bounded temporary, not one per value)
+
+
+def _check_finite(where: str, arrays: dict[str, np.ndarray]) -> None:
+    for name, a in arrays.items():
+        flat = a.reshape(-1)
+        bad = sum(
+            int(len(part) - np.count_nonzero(np.isfinite(part)))
+            for part in (flat[i : i + _FINITE_CHUNK] for i in range(0, flat.size, _FINITE_CHUNK))
+        )
+        if bad:
+            raise ArtifactError(f"{where}: {name} holds {bad} non-finite values (NaN or inf)")
+
+
 def _finite_tensors(path: Path, where: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The named float32 arrays of a safetensors file, each present and finite."""
+    """The named float32 arrays of a safetensors file, each present and finite (copies)."""
     try:
         arrays = load_file(str(path))
     except (SafetensorError, OSError) as err:
@@ -224,10 +259,36 @@ def _finite_tensors(path: Path, where: str, names: tuple[str, ...]) -> dict[str,
     if missing:
         raise ArtifactError(f"{where} lacks tensors {missing}; it has {sorted(arrays)}")
     out = {n: np.ascontiguousarray(arrays[n], dtype=np.float32) for n in names}
-    for name, a in out.items():
-        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-        if bad:
-            raise ArtifactError(f"{where}: {name} holds {bad} non-finite values (NaN or inf)")
+    _check_finite(where, out)
+    return out
+
+
+def _mapped_tensors(path: Path, where: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of a published (read-only) safetensors file as read-only views of one
+    shared memory map: every server process reading the file shares its pages in the page cache
+    instead of holding a copy (docs/architecture.md, run versions). safetensors checks the file
+    (``safe_open``); a tensor that is not float32 is copied as :func:`_finite_tensors` does."""
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            keys = set(f.keys())
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")  # safetensors: u64 header length
+            header = json.loads(fh.read(size))
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ArtifactError(f"{where} is not a readable safetensors file ({err})") from None
+    missing = [n for n in names if n not in keys]
+    if missing:
+        raise ArtifactError(f"{where} lacks tensors {missing}; it has {sorted(keys)}")
+    if any(header[n]["dtype"] != "F32" for n in names):
+        return _finite_tensors(path, where, names)
+    out: dict[str, np.ndarray] = {}
+    for n in names:
+        start, end = header[n]["data_offsets"]
+        shape = tuple(header[n]["shape"])
+        a = np.frombuffer(data, np.float32, (end - start) // 4, 8 + size + start)
+        out[n] = a.reshape(shape)
+    _check_finite(where, out)
     return out
 
 
@@ -291,12 +352,15 @@ def load_sae_arrays(run_dir: Source) -> tuple[dict[str, Any], dict[str, np.ndarr
     cfg_path, cfg_where = _resolve(run_dir, SAE_FILES[0])
     cfg = _parse_sae_cfg(cfg_path, cfg_where)
     weights, where = _resolve(run_dir, SAE_FILES[1])
-    arrays = _finite_tensors(weights, where, SAE_TENSORS)
+    arrays = _mapped_tensors(weights, where, SAE_TENSORS)
     _check_sae_shapes(cfg, arrays, where)
     return cfg, arrays
 
 
 def load_vectors(run_dir: Source) -> dict[str, np.ndarray]:
-    """{item_embeddings [I, d], user_vectors [U, d]}: what the probe left for steering."""
+    """{item_embeddings [I, d], user_vectors [U, d]}: what the probe left for steering. From a
+    :class:`Published` version, read-only views of a memory map shared between processes."""
     path, where = _resolve(run_dir, VECTORS)
+    if isinstance(run_dir, Published):
+        return _mapped_tensors(path, where, VECTOR_TENSORS)
     return _finite_tensors(path, where, VECTOR_TENSORS)

@@ -5,6 +5,10 @@ on each file it was loaded from (inode, size, mtime in ns): a replaced or rewrit
 noticed at the next request, a deleted one answers :class:`core.rundir.ArtifactError`, and a load
 that failed is remembered for that exact state only, so restoring the good file is picked up and
 a broken file is never served (docs/architecture.md, run versions).
+
+The engine's artifact arrays (SAE weights, item embeddings, user vectors) are read-only views of
+a memory map of the version's files (:func:`core.rundir.load_vectors`), so the server's worker
+processes share their pages; each file's digest is checked once per state of the file.
 """
 
 from __future__ import annotations

@@ -1,0 +1,139 @@
+"""Issue 12 item 4: a published version's steering arrays are memory-mapped, so the explorer's
+server processes share one copy of their pages instead of holding a copy each; the digest is
+still checked (once per state of the file) and a changed file is still refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from core import rundir
+from core.rundir import ArtifactError, Published, load_vectors
+
+N_USERS, D = 262_144, 64  # user_vectors: 64 MiB of float32
+ARRAY_BYTES = N_USERS * D * 4
+
+# Run in a child: load the version's vectors, touch every page, report the growth of the
+# process's memory (kB, /proc/self/smaps_rollup), then hold the mapping until stdin closes.
+CHILD = """
+import json, sys
+from pathlib import Path
+from core.rundir import Published, load_vectors
+
+def rollup():
+    out = {}
+    for line in open("/proc/self/smaps_rollup"):
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == "kB":
+            out[parts[0].rstrip(":")] = int(parts[1])
+    return out
+
+before = rollup()
+digests = json.loads(sys.argv[2])
+vectors = load_vectors(Published("r", 1, Path(sys.argv[1]), digests))
+total = float(vectors["user_vectors"].sum(dtype="float64"))  # every page read
+after = rollup()
+print(json.dumps({k: after[k] - before[k] for k in ("Rss", "Pss", "Anonymous")} | {"sum": total}))
+sys.stdout.flush()
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def version(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "item_embeddings": rng.standard_normal((100, D)).astype(np.float32),
+        "user_vectors": rng.standard_normal((N_USERS, D)).astype(np.float32),
+    }
+    save_file(arrays, str(tmp_path / rundir.VECTORS))
+    digests = {rundir.VECTORS: rundir.file_digest(tmp_path / rundir.VECTORS)}
+    return tmp_path, digests
+
+
+def _start(directory: Path, digests: dict[str, str]) -> tuple[subprocess.Popen[str], dict]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(directory), json.dumps(digests)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line, f"the child failed (exit {child.wait()})"
+    return child, json.loads(line)
+
+
+def test_published_vectors_are_mapped_and_shared_between_processes(version) -> None:
+    directory, digests = version
+    first, grown_first = _start(directory, digests)
+    try:
+        second, grown_second = _start(directory, digests)
+        try:
+            size_kb = ARRAY_BYTES // 1024
+            assert grown_first["sum"] == grown_second["sum"]
+            for grown in (grown_first, grown_second):
+                # read, not copied: no private anonymous memory the size of the array
+                assert grown["Anonymous"] < size_kb / 4, grown
+                assert grown["Rss"] >= size_kb * 0.9, grown  # yet every page is there
+            # while both hold the map, the second pays about half of the pages (shared)
+            assert grown_second["Pss"] < size_kb * 0.75, grown_second
+        finally:
+            assert second.stdin is not None
+            second.stdin.close()
+            second.wait(timeout=60)
+    finally:
+        assert first.stdin is not None
+        first.stdin.close()
+        first.wait(timeout=60)
+
+
+def test_mapped_arrays_are_read_only_and_equal_to_the_file(version) -> None:
+    directory, digests = version
+    mapped = load_vectors(Published("r", 1, directory, digests))
+    copied = load_vectors(directory)  # the worker's own loader: a private copy
+    for name in rundir.VECTOR_TENSORS:
+        np.testing.assert_array_equal(mapped[name], copied[name])
+        assert not mapped[name].flags.writeable and copied[name].flags.writeable
+        assert mapped[name].dtype == np.float32 and mapped[name].flags.c_contiguous
+
+
+def test_digest_is_hashed_once_per_file_state_and_a_changed_file_is_still_refused(
+    version, monkeypatch
+) -> None:
+    directory, digests = version
+    hashed: list[Path] = []
+    real = rundir.file_digest
+
+    def counting(path: Path) -> str:
+        hashed.append(Path(path))
+        return real(path)
+
+    monkeypatch.setattr(rundir, "file_digest", counting)
+    published = Published("r", 1, directory, digests)
+    load_vectors(published)
+    load_vectors(published)
+    assert len(hashed) == 1  # the second load maps without reading the whole file again
+
+    path = directory / rundir.VECTORS
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # one bit of the last float: a valid, finite file with another digest
+    path.write_bytes(bytes(data))
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # even on coarse clocks
+    with pytest.raises(ArtifactError, match="does not match the digest recorded at publish"):
+        load_vectors(published)
+    assert len(hashed) == 2
+
+
+def test_a_published_file_that_is_not_safetensors_is_an_artifact_error(tmp_path) -> None:
+    (tmp_path / rundir.VECTORS).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    digests = {rundir.VECTORS: rundir.file_digest(tmp_path / rundir.VECTORS)}
+    with pytest.raises(ArtifactError, match="vectors.safetensors is not a readable safetensors"):
+        load_vectors(Published("r", 1, tmp_path, digests))
