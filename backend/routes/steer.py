@@ -224,7 +224,7 @@ def _steer_view(
         refusal = {"status": 404, "detail": str(exc), "latent": None}
     except SteeringError as exc:
         refusal = {"status": 422, "detail": str(exc), "latent": exc.latent}
-    refusal["detail"] = f"Refused: {refusal['detail']}. The lists show the unsteered view."
+    refusal["detail"] = f"Refused: {refusal['detail']}."
     return [], engine.steer(idx, [], mode), refusal
 
 
@@ -343,7 +343,7 @@ def why_item(
 ) -> JSONResponse:
     """Item ``item``'s score for user ``idx`` (after ``_edits`` in ``_mode``) split into each
     non-zero latent's z'_l (W_dec[l] · e_i), the decoder bias b_dec · e_i and the SAE's error
-    term (x − x̂) · e_i; they add up to ``score`` (docs/method.md §1.10)."""
+    term (x − x̂) · e_i; they add up to ``score`` (docs/method.md §6.4)."""
     engine = _engine(session, run)
     try:
         edits = parse_edits_query(edits_raw)

@@ -1,4 +1,4 @@
-"""Why this item: an item's score split into the SAE's parts, numpy only (docs/method.md §1.10).
+"""Why this item: an item's score split into the SAE's parts, numpy only (docs/method.md §6.4).
 
 A recommender here scores item i for a user as s_i = x' · e_i, with no item bias (every
 recommender's ``score`` is the user representation times the item embeddings), where x' is the

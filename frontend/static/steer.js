@@ -262,7 +262,7 @@
         font: { family: "system-ui, sans-serif", size: 12 },
         title: { text: `score ${w.score.toFixed(4)} = the sum of these bars`, font: { size: 13 } },
         xaxis: { title: { text: "contribution to the score" }, zeroline: true, zerolinecolor: "#8c959f" },
-        yaxis: { autorange: "reversed", automargin: true },
+        yaxis: { type: "category", autorange: "reversed", automargin: true },
       },
     };
   }
