@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from backend import urls
 from backend.deps import Context, ItemDep, RunDep, SessionDep, page
 from backend.errors import responses
 from backend.report import run_summary
+from backend.routes.find import PageNo, _pager
 from core.store import reads
 
 router = APIRouter(tags=["items"])
 
 
 @page(router, "/runs/{run_id}/items/{idx}", "item.html", name="item", responses=responses(404))
-def item_page(run: RunDep, item: ItemDep, session: SessionDep) -> Context:
-    """An item and the latents active on recorded cases whose top 10 contains it."""
+def item_page(
+    run: RunDep,
+    item: ItemDep,
+    session: SessionDep,
+    page_no: PageNo = 1,
+    size: Annotated[int, Query(alias="_size", ge=1, le=500, description="latents per page")] = 25,
+) -> Context:
+    """An item and the latents active on recorded cases whose top 10 contains it (paged)."""
     found = reads.latents_for_item(session, run.id, item.idx)
+    asked = page_no
+    page_no, pages = _pager(len(found.latents), size, page_no)
+    shown = found.latents[(page_no - 1) * size : page_no * size]
+    here = urls.with_params(urls.item(run.id, item.idx), _size=size)
     return {
         "run": run_summary(run),
         "item": {
@@ -43,6 +56,14 @@ def item_page(run: RunDep, item: ItemDep, session: SessionDep) -> Context:
                 "llm_concept": hit.llm_concept,
                 "llm_confidence": hit.llm_confidence,
             }
-            for hit in found.latents
+            for hit in shown
         ],
+        "total": len(found.latents),
+        "pages": pages,
+        "filters": {"page": page_no, "size": size},
+        "clamped": None if asked == page_no else {"asked": asked, "shown": page_no},
+        "links": {
+            "prev": urls.with_params(here, _page=page_no - 1) if page_no > 1 else None,
+            "next": urls.with_params(here, _page=page_no + 1) if page_no < pages else None,
+        },
     }
