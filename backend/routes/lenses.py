@@ -14,6 +14,7 @@ from backend.lenses import neighbours as nb
 from backend.lenses.arrays import lens_arrays
 from backend.report import run_summary
 from core.records import map_method
+from core.rundir import ArtifactError
 from core.store import reads
 from core.store.reads import LatentMapRow
 from core.store.schema import Latent, Run
@@ -107,7 +108,11 @@ def _refs(run: Run, scored: list[nb.Scored], latents: dict[int, Latent]) -> list
 
 
 def _other_run(session: SessionDep, run: Run, other: Run, latent: int) -> dict[str, Any]:
-    a, b = lens_arrays(session, run), lens_arrays(session, other)
+    a = lens_arrays(session, run)
+    try:
+        b = lens_arrays(session, other)
+    except ArtifactError as err:  # that run's files are broken: say so, keep the others
+        return {"run": run_summary(other), "error": str(err)}
     by_users = nb.cross_coactivation(a, b, latent)
     by_items = nb.cross_effects(a, b, latent)
     n_users, n_items = nb.shared_counts(a, b)

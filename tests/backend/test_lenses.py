@@ -162,3 +162,21 @@ def test_neighbours_errors_unknown_latent_404_and_missing_artifacts_503(
     assert missing.status_code == 404 and "no latent" in missing.json()["detail"]
     broken = client.get("/runs/fixture/latents/0/neighbours.json")
     assert broken.status_code == 503 and "missing" in broken.json()["detail"]
+
+
+def test_neighbours_with_another_runs_files_missing_still_answer_and_say_why(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)
+    migrate.upgrade(settings.resolved_database_url)
+    runs = publish_lens_runs(settings.data_dir, session_factory(settings.resolved_database_url))
+    (runs.b.artifact_dir / rundir.VECTORS).unlink()
+    with TestClient(create_app(settings)) as client:
+        answer = client.get(f"/runs/{RUN_A}/latents/3/neighbours.json")
+        html = client.get(f"/runs/{RUN_A}/latents/3/neighbours").text
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["same_run"]["decoder_cosine"]  # this run's neighbours are unaffected
+    (other,) = body["other_runs"]
+    assert other["run"]["id"] == RUN_B and rundir.VECTORS in other["error"]
+    assert "Cannot compare" in html

@@ -28,7 +28,15 @@ from sklearn.manifold import TSNE
 from core.records import MAP_TSNE_MIN_LATENTS, map_method
 from worker.run import Run
 
-_CHUNK = 256  # latents ranked at a time (bounds memory to [users or items, 256] floats)
+_CHUNK = 256  # latents ranked at a time, at most
+_CHUNK_CELLS = 4_000_000  # and at most this many [users or items] x latents values at once
+
+
+def _chunk(n_rows: int) -> int:
+    """Latents per block so that a block of ``n_rows`` values each stays within memory bounds."""
+    return max(1, min(_CHUNK, _CHUNK_CELLS // max(n_rows, 1)))
+
+
 _PCA_DIMS = 50  # t-SNE's input dimension (scikit-learn's advice for t-SNE on wide data)
 _TSNE_ITER = 500  # half scikit-learn's default: a map of ~1,000 points has settled by then
 
@@ -77,8 +85,9 @@ def activity_correlations(
     rows = np.nonzero(active)[0]
     lat, val = user_idx[active].astype(np.int64), user_val[active].astype(np.float64)
     out = np.full(n_latents, np.nan)
-    for start in range(0, n_latents, _CHUNK):
-        stop = min(start + _CHUNK, n_latents)
+    step = _chunk(n_users)
+    for start in range(0, n_latents, step):
+        stop = min(start + step, n_latents)
         z_UL = np.zeros((n_users, stop - start))
         sel = (lat >= start) & (lat < stop)
         z_UL[rows[sel], lat[sel] - start] = val[sel]
@@ -99,11 +108,11 @@ def popularity_correlations(
         )
     target = rankdata(np.asarray(popularity, dtype=np.float64))
     out = np.full(W_dec.shape[0], np.nan)
-    for start in range(0, W_dec.shape[0], _CHUNK):
-        effects_IL = item_emb.astype(np.float64) @ W_dec[start : start + _CHUNK].T.astype(
-            np.float64
-        )
-        out[start : start + _CHUNK] = _rank_pearson(rankdata(effects_IL, axis=0), target)
+    step = _chunk(len(item_emb))
+    items = item_emb.astype(np.float64)
+    for start in range(0, W_dec.shape[0], step):
+        effects_IL = items @ W_dec[start : start + step].T.astype(np.float64)
+        out[start : start + step] = _rank_pearson(rankdata(effects_IL, axis=0), target)
     return out
 
 
@@ -112,8 +121,8 @@ def latent_map(W_dec: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     dimensions, then t-SNE (``random_state=seed``, perplexity 30 or less for small SAEs); PCA's
     first two components alone below ``MAP_TSNE_MIN_LATENTS`` latents."""
     n = W_dec.shape[0]
-    if n < 3:
-        raise ValueError(f"a latent map needs at least 3 latents, got {n}")
+    if n < 3:  # nothing to lay out: the latents in a row
+        return np.arange(n, dtype=np.float64), np.zeros(n)
     norms = np.linalg.norm(W_dec, axis=1, keepdims=True)
     unit = np.divide(W_dec, norms, out=np.zeros_like(W_dec, dtype=np.float64), where=norms > 0)
     dims = min(_PCA_DIMS, unit.shape[1], n)
