@@ -31,6 +31,7 @@ from core.jsonsafe import jsonable
 from core.llm.cases import ItemLookup, LatentCases, RawCase
 from core.llm.client import LLMClient
 from core.llm.labels import degenerate_reason, explanation_schema, json_field
+from core.llm.progress import EXPLAIN, RELABEL, VERIFY, Progress, ignore
 from core.llm.prompts import (
     EXPLANATION_MAX_CHARS,
     EXPLANATION_NUDGE,
@@ -133,7 +134,11 @@ def _normalise(text: str) -> str:
 
 
 async def _explain(
-    latent: LatentCases, client: LLMClient, ctx: PromptContext, config: LLMConceptConfig
+    latent: LatentCases,
+    client: LLMClient,
+    ctx: PromptContext,
+    config: LLMConceptConfig,
+    progress: Progress = ignore,
 ) -> tuple[Asked, list[dict[str, str]]]:
     """Ask for an explanation; a degenerate one (docs/method.md §1.8: repeats itself, fits any
     latent, copies a shown title) is rejected with its reason and asked for once more, in the
@@ -154,6 +159,7 @@ async def _explain(
     schema = explanation_schema(EXPLANATION_MAX_CHARS) if config.json_schema else None
     tokens = config.explanation_max_tokens + (16 if schema else 0)  # JSON's own tokens
     rejected: list[dict[str, str]] = []
+    progress(EXPLAIN, 0, len(cases))
     asked = await ask(
         client, messages, parse_own_explanation, EXPLANATION_NUDGE, tokens, config.max_retries,
         schema,
@@ -165,6 +171,7 @@ async def _explain(
         rejected.append({"text": asked.value, "reason": reason})
         if attempt == 1:
             break
+        progress(RELABEL, 1, 2)
         again = await ask(
             client,
             [*messages, {"role": "assistant", "content": asked.last},
@@ -183,10 +190,12 @@ async def aexplain_and_verify(
     client: LLMClient,
     ctx: PromptContext,
     config: LLMConceptConfig = LLMConceptConfig(),  # noqa: B008 - frozen, so safe as a default
+    progress: Progress = ignore,
 ) -> LLMConcept:
-    """Explain ``latent`` from its construction cases, then verify (unless too rare)."""
+    """Explain ``latent`` from its construction cases, then verify (unless too rare); each step
+    is reported to ``progress`` (``core.llm.progress``)."""
     n = config.n
-    explained, rejected = await _explain(latent, client, ctx, config)
+    explained, rejected = await _explain(latent, client, ctx, config, progress)
     details: dict[str, Any] = {
         "prompt_version": PROMPT_VERSION,
         "oneshot": ctx.oneshot,
@@ -221,7 +230,7 @@ async def aexplain_and_verify(
         )
         return LLMConcept(latent.latent_id, text, None, STATUS_TOO_RARE, model, details)
 
-    confidence, status = await _verify(latent, text, client, ctx, config, details)
+    confidence, status = await _verify(latent, text, client, ctx, config, details, progress)
     return LLMConcept(latent.latent_id, text, confidence, status, model, details)
 
 
@@ -238,14 +247,22 @@ async def _verify(
     ctx: PromptContext,
     config: LLMConceptConfig,
     details: dict[str, Any],
+    progress: Progress = ignore,
 ) -> tuple[float | None, str]:
     """(confidence, status) of explanation ``text``: the LLM predicts the activation level of
     each verification (positive) and random (negative) case; eq. 4 over the parsed answers,
     given enough on each side (docs/method.md §1.8). Records every answer in ``details``."""
     roles = verification_roles(latent, config.n)
+    answered = [0]
+
+    def one_more() -> None:
+        answered[0] += 1
+        progress(VERIFY, answered[0], len(roles))
+
+    progress(VERIFY, 0, len(roles))
     asked = await ask_levels(
         client, latent.latent_id, text, roles, ctx, max_tokens=config.level_tokens,
-        max_retries=config.max_retries, structured=config.json_schema,
+        max_retries=config.max_retries, structured=config.json_schema, on_answer=one_more,
     )  # fmt: skip
     details["cases"] = [
         {

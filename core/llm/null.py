@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from core.llm.client import LLMClient
 from core.llm.prompts import PromptContext
-from core.llm.verify import ask_levels, score_levels, split_sides
+from core.llm.verify import Role, ask_levels, score_levels, split_sides
 from core.reports import null_stats
 
 if TYPE_CHECKING:
@@ -48,6 +48,40 @@ def null_sample(
     )
 
 
+async def score_null_concept(
+    client: LLMClient,
+    latent_id: int,
+    other: LLMConcept,
+    roles: Sequence[Role],
+    ctx: PromptContext,
+    config: LLMConceptConfig,
+) -> tuple[dict[str, Any], int, int]:
+    """Eq. 4 of ``other``'s explanation on ``roles`` (latent ``latent_id``'s cases), with the
+    same minimum of parsed answers per side: (null entry, requests, cached answers)."""
+    asked = await ask_levels(
+        client, latent_id, other.text, roles, ctx,
+        max_tokens=config.level_tokens, max_retries=config.max_retries,
+        structured=config.json_schema,
+    )  # fmt: skip
+    pos, neg = split_sides(roles, asked)
+    confidence, _, _ = score_levels(pos, neg, config.n, config.threshold)
+    entry = {"latent": other.latent_id, "text": other.text, "confidence": confidence}
+    return entry, sum(a.requests for a in asked), sum(a.cached for a in asked)
+
+
+def null_record(
+    entries: list[dict[str, Any]], confidence: float | None, size: int, seed: int | None
+) -> dict[str, Any]:
+    """``details["null"]`` from the null concepts' entries (see the module doc)."""
+    null = null_stats([e["confidence"] for e in entries if e["confidence"] is not None], seed)
+    median = null["median"]
+    return null | {
+        "size": size,
+        "concepts": entries,
+        "lift": None if median is None else float(confidence or 0.0) - median,
+    }
+
+
 async def anull(
     concepts: Sequence[LLMConcept],
     latents: Sequence[LatentCases],
@@ -73,27 +107,13 @@ async def anull(
         entries: list[dict[str, Any]] = []
         async with in_flight:
             for other in null_sample(concept, pool, size, seed):
-                asked = await ask_levels(
-                    client, concept.latent_id, other.text, roles, ctx,
-                    max_tokens=config.level_tokens, max_retries=config.max_retries,
-                    structured=config.json_schema,
-                )  # fmt: skip
-                pos, neg = split_sides(roles, asked)
-                confidence, _, _ = score_levels(pos, neg, config.n, config.threshold)
-                entries.append(
-                    {"latent": other.latent_id, "text": other.text, "confidence": confidence}
+                entry, requests, cached = await score_null_concept(
+                    client, concept.latent_id, other, roles, ctx, config
                 )
-                concept.details["requests"] += sum(a.requests for a in asked)
-                concept.details["cached"] += sum(a.cached for a in asked)
-        values = [e["confidence"] for e in entries if e["confidence"] is not None]
-        null = null_stats(values, seed)
-        median = null["median"]
-        null |= {
-            "size": size,
-            "concepts": entries,
-            "lift": None if median is None else float(concept.confidence or 0.0) - median,
-        }
-        concept.details["null"] = null
+                entries.append(entry)
+                concept.details["requests"] += requests
+                concept.details["cached"] += cached
+        concept.details["null"] = null_record(entries, concept.confidence, size, seed)
         bar.update(1)
 
     try:

@@ -120,24 +120,26 @@ async def ask_levels(
     max_tokens: int,
     max_retries: int,
     structured: bool,
+    on_answer: Callable[[], None] | None = None,
 ) -> list[Asked]:
-    """The LLM's predicted level of each case's last item under explanation ``text``."""
-    return list(
-        await asyncio.gather(
-            *(
-                ask(
-                    client,
-                    verification_messages(latent_id, text, case, ctx, structured),
-                    parse_level_answer,
-                    LEVEL_NUDGE,
-                    max_tokens,
-                    max_retries,
-                    level_schema() if structured else None,
-                )
-                for _, case in roles
-            )
+    """The LLM's predicted level of each case's last item under explanation ``text``;
+    ``on_answer`` is called as each case's answer is in (a progress report)."""
+
+    async def one(case: CaseText) -> Asked:
+        asked = await ask(
+            client,
+            verification_messages(latent_id, text, case, ctx, structured),
+            parse_level_answer,
+            LEVEL_NUDGE,
+            max_tokens,
+            max_retries,
+            level_schema() if structured else None,
         )
-    )
+        if on_answer is not None:
+            on_answer()
+        return asked
+
+    return list(await asyncio.gather(*(one(case) for _, case in roles)))
 
 
 def split_sides(roles: Sequence[Role], asked: Sequence[Asked]) -> tuple[list[Any], list[Any]]:

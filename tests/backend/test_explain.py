@@ -92,7 +92,10 @@ def test_explain_verifies_and_stores(
     assert body["text"] == "tense films" and body["status"] == "verified"
     assert body["model"] == "scripted-model" and body["elapsed_s"] >= 0
     assert len(body["details"]["cases"]) == len(pos) + len(neg)
-    assert len(server.requests) == 1 + len(pos) + len(neg)
+    # the null (docs/method.md §1.11): the 5 distinct other labels of the fixture, each on the
+    # same 2N cases, scored live (no stored null of this latent to reuse)
+    assert (body["null_n"], body["null_method"]) == (5, "live")
+    assert len(server.requests) == 1 + (len(pos) + len(neg)) * (1 + 5)
     sessions = session_factory(fresh_settings.resolved_database_url)
     with sessions() as session:
         stored = reads.latent_concepts(session, "fixture", 0)[0]

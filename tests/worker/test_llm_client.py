@@ -73,8 +73,14 @@ class ScriptedLLM:
                 with outer._lock:
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                counted = True
                 try:
                     time.sleep(reply.delay_s)
+                    # No longer in flight once answered: counted down before the client can read
+                    # the answer and send its next request (on a new connection, a new thread).
+                    with outer._lock:
+                        outer.in_flight -= 1
+                    counted = False
                     body = reply.body
                     if isinstance(body, dict | list):
                         data = json.dumps(body).encode()
@@ -91,8 +97,9 @@ class ScriptedLLM:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
                 finally:
-                    with outer._lock:
-                        outer.in_flight -= 1
+                    if counted:
+                        with outer._lock:
+                            outer.in_flight -= 1
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
