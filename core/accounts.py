@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from pwdlib import PasswordHash
-from sqlalchemy import delete, func, select
+from sqlalchemy import String, bindparam, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings
@@ -227,24 +227,31 @@ def start_session(
     return token, Login(account, row.csrf_token, _utc(row.expires_at))
 
 
+_ACCOUNT_COLUMNS = tuple(Account.__table__.columns.keys())
+# Built once (bound parameter): it runs on every request that carries a session cookie.
+_LOOKUP = (
+    select(*Account.__table__.columns, LoginSession.csrf_token, LoginSession.expires_at)
+    .join(LoginSession, LoginSession.account_id == Account.id)
+    .where(LoginSession.token_hash == bindparam("token_hash", type_=String))
+)
+
+
 def lookup_session(sessions: sessionmaker[Session], token: str) -> Login | None:
-    """The live session of ``token``: None when unknown, expired, or its account is disabled."""
+    """The live session of ``token``: None when unknown, expired, or its account is disabled.
+    One Core query (no ORM unit of work); the Account it returns is detached, for reading."""
     if not token or len(token) > 256:
         return None
-    query = (
-        select(LoginSession, Account)
-        .join(Account, Account.id == LoginSession.account_id)
-        .where(LoginSession.token_hash == token_hash(token))
-    )
-    with sessions() as session:
-        found = session.execute(query).first()
+    engine = sessions.kw["bind"]
+    with engine.connect() as conn:
+        found = conn.execute(_LOOKUP, {"token_hash": token_hash(token)}).first()
     if found is None:
         return None
-    login, account = found
-    expires_at = _utc(login.expires_at)
+    *columns, csrf_token, expires_at = found
+    account = Account(**dict(zip(_ACCOUNT_COLUMNS, columns, strict=True)))
+    expires_at = _utc(expires_at)
     if expires_at <= datetime.now(UTC) or account.disabled:
         return None
-    return Login(account, login.csrf_token, expires_at)
+    return Login(account, csrf_token, expires_at)
 
 
 def end_session(sessions: sessionmaker[Session], token: str) -> None:
