@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+BASE_BLOCK = 65536  # cases standardised at a time
+
 
 def base_latents(
     reps: np.ndarray,
@@ -40,13 +42,27 @@ def base_latents(
         raise ValueError(f"k must be in [1, d={d}], got {k}")
     if not np.isfinite(reps).all():
         raise ValueError("reps contains NaN or inf")
-    x = reps.astype(np.float64)
+    mean, scale = np.zeros(d), np.ones(d)
     if standardize:
-        fit = x if fit_mask is None else x[fit_mask]
+        fit = (reps if fit_mask is None else reps[fit_mask]).astype(np.float64)
         if len(fit) < 2:
             raise ValueError(f"standardisation needs at least 2 fit cases, got {len(fit)}")
         std = fit.std(axis=0)
-        x = (x - fit.mean(axis=0)) / np.where(std > 0, std, 1.0)
+        mean, scale = fit.mean(axis=0), np.where(std > 0, std, 1.0)
+        del fit
+    idx = np.empty((C, k), np.int64)
+    val = np.empty((C, k), np.float32)
+    # a block of cases at a time: float64 copies of [rows, d], not of all C (issue 12)
+    for lo in range(0, C, BASE_BLOCK):
+        x = reps[lo : lo + BASE_BLOCK].astype(np.float64)
+        if standardize:
+            x = (x - mean) / scale
+        idx[lo : lo + BASE_BLOCK], val[lo : lo + BASE_BLOCK] = _top_k(x, k)
+    return idx, val
+
+
+def _top_k(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(idx, val) of each row's k largest values, descending (ties by dimension), ReLU'd."""
     idx = np.argpartition(-x, k - 1, axis=1)[:, :k]
     val = np.take_along_axis(x, idx, axis=1)
     order = np.lexsort((idx, -val), axis=1)  # descending value, ties by dimension

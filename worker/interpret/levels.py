@@ -20,6 +20,7 @@ import numpy as np
 
 N_LEVELS = 10
 QUANTILES = np.arange(1, N_LEVELS) / N_LEVELS  # the 9 inner edges: 0.1 .. 0.9
+LEVEL_BLOCK = 65536  # cases whose levels are assigned at a time
 
 
 def check_codes(latent_idx: np.ndarray, latent_val: np.ndarray, n_latents: int) -> None:
@@ -99,6 +100,10 @@ def assign_levels(latent_idx: np.ndarray, latent_val: np.ndarray, edges: np.ndar
     if edges.ndim != 2 or edges.shape[1] != N_LEVELS - 1:
         raise ValueError(f"edges must be [n_latents, {N_LEVELS - 1}], got {edges.shape}")
     check_codes(latent_idx, latent_val, edges.shape[0])
-    above = edges[latent_idx] <= latent_val[..., None]  # [C, k, 9]; NaN edges compare False
-    levels = 1 + above.sum(axis=-1)
-    return np.where(latent_val > 0, levels, 0).astype(np.int64)
+    out = np.empty(latent_idx.shape, np.int64)
+    # a block of cases at a time: the [rows, k, 9] comparison stays bounded (issue 12)
+    for lo in range(0, len(latent_idx), LEVEL_BLOCK):
+        idx, val = latent_idx[lo : lo + LEVEL_BLOCK], latent_val[lo : lo + LEVEL_BLOCK]
+        above = edges[idx] <= val[..., None]  # [rows, k, 9]; NaN edges compare False
+        out[lo : lo + LEVEL_BLOCK] = np.where(val > 0, 1 + above.sum(axis=-1), 0)
+    return out
