@@ -332,7 +332,10 @@
 
   const esc = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-  const signed = (v, digits) => `${v > 0 ? "+" : v < 0 ? "−" : "±"}${Math.abs(v).toFixed(digits)}`;
+  const signed = (v, digits) => {
+    const text = Math.abs(v).toFixed(digits);
+    return Number(text) === 0 ? text : `${v > 0 ? "+" : "−"}${text}`;
+  };
 
   // "before → after, change [95% CI low, high]" for a change object of segment_json.
   function change(c, show, digits) {
