@@ -148,7 +148,8 @@ def test_confound_column_flags_with_both_values_and_dashes_null(confounded: Test
     page = confounded.get(f"{LATENTS}?_sort=id&_order=asc", headers=BROWSER).text
     assert page.count('class="flag confound"') == 4  # 0: pop; 1: pop + act; 2: act
     assert (
-        "popularity of promoted items r = -0.6; with user activity (history length) r = 0.7" in page
+        "Spearman r with the popularity of promoted items = -0.6; "
+        "with user activity (history length) = 0.7" in page
     )
     assert "confound correlations not computed for this latent" in page
 
