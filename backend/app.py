@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from backend import assets, errors, limits, security, urls
 from backend.deps import STATIC_DIR
 from backend.routes import auth, explain, find, invites, items, latents, runs, steer
+from backend.routes.lenses import router as lenses_router  # map, neighbours (issue 11)
 from backend.routes.studies import router as studies_router  # human evaluation (issue 10)
 from backend.routes.study_results import router as study_results_router
 from core.settings import Settings, get_settings
@@ -74,5 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(studies_router)
     app.include_router(study_results_router)
+    app.include_router(lenses_router)
     assets.install(app, STATIC_DIR, PLOTLY_JS)  # last: its gzip layer wraps all the others
     return app
