@@ -40,6 +40,11 @@ def _pager(total: int, size: int, page_no: int) -> tuple[int, int]:
     return min(page_no, pages), pages
 
 
+def _clamped(asked: int, shown: int) -> dict[str, int] | None:
+    """What the page says when it showed another page than the one asked for."""
+    return None if asked == shown else {"asked": asked, "shown": shown}
+
+
 def _links(
     here: str, page_no: int, pages: int, sort: str, order: str, keys: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -69,6 +74,7 @@ def users_index(
 ) -> Context:
     """A run's users: find one by id; sort by activity (history length), NDCG or id; paginated."""
     found = browse.list_users(session, run.id, q=q or None, sort=sort, order=order)
+    asked = page_no
     page_no, pages = _pager(len(found), size, page_no)
     here = urls.users(run.id, q=q, _sort=sort, _order=order, _size=size)
     rows = found[(page_no - 1) * size : page_no * size]
@@ -79,6 +85,7 @@ def users_index(
         "filters": {"q": q or "", "sort": sort, "order": order, "page": page_no, "size": size},
         "total": len(found),
         "pages": pages,
+        "clamped": _clamped(asked, page_no),
         "ndcg_note": NDCG_NOTE,
         "users": [
             {
@@ -132,6 +139,7 @@ def items_index(
         "filters": {"q": q or "", "sort": sort, "order": order, "page": shown, "size": size},
         "total": total,
         "pages": pages,
+        "clamped": _clamped(page_no, shown),
         "items": [
             {
                 "idx": i.idx,

@@ -195,3 +195,11 @@ def test_report_figures_have_a_text_alternative(client: TestClient) -> None:
     plots = re.findall(r'<div class="plot"[^>]*>', html)
     assert plots and all('role="img"' in p and "aria-label=" in p for p in plots)
     assert html.count('<details class="fig-data">') == len(plots)
+
+
+@pytest.mark.parametrize("index", ["users", "items"])
+def test_indexes_clamp_a_page_past_the_last_and_say_so(client: TestClient, index: str) -> None:
+    twin = client.get(f"/runs/fixture/{index}.json?_page=50&_size=5").json()
+    assert twin["filters"]["page"] == twin["pages"] and twin["clamped"]["asked"] == 50
+    page = client.get(f"/runs/fixture/{index}?_page=50&_size=5", headers=BROWSER).text
+    assert f"There is no page 50: the list has {twin['pages']} pages" in page
