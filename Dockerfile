@@ -1,4 +1,6 @@
-# The explorer and the worker in one image (CPU). docker compose up starts it against Postgres.
+# The explorer and the worker in one image (CPU). docker-compose.yml runs it as its migrate, worker
+# and backend services (each with its own command) against Postgres; alone, `docker run` serves
+# the demo (CMD below).
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
