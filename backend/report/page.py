@@ -27,9 +27,7 @@ def paper_note(run: Run, m: RunMetrics, ref: dict[str, Any]) -> str:
     )
 
 
-def report_context(
-    run: Run, m: RunMetrics, confidences: dict[str, list[float]]
-) -> dict[str, Any]:
+def report_context(run: Run, m: RunMetrics, confidences: dict[str, list[float]]) -> dict[str, Any]:
     """The run report: the paper's tables and figures on this run, beside the paper's own.
 
     ``confidences``: each latent's best confidence per method (``reads.confidence_values``).
