@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     llm_explain_deadline_s: float = 30.0
     llm_explains_per_hour: int = 30
 
+    # torch threads of the worker's training (RECSAE_THREADS; issue 12): 0 picks them at every
+    # epoch from the cores other processes leave free (worker/threads.py), N > 0 fixes N.
+    threads: int = 0
+
     # The largest request body accepted, in bytes (issue 8 §4; 0: no limit).
     max_body_bytes: int = 64 * 1024
 

@@ -54,9 +54,9 @@ class RecommenderConfig:
     init_std: float = 0.01  # normal init of embedding tables
     loss: str = "bce"  # sequential models: "bce" or "bpr" against sampled negatives
     seed: int = 0  # torch and numpy seed; training is deterministic given it
-    # torch intra-op threads. 2 on an idle 2-core machine: SASRec 6.4 s -> 4.1 s for 6 epochs,
-    # same result. On a machine shared with other busy processes, 1 avoids OpenMP spin-waits.
-    threads: int = 2
+    # torch intra-op threads; 0: from the cores other processes leave free, re-picked every
+    # epoch (worker/threads.py). 2 on an idle 2-core machine: SASRec 6.4 s -> 4.1 s for 6 epochs.
+    threads: int = 0
 
 
 REGISTRY: dict[str, type[Recommender]] = {}

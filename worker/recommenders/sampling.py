@@ -54,14 +54,22 @@ def sample_negatives(
     max_tries: int = 10,
 ) -> np.ndarray:
     """Uniform negatives of the given ``shape`` (leading dim = len(users)), redrawn while they
-    hit one of the user's training items. ``users`` must broadcast against ``shape``."""
+    hit one of the user's training items. ``users`` must broadcast against ``shape``.
+
+    Only the redrawn entries are looked up again: at the ML-1M shape, checking every entry on
+    every one of the ``max_tries`` rounds (heavy users hit their items often, so rounds rarely
+    end early) took half of a SASRec epoch. Same draws, in the same order, as checking all.
+    """
     neg = rng.integers(0, known.n_items, size=shape, dtype=np.int64)
     users_b = np.asarray(users, dtype=np.int64).reshape((-1,) + (1,) * (len(shape) - 1))
+    flat_neg = neg.reshape(-1)  # a view: writes land in neg
+    flat_users = np.broadcast_to(users_b, shape).reshape(-1)
+    bad = np.flatnonzero(known.contains(flat_users, flat_neg))
     for _ in range(max_tries):
-        bad = known.contains(users_b, neg)
-        if not bad.any():
+        if bad.size == 0:
             break
-        neg[bad] = rng.integers(0, known.n_items, size=int(bad.sum()), dtype=np.int64)
+        flat_neg[bad] = rng.integers(0, known.n_items, size=bad.size, dtype=np.int64)
+        bad = bad[known.contains(flat_users[bad], flat_neg[bad])]
     return neg
 
 

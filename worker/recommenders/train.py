@@ -21,6 +21,7 @@ from worker.errors import ConfigError
 from worker.metrics.ranking import hit_ndcg, ranking_report
 from worker.probe import evaluate
 from worker.recommenders.base import Recommender, RecommenderConfig, recommender_class
+from worker.threads import governor
 
 
 def default_config(name: str, **overrides: Any) -> RecommenderConfig:
@@ -55,6 +56,29 @@ def _dev_test(model: Recommender, dataset: Dataset, side: int) -> np.ndarray:
         return evaluate(model, dataset, side)
 
 
+def train_epoch(
+    model: Recommender,
+    optimizer: torch.optim.Optimizer,
+    dataset: Dataset,
+    rng: np.random.Generator,
+    epoch: int = 1,
+) -> list[float]:
+    """One pass over the model's training batches; returns each step's loss."""
+    model.train()
+    losses = []
+    for batch in model.training_batches(dataset, rng):
+        optimizer.zero_grad()
+        loss = model.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{model.name}: non-finite loss {loss.item()} at epoch {epoch}"
+            )
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 def train_recommender(
     dataset: Dataset,
     name: str,
@@ -69,7 +93,8 @@ def train_recommender(
     """
     config = config or default_config(name)
     torch.manual_seed(config.seed)
-    torch.set_num_threads(config.threads)
+    threads = governor(config.threads)  # worker/threads.py
+    threads.start()
     rng = np.random.default_rng(config.seed)
     model = build_recommender(name, dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
@@ -82,18 +107,8 @@ def train_recommender(
         optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.l2)
         bar = tqdm(range(1, config.epochs + 1), desc=f"train {name}", disable=not progress)
         for epoch in bar:
-            model.train()
-            losses = []
-            for batch in model.training_batches(dataset, rng):
-                optimizer.zero_grad()
-                loss = model.loss(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{name}: non-finite loss {loss.item()} at epoch {epoch}"
-                    )
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+            threads.update()
+            losses = train_epoch(model, optimizer, dataset, rng, epoch)
             if epoch % config.eval_every and epoch != config.epochs:
                 continue
             dev = hit_ndcg(_dev_test(model, dataset, DEV))

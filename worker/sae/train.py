@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu, l0
 from worker.sae.model import TopKSAE
 from worker.sae.selection import _Checkpoint, _Selection, _update_front, paired_tolerance
+from worker.threads import governor
 
 __all__ = [
     "SAEConfig",
@@ -65,9 +66,9 @@ class SAEConfig:
     k_aux: int | None = None  # dead latents the AuxK loss decodes; None -> d_in // 2
     dead_window: int | None = None  # training inputs without firing => dead; None -> 2 epochs
     seed: int = 0  # init, shuffling
-    # torch threads: 2 on an idle 2-core machine trains 1.7x faster (SASRec vectors: 126k ->
-    # 219k vectors/s); use 1 on a machine shared with other busy processes (OpenMP spin-waits).
-    threads: int = 2
+    # torch threads; 0: from the cores other processes leave free, re-picked every epoch
+    # (worker/threads.py: two threads beside busy processes trained 5-10x slower than one).
+    threads: int = 0
     eval_every: int = 1  # epochs between dev evaluations
     patience: int = 30  # evaluations without a better dev FVU or score before stopping
     # None: the paired 95% half-width of the per-case score difference to the best checkpoint
@@ -77,7 +78,9 @@ class SAEConfig:
 
     def validate(self) -> None:
         """Raise on values that would make training silently meaningless."""
-        for name in ("scale", "k", "batch_size", "max_epochs", "threads", "eval_every"):
+        if self.threads < 0:
+            raise ValueError(f"SAEConfig.threads must be >= 0 (0: automatic), got {self.threads}")
+        for name in ("scale", "k", "batch_size", "max_epochs", "eval_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SAEConfig.{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or self.aux_alpha < 0 or self.patience < 1:
@@ -242,7 +245,8 @@ def train_sae(
     x_dv = _check_vectors("x_dev", x_dev, x_tr.shape[1])
     n_train = x_tr.shape[0]
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+    threads = governor(config.threads)
+    threads.start()
     try:
         torch.manual_seed(config.seed)
         sae = init_sae(x_tr, config)
@@ -256,6 +260,7 @@ def train_sae(
         steps, vectors, train_seconds, epoch = 0, 0, 0.0, 0
         bar = tqdm(range(1, config.max_epochs + 1), disable=not progress, desc="SAE", unit="ep")
         for epoch in bar:
+            threads.update()
             t0 = time.perf_counter()
             sae.train()
             perm = torch.randperm(n_train, generator=gen)

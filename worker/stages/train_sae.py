@@ -27,7 +27,12 @@ from worker.sae.io import save_sae
 from worker.sae.model import TopKSAE
 from worker.sae.train import SAEConfig, encode_batched
 from worker.sae.train import train_sae as train
+from worker.threads import governor
 
+# Sequential models' SAE: at most this many steps of 4,096 vectors (docs/deviations.md, issue
+# 12). The demo's ~40k position vectors stop long before (150 epochs x 10 steps); ML-1M's ~940k
+# took ~90 epochs, 21k steps, 437 s. The dense-AE baseline gets the same budget.
+SEQUENTIAL_MAX_STEPS = 6000
 # A dictionary has more latents than dimensions: one-vector models get at least 4·d latents
 # (docs/method.md §1.4), fed by fold-in vectors.
 MIN_ONE_VECTOR_SCALE = 4
@@ -95,11 +100,26 @@ def sae_config(cfg: RunConfig, sequential: bool, train_shape: tuple[int, ...]) -
     n_train, d = train_shape
     scale = cfg.sae_scale or auto_scale(n_train, d, sequential)
     kind: dict[str, Any] = (
-        {"lr": 3e-3, "batch_size": 4096, "max_epochs": 150, "patience": 10}
+        {
+            "lr": 3e-3,
+            "batch_size": 4096,
+            "max_epochs": 150,
+            "patience": 10,
+            "max_steps": SEQUENTIAL_MAX_STEPS,
+        }
         if sequential
         else {"lr": 3e-3, "batch_size": 4096, "patience": 30}
     )
     return SAEConfig(scale=scale, k=cfg.sae_k, seed=cfg.seed, **{**kind, **cfg.sae_overrides})
+
+
+def _ae_epochs(n_fit: int, config: SAEConfig, default: int = 2000) -> int:
+    """The dense AE's epoch cap: its default, or fewer when the SAE has a step budget (the
+    baseline then trains on as many batches as the SAE may)."""
+    if config.max_steps is None:
+        return default
+    steps_per_epoch = -(-n_fit // min(config.batch_size, n_fit))
+    return max(1, min(default, -(-config.max_steps // steps_per_epoch)))
 
 
 def _dense_reconstruct(ae: torch.nn.Module, x: np.ndarray) -> np.ndarray:
@@ -154,7 +174,10 @@ def _held_out(run: Run, sae: TopKSAE, config: SAEConfig, x_fit: np.ndarray) -> d
     rand = random_sae(reps.shape[1], config.scale * reps.shape[1], config.k,
                       b_dec=x_train.mean(0), seed=seed)  # fmt: skip
     # The SAE's data and batch size (fold-ins make it tens of thousands of vectors).
-    ae, ae_report = train_dense_ae(x_fit, x_dev, hidden=8, seed=seed, batch_size=config.batch_size)
+    ae, ae_report = train_dense_ae(
+        x_fit, x_dev, hidden=8, seed=seed, batch_size=config.batch_size,
+        max_epochs=_ae_epochs(len(x_fit), config), threads=governor(config.threads).start(),
+    )  # fmt: skip
     recon = {
         "sae": encode_batched(sae, user_vectors)[2],
         "random_sae": encode_batched(rand, user_vectors)[2],

@@ -1,0 +1,254 @@
+"""The worker at the paper's scale and on a busy machine (issue 12).
+
+1. Writes MovieLens-1M-shaped synthetic data (6,040 users, 3,706 items, 1,000,209 interactions;
+   ``--large``: 30,000 x 20,000 x 2.5M; ``--quick``: 600 x 1,000 x 60k with few epochs, to check
+   the script in a minute or two) in the generic layout (``worker.data.synthetic``).
+2. Runs the whole pipeline without the LLM for each model (``recsae run --format generic``), each
+   in its own process, and reads each stage's wall seconds from the run directory, the process's
+   peak RSS (``os.wait4``), SASRec's seconds per epoch (training seconds / epochs, dev
+   evaluations every 5 epochs included) and the SAE's training vectors per second.
+3. Measures, in fresh processes, a fixed SAE training (the SASRec run's training vectors, the
+   run's SAE shape) and one SASRec epoch on an idle machine, then beside one busy process per
+   core (``while True: pass``) that it starts and stops itself; prints the slowdowns, and the
+   same busy runs on one fixed thread (the floor the automatic thread count must not lose to).
+
+    .venv/bin/python benchmarks/scale.py            # ML-1M shape (~15 min per model, 2 cores)
+    .venv/bin/python benchmarks/scale.py --quick    # a minute or two
+    .venv/bin/python benchmarks/scale.py --large    # 30k users x 20k items x 2.5M
+
+Runs live in a temporary data directory (``--data-dir`` to keep them). The last line printed is
+one JSON object: shape, models.<name>.{stages.<stage>.seconds, pipeline_seconds, peak_rss_mb,
+sae_vectors_per_second}, models.sasrec.epoch_seconds, busy.{sae_slowdown,
+sasrec_epoch_slowdown}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from core import rundir  # noqa: E402
+from worker.config import STAGES  # noqa: E402
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "quick": dict(n_users=600, n_items=1000, n_interactions=60_000, min_history=20,
+                  max_history=600, history_sigma=1.0),
+    "ml1m": dict(n_users=6040, n_items=3706, n_interactions=1_000_209, min_history=20,
+                 max_history=2314, history_sigma=1.0),
+    "large": dict(n_users=30_000, n_items=20_000, n_interactions=2_500_000, min_history=20,
+                  max_history=5000, history_sigma=1.0),
+}  # fmt: skip
+# --quick caps training so the whole script takes a minute or two; the other shapes run as a
+# user would (the models' tuned defaults, early stopping).
+QUICK_SETS = ["recommender.epochs=3", "recommender.eval_every=1", "sae.max_epochs=3"]
+QUICK_SAE_STEPS, SAE_STEPS = 20, 200  # the busy comparison's fixed SAE training
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+def write_data(shape: str, directory: Path, seed: int) -> dict[str, Any]:
+    from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv
+
+    start = time.perf_counter()
+    raw, _ = generate(SyntheticConfig(seed=seed, **SHAPES[shape]))
+    write_generic_csv(raw, directory)
+    log(f"data: {shape} shape written to {directory} in {time.perf_counter() - start:.1f}s")
+    return {
+        "name": shape,
+        "users": SHAPES[shape]["n_users"],
+        "items": SHAPES[shape]["n_items"],
+        "interactions": len(raw.interactions),
+    }
+
+
+def run_child(cmd: list[str], env: dict[str, str], prefix: str) -> float:
+    """Run ``cmd``, echo its stdout lines with ``prefix``; returns its peak RSS in MB."""
+    child = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if "%|" not in line:  # progress bars (tqdm) stay out of the log
+            log(f"{prefix}{line.rstrip()}")
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {child.returncode}")
+    return usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def child_env(data_dir: Path) -> dict[str, str]:
+    return {**os.environ, "RECSAE_DATA_DIR": str(data_dir), "TQDM_DISABLE": "1"}
+
+
+def run_model(model: str, args: argparse.Namespace, data: Path, name: str) -> dict[str, Any]:
+    """The whole pipeline for ``model`` in its own process; its figures from the run dir."""
+    cmd = [sys.executable, "-m", "worker.cli", "run", "--recommender", model,
+           "--format", "generic", "--data", str(data), "--name", name, "--seed", str(args.seed),
+           "--llm-latents", "0", "--force"]  # fmt: skip
+    for item in QUICK_SETS if args.quick else []:
+        cmd += ["--set", item]
+    log(f"{model}: pipeline ...")
+    start = time.perf_counter()
+    peak_mb = run_child(cmd, child_env(args.data_dir), f"  {model} | ")
+    wall = time.perf_counter() - start
+    run_dir = args.data_dir / "runs" / f"{name}-{model}"
+    stages = {}
+    for stage in STAGES:
+        marker = run_dir / rundir.done_marker(stage)
+        if marker.exists():
+            stages[stage] = {"seconds": json.loads(marker.read_text())["seconds"]}
+    rec = json.loads((run_dir / rundir.RECOMMENDER_REPORT).read_text())
+    sae = json.loads((run_dir / rundir.SAE_REPORT).read_text())
+    out: dict[str, Any] = {
+        "stages": stages,
+        "pipeline_seconds": sum(s["seconds"] for s in stages.values()),
+        "peak_rss_mb": peak_mb,
+        "sae_vectors_per_second": sae["vectors_per_second"],
+    }
+    if model == "sasrec":
+        out["epoch_seconds"] = rec["train_seconds"] / max(1, rec["epochs_run"])
+    log(
+        f"{model}: pipeline {out['pipeline_seconds']:.1f}s (process {wall:.1f}s), peak RSS "
+        f"{peak_mb:.0f} MB, test NDCG@10 {rec['test']['ndcg@10']:.4f}, SAE held-out FVU "
+        f"{sae['fvu_test']:.3f}, {sae['vectors_per_second']:,.0f} SAE vectors/s"
+        + (f", {out['epoch_seconds']:.1f}s per epoch" if model == "sasrec" else "")
+    )
+    return out
+
+
+def measure(kind: str, run_dir: Path, threads: int, steps: int) -> float:
+    """In this (child) process: seconds of ``steps`` SAE steps or of one SASRec epoch."""
+    import numpy as np
+    import torch
+
+    from worker.artifacts import ProbeArrays
+    from worker.cases import DEV, TRAIN
+    from worker.data.dataset import Dataset
+    from worker.recommenders.train import build_recommender, default_config, train_epoch
+    from worker.sae.train import SAEConfig, train_sae
+    from worker.threads import governor
+
+    if kind == "sae":
+        probe = ProbeArrays.load(run_dir)
+        side = probe.cases.side
+        saved = json.loads((run_dir / rundir.SAE_REPORT).read_text())["config"]
+        config = SAEConfig(scale=saved["scale"], k=saved["k"], batch_size=saved["batch_size"],
+                           lr=saved["lr"], max_steps=steps, threads=threads)  # fmt: skip
+        _, report = train_sae(probe.reps[side == TRAIN], probe.reps[side == DEV], config,
+                              progress=False)  # fmt: skip
+        return float(report["train_seconds"])
+    dataset = Dataset.load(run_dir / rundir.DATASET_DIR)
+    config = default_config("sasrec", threads=threads)
+    torch.manual_seed(config.seed)
+    model = build_recommender("sasrec", dataset.n_users, dataset.n_items, config)
+    model.prepare(dataset)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    governor(threads).start()
+    start = time.perf_counter()
+    train_epoch(model, optimizer, dataset, np.random.default_rng(config.seed))
+    return time.perf_counter() - start
+
+
+def measure_child(kind: str, run_dir: Path, threads: int, steps: int, data_dir: Path) -> float:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--_measure", kind, "--_run-dir",
+           str(run_dir), "--_threads", str(threads), "--_steps", str(steps)]  # fmt: skip
+    env = child_env(data_dir)
+    out = subprocess.run(cmd, env=env, cwd=ROOT, check=True, text=True, capture_output=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def busy_loops(n: int) -> list[subprocess.Popen[bytes]]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def busy_comparison(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
+    """Idle vs beside one busy loop per usable core, automatic threads; one thread for scale."""
+    from worker.threads import usable_cores
+
+    steps = QUICK_SAE_STEPS if args.quick else SAE_STEPS
+    cores = usable_cores()
+    seconds: dict[str, float] = {}
+    for kind in ("sae", "sasrec"):
+        seconds[f"{kind}_idle"] = measure_child(kind, run_dir, 0, steps, args.data_dir)
+        log(f"busy: {kind} idle {seconds[f'{kind}_idle']:.2f}s")
+    loops = busy_loops(cores)
+    try:
+        time.sleep(1.0)  # let them take the cores before the measured process looks
+        for kind in ("sae", "sasrec"):
+            for threads, label in ((0, "busy"), (1, "busy_one_thread")):
+                seconds[f"{kind}_{label}"] = measure_child(
+                    kind, run_dir, threads, steps, args.data_dir
+                )
+                log(f"busy: {kind} beside {cores} busy loops, "
+                    f"{'one thread' if threads else 'automatic threads'}: "
+                    f"{seconds[f'{kind}_{label}']:.2f}s")  # fmt: skip
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+    log(
+        "busy: automatic threads vs one thread beside the loops: SAE "
+        f"{seconds['sae_busy'] / seconds['sae_busy_one_thread']:.2f}x, SASRec epoch "
+        f"{seconds['sasrec_busy'] / seconds['sasrec_busy_one_thread']:.2f}x"
+    )
+    return {
+        "sae_slowdown": seconds["sae_busy"] / seconds["sae_idle"],
+        "sasrec_epoch_slowdown": seconds["sasrec_busy"] / seconds["sasrec_idle"],
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    size = parser.add_mutually_exclusive_group()
+    quick = "600 users x 1,000 items x 60k, 3 epochs: checks the script"
+    size.add_argument("--quick", action="store_true", help=quick)
+    size.add_argument("--large", action="store_true", help="30,000 x 20,000 x 2.5M interactions")
+    parser.add_argument("--models", nargs="+", default=["bprmf", "sasrec"],
+                        choices=["bprmf", "sasrec"], help="recommenders to run")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="data and run seed")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="data and runs (default: a new temp dir)"
+    )
+    parser.add_argument("--no-busy", action="store_true", help="skip the busy-machine runs")
+    for hidden in ("--_measure", "--_run-dir", "--_threads", "--_steps"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args._measure:
+        print(measure(args._measure, Path(args._run_dir), int(args._threads), int(args._steps)))
+        return
+    shape = "quick" if args.quick else "large" if args.large else "ml1m"
+    args.data_dir = (args.data_dir or Path(tempfile.mkdtemp(prefix="recsae-scale-"))).resolve()
+    data = args.data_dir / f"synthetic-{shape}"
+    result: dict[str, Any] = {"shape": write_data(shape, data, args.seed), "models": {}}
+    name = f"scale-{shape}"
+    for model in args.models:
+        result["models"][model] = run_model(model, args, data, name)
+    if not args.no_busy:
+        if "sasrec" not in args.models:
+            raise SystemExit("the busy comparison needs the SASRec run: add sasrec to --models")
+        result["busy"] = busy_comparison(args, args.data_dir / "runs" / f"{name}-sasrec")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
