@@ -18,6 +18,7 @@ from worker.sae.model import TopKSAE
 ENCODE_BATCH = 16384  # vectors encoded at a time (worker.sae.train.encode_batched's batch)
 
 
+@torch.inference_mode()  # as encode_batched: the encoder's no-grad path, the same codes
 def encode_codes(
     sae: TopKSAE, x_ND: np.ndarray, batch_size: int = ENCODE_BATCH
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +33,7 @@ def encode_codes(
         batch = torch.as_tensor(x_ND[start : start + batch_size], dtype=torch.float32)
         i_BK, v_BK = sae.encode(batch)
         idx[start : start + len(batch)] = i_BK.numpy()
-        val[start : start + len(batch)] = v_BK.detach().numpy()
+        val[start : start + len(batch)] = v_BK.numpy()
     return idx, val
 
 
