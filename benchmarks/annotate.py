@@ -3,6 +3,7 @@ uvicorn with two workers, over SQLite and over PostgreSQL.
 
     .venv/bin/python benchmarks/annotate.py                   # both engines
     .venv/bin/python benchmarks/annotate.py --engines sqlite --annotators 5
+    .venv/bin/python benchmarks/annotate.py --parts    # one client: ms per part of a rating POST
 
 Per engine, a throw-away database (PostgreSQL: a server started for the run, the helpers of
 benchmarks/load.py) holds the factory run (tests/backend/factories.py) with ``--latents``
@@ -184,6 +185,52 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def parts(engine: str, args: argparse.Namespace, repeat: int = 300) -> dict[str, float]:
+    """One client, in this process: the median ms of each part of a rating POST: the session
+    lookup (every signed-in request), the rating write (a new rating; a change), and the whole
+    POST through the app (Starlette's TestClient: no network, one process)."""
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+    from core import accounts, studies
+    from core.store.engine import session_factory
+
+    def median_ms(fn: Any, times: int = repeat) -> float:
+        taken = []
+        for i in range(times):
+            started = time.perf_counter()
+            fn(i)
+            taken.append(1000 * (time.perf_counter() - started))
+        return round(sorted(taken)[len(taken) // 2], 2)
+
+    one = argparse.Namespace(**{**vars(args), "annotators": 1})
+    with tempfile.TemporaryDirectory(prefix=f"annotate-{engine}-") as tmp:
+        with database(engine, Path(tmp)) as url:
+            study_id, n_items, (person,) = build(url, one)
+            sessions, who, token = session_factory(url), person["id"], person["token"]
+
+            def rate(i: int, value: int) -> None:
+                studies.rate_at(sessions, study_id, who, i % n_items, value)
+
+            out = {
+                "session_lookup": median_ms(lambda i: accounts.lookup_session(sessions, token)),
+                "rate_new": median_ms(lambda i: rate(i, 1), n_items),  # each item once
+                "rate_change": median_ms(lambda i: rate(i, 2 + i // n_items % 3)),
+            }
+            settings = Settings(data_dir=Path(tmp), database_url=url, allowed_hosts=["testserver"])
+            with TestClient(create_app(settings)) as client:
+                client.cookies.set("recsae_session", person["token"])
+                headers = {"X-CSRF-Token": person["csrf"], "Accept": "application/json"}
+                out["post_in_process"] = median_ms(
+                    lambda i: client.post(
+                        f"/studies/{study_id}/ratings",
+                        data={"position": str(i % n_items), "value": str(1 + i % 4)},
+                        headers=headers,
+                    ).raise_for_status()
+                )
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--engines", default="sqlite,postgres")
@@ -193,7 +240,11 @@ def main() -> None:
     p.add_argument("--latents", type=int, default=400, help="latents in the factory run")
     p.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--parts", action="store_true", help="time a rating's parts, one client")
     args = p.parse_args()
+    if args.parts:
+        print(json.dumps({"parts_ms": {e: parts(e, args) for e in args.engines.split(",")}}))
+        return
 
     engines = {name: measure(name, args) for name in args.engines.split(",")}
     print(
