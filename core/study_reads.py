@@ -111,7 +111,7 @@ def results(session: Session, study: Study) -> dict[str, Any]:
     """Everything the results page shows, as plain data (docs/method.md §5)."""
     study_items = items(session, study.id)
     ratings = list(session.scalars(select(Rating).filter_by(study_id=study.id)))
-    names = dict(session.execute(select(Account.id, Account.username)).tuples().all())
+    names: dict[int, str] = {i: n for i, n in session.execute(select(Account.id, Account.username))}
     matrix, raters = _matrix(study_items, ratings, names)
     by_item = [_item_row(i, matrix[:, k], raters) for k, i in enumerate(study_items)]
     methods = [m for m in METHOD_ORDER if any(i.method == m for i in study_items)]
@@ -162,7 +162,7 @@ def _by_latent(by_item: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def export_rows(session: Session, study: Study) -> list[dict[str, Any]]:
     """One row per rating (skips too), for the CSV export."""
     by_key = {(i.latent_idx, i.concept_id): i for i in items(session, study.id)}
-    names = dict(session.execute(select(Account.id, Account.username)).tuples().all())
+    names: dict[int, str] = {i: n for i, n in session.execute(select(Account.id, Account.username))}
     rows = session.scalars(
         select(Rating)
         .filter_by(study_id=study.id)
