@@ -157,7 +157,7 @@ def measure(kind: str, run_dir: Path, threads: int, steps: int) -> float:
     model = build_recommender("sasrec", dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    governor(threads).start()
+    governor(threads)
     start = time.perf_counter()
     train_epoch(model, optimizer, dataset, np.random.default_rng(config.seed))
     return time.perf_counter() - start

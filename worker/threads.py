@@ -139,8 +139,10 @@ class ThreadGovernor:
 
 
 def governor(threads: int = 0) -> ThreadGovernor:
-    """The governor for a config's ``threads``: N > 0 fixes N; 0 defers to ``RECSAE_THREADS``,
-    and when that is 0 too, the count follows the free cores."""
+    """The governor for a config's ``threads``, started (its count applied): N > 0 fixes N; 0
+    defers to ``RECSAE_THREADS``, and when that is 0 too, the count follows the free cores."""
     from core.settings import get_settings
 
-    return ThreadGovernor(fixed=threads or get_settings().threads)
+    gov = ThreadGovernor(fixed=threads or get_settings().threads)
+    gov.start()
+    return gov

@@ -92,7 +92,7 @@ def test_governor_follows_the_load_between_epochs(monkeypatch: pytest.MonkeyPatc
 
 def test_fixed_threads_and_recsae_threads_pin_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeMachine(others=2.0, own=0.0).install(monkeypatch)
-    assert governor(2).start() == 2  # a config's threads=2 wins over the load
+    assert governor(2).threads == 2  # a config's threads=2 wins over the load
     monkeypatch.setenv("RECSAE_THREADS", "1")
     get_settings.cache_clear()
     try:
@@ -153,7 +153,7 @@ def sasrec_epochs(dataset: Dataset, threads: int, epochs: int = 2) -> tuple[list
     """Two seeded SASRec epochs (the negatives sampler and the epoch loop of the pipeline)."""
     config = default_config("sasrec", batch_size=8, threads=threads)
     torch.manual_seed(config.seed)
-    governor(threads).start()
+    governor(threads)
     model = build_recommender("sasrec", dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)

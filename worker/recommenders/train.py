@@ -94,7 +94,6 @@ def train_recommender(
     config = config or default_config(name)
     torch.manual_seed(config.seed)
     threads = governor(config.threads)  # worker/threads.py
-    threads.start()
     rng = np.random.default_rng(config.seed)
     model = build_recommender(name, dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)

@@ -246,7 +246,6 @@ def train_sae(
     n_train = x_tr.shape[0]
     previous_threads = torch.get_num_threads()
     threads = governor(config.threads)
-    threads.start()
     try:
         torch.manual_seed(config.seed)
         sae = init_sae(x_tr, config)

@@ -176,7 +176,7 @@ def _held_out(run: Run, sae: TopKSAE, config: SAEConfig, x_fit: np.ndarray) -> d
     # The SAE's data and batch size (fold-ins make it tens of thousands of vectors).
     ae, ae_report = train_dense_ae(
         x_fit, x_dev, hidden=8, seed=seed, batch_size=config.batch_size,
-        max_epochs=_ae_epochs(len(x_fit), config), threads=governor(config.threads).start(),
+        max_epochs=_ae_epochs(len(x_fit), config), threads=governor(config.threads).threads,
     )  # fmt: skip
     recon = {
         "sae": encode_batched(sae, user_vectors)[2],
