@@ -77,6 +77,8 @@ def sse(event: str, data: dict[str, Any]) -> str:
 
 
 class ExplainJob:
+    """One explanation's task and the steps it has reported (what the stream sends)."""
+
     def __init__(self, latent_id: int, started: float) -> None:
         self.latent_id = latent_id
         self.started = started  # time.perf_counter() when the request came
