@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import os
 import stat
 import threading
@@ -38,10 +37,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from core.jsonsafe import jsonable
+from core.mapped import map_safetensors
 
 CONFIG = "config.json"
 DATASET_DIR = "dataset"
@@ -208,8 +208,14 @@ def stage_writing(name: str) -> str | None:
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write named arrays as one safetensors file (any dtype safetensors has; made contiguous)."""
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(path))
+    """Write named arrays as one safetensors file (any dtype safetensors has; made contiguous).
+
+    Written beside it and renamed into place: a stage killed halfway leaves the previous file
+    whole, and a memory map of the previous file stays valid, never truncated under it."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(partial))
+    os.replace(partial, path)
 
 
 def load_arrays(path: Path, names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -264,30 +270,17 @@ def _finite_tensors(path: Path, where: str, names: tuple[str, ...]) -> dict[str,
 
 
 def _mapped_tensors(path: Path, where: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The named arrays of a published (read-only) safetensors file as read-only views of one
-    shared memory map: every server process reading the file shares its pages in the page cache
-    instead of holding a copy (docs/architecture.md, run versions). safetensors checks the file
-    (``safe_open``); a tensor that is not float32 is copied as :func:`_finite_tensors` does."""
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            keys = set(f.keys())
-        with open(path, "rb") as fh:
-            size = int.from_bytes(fh.read(8), "little")  # safetensors: u64 header length
-            header = json.loads(fh.read(size))
-            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise ArtifactError(f"{where} is not a readable safetensors file ({err})") from None
-    missing = [n for n in names if n not in keys]
+    """The named float32 arrays of a published (read-only) safetensors file as views of one
+    shared memory map (:func:`_map_file`): every server process reading the file shares its
+    pages instead of holding a copy (docs/architecture.md, run versions). A tensor that is not
+    float32 is copied as :func:`_finite_tensors` does."""
+    arrays = map_safetensors(path, where, ArtifactError)
+    missing = [n for n in names if n not in arrays]
     if missing:
-        raise ArtifactError(f"{where} lacks tensors {missing}; it has {sorted(keys)}")
-    if any(header[n]["dtype"] != "F32" for n in names):
+        raise ArtifactError(f"{where} lacks tensors {missing}; it has {sorted(arrays)}")
+    if any(arrays[n].dtype != np.float32 for n in names):
         return _finite_tensors(path, where, names)
-    out: dict[str, np.ndarray] = {}
-    for n in names:
-        start, end = header[n]["data_offsets"]
-        shape = tuple(header[n]["shape"])
-        a = np.frombuffer(data, np.float32, (end - start) // 4, 8 + size + start)
-        out[n] = a.reshape(shape)
+    out = {n: arrays[n] for n in names}
     _check_finite(where, out)
     return out
 
