@@ -51,7 +51,12 @@ SHAPES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 # --quick caps training so the whole script takes a minute or two; the other shapes run as a
 # user would (the models' tuned defaults, early stopping).
-QUICK_SETS = ["recommender.epochs=3", "recommender.eval_every=1", "sae.max_epochs=3"]
+QUICK_SETS = [
+    "recommender.epochs=3",
+    "recommender.eval_every=1",
+    "sae.max_epochs=3",
+    "sae.max_steps=200",
+]
 QUICK_SAE_STEPS, SAE_STEPS = 20, 200  # the busy comparison's fixed SAE training
 
 
