@@ -33,6 +33,7 @@ from worker.cases import DEV, TEST, TRAIN  # noqa: E402
 from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu  # noqa: E402
 from worker.sae.baselines import pca_fvu, random_sae, train_dense_ae  # noqa: E402
 from worker.sae.train import SAEConfig, encode_batched, train_sae  # noqa: E402
+from worker.threads import governor  # noqa: E402
 
 RATINGS = ROOT / "data" / "ml-latest-small" / "ratings.csv"
 VECTORS = ROOT / "var" / "vectors"
@@ -167,7 +168,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the scale sweep")
     parser.add_argument("--sweep-all", action="store_true", help="sweep SASRec's scale too")
     args = parser.parse_args()
-    torch.set_num_threads(CONFIGS[args.models[0]].threads)
+    governor(CONFIGS[args.models[0]].threads)  # 0: the free cores (worker/threads.py)
     results = {}
     for model in args.models:
         # the SASRec sweep costs minutes per scale on a shared 2-core box: only with --sweep-all
