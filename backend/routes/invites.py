@@ -54,7 +54,13 @@ def link(request: Request, token: str) -> str:
     "/admin/invites",
     response_class=HTMLResponse,
     summary="Create a single-use invite link (admin, form post; the link is shown once)",
-    responses=errors.responses(400, 401, 403),
+    responses={
+        201: {
+            "description": "With `Accept: application/json`: the link and when it expires",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **errors.responses(400, 401, 403),
+    },
 )
 def create_invite(
     request: Request,
