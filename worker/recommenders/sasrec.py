@@ -142,7 +142,8 @@ class SASRec(Recommender):
         target_BL = batch["pos"] != self.n_items
         h_ND = h_BLD[target_BL]
         pos_N = (h_ND * self.item_emb(batch["pos"][target_BL])).sum(-1)
-        neg_NK = torch.einsum("nd,nkd->nk", h_ND, self.item_emb(batch["neg"][target_BL]))
+        # multiply-and-sum: 2x faster than einsum's N tiny [1, d] x [d, K] products on CPU
+        neg_NK = (h_ND[:, None, :] * self.item_emb(batch["neg"][target_BL])).sum(-1)
         return sequence_loss(self.config.loss, pos_N, neg_NK)
 
     def user_representation(self, batch: Batch) -> torch.Tensor:
