@@ -111,12 +111,14 @@ class ExplainJob:
         try:
             while True:
                 self.changed.clear()
-                if sent == len(self.reports):
+                done = task.done()  # before sending: a step reported meanwhile is sent next
+                new = self.reports[sent:]
+                sent += len(new)  # counted now: the task may report more while we yield
+                if not new:
                     yield sse("stage", self.snapshot())  # nothing new: the clock goes on
-                for report in self.reports[sent:]:
+                for report in new:
                     yield sse("stage", report)
-                sent = len(self.reports)
-                if task.done():
+                if done and sent == len(self.reports):
                     break
                 waiter = asyncio.ensure_future(self.changed.wait())
                 await asyncio.wait(
