@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -241,6 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     if args._measure:
         print(measure(args._measure, Path(args._run_dir), int(args._threads), int(args._steps)))
         return
+    # a SIGTERM (timeout, Ctrl-C's cousin) still runs the finally that stops the busy loops
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     shape = "quick" if args.quick else "large" if args.large else "ml1m"
     args.data_dir = (args.data_dir or Path(tempfile.mkdtemp(prefix="recsae-scale-"))).resolve()
     data = args.data_dir / f"synthetic-{shape}"
