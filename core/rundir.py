@@ -269,6 +269,19 @@ def _finite_tensors(path: Path, where: str, names: tuple[str, ...]) -> dict[str,
     return out
 
 
+def map_arrays(path: Path, names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """:func:`load_arrays` as read-only memory-mapped views (:mod:`core.mapped`): what a stage
+    does not use is never read (publish uses a few of interpret's arrays, not its [C, k] ones).
+    Safe because :func:`save_arrays` replaces a file by renaming, never rewrites it in place."""
+    if not Path(path).is_file():
+        raise MissingArtifact(f"missing artifact {path}")
+    arrays = map_safetensors(Path(path), str(path), ArtifactError)
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ArtifactError(f"{path} lacks arrays {missing}; it has {sorted(arrays)}")
+    return arrays
+
+
 def _mapped_tensors(path: Path, where: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """The named float32 arrays of a published (read-only) safetensors file as views of one
     shared memory map (:func:`_map_file`): every server process reading the file shares its

@@ -137,3 +137,28 @@ def test_a_published_file_that_is_not_safetensors_is_an_artifact_error(tmp_path)
     digests = {rundir.VECTORS: rundir.file_digest(tmp_path / rundir.VECTORS)}
     with pytest.raises(ArtifactError, match="vectors.safetensors is not a readable safetensors"):
         load_vectors(Published("r", 1, tmp_path, digests))
+
+
+def test_map_arrays_equals_load_arrays_and_survives_a_rewrite(tmp_path) -> None:
+    """The worker maps interpret's arrays (publish reads a few of them): every dtype it writes
+    comes back equal, and rewriting the file (a rerun) leaves an earlier map intact."""
+    path = tmp_path / "arrays.safetensors"
+    arrays = {
+        "levels": np.arange(24, dtype=np.int64).reshape(4, 6),
+        "edges": np.array([[np.nan, 1.5], [0.25, 2.0]]),
+        "val": np.linspace(0, 1, 5, dtype=np.float32),
+        "too_rare": np.array([True, False, True]),
+        "empty": np.zeros((0, 3), np.int64),
+    }
+    rundir.save_arrays(path, arrays)
+    mapped = rundir.map_arrays(path, ("levels", "edges"))
+    loaded = rundir.load_arrays(path)
+    assert set(mapped) == set(loaded) == set(arrays)
+    for name, want in arrays.items():
+        np.testing.assert_array_equal(mapped[name], loaded[name])
+        assert mapped[name].dtype == want.dtype and mapped[name].shape == want.shape
+    assert not mapped["levels"].flags.writeable
+    rundir.save_arrays(path, {"levels": np.zeros((4, 6), np.int64)})  # renamed into place
+    np.testing.assert_array_equal(mapped["levels"], arrays["levels"])
+    with pytest.raises(ArtifactError, match="lacks arrays"):
+        rundir.map_arrays(path, ("edges",))

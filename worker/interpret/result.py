@@ -16,7 +16,7 @@ import numpy as np
 from core.rundir import (
     INTERPRETATION_ARRAYS,
     INTERPRETATION_JSON,
-    load_arrays,
+    map_arrays,
     read_json,
     save_arrays,
     write_json,
@@ -133,7 +133,7 @@ class Interpretation:
 
     @classmethod
     def load(cls, run_dir: Path) -> Interpretation:
-        arrays = load_arrays(Path(run_dir) / INTERPRETATION_ARRAYS)
+        arrays = map_arrays(Path(run_dir) / INTERPRETATION_ARRAYS)  # read when used
         meta = read_json(Path(run_dir) / INTERPRETATION_JSON)
         return cls(
             sae=CodesInterpretation.load(arrays, meta["sae"], "sae"),
