@@ -163,12 +163,15 @@ def select_examples(
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
 
+    # One entry per active code, in the narrowest types that hold them (18 bytes an entry, not
+    # 37: the entries are C x k, the largest arrays of interpret; issue 12). Values, orders and
+    # ties are unchanged; the ExampleSets below keep their int64 / float32 types.
     active = latent_val > 0
-    ent_case = np.broadcast_to(np.arange(C)[:, None], (C, k))[active]
-    ent_lat = latent_idx[active].astype(np.int64)
+    ent_case = np.broadcast_to(np.arange(C, dtype=np.int32)[:, None], (C, k))[active]
+    ent_lat = latent_idx[active].astype(np.int32)
     ent_val = latent_val[active]
-    ent_lvl = levels[active]
-    ent_item = top_items[ent_case, 0].astype(np.int64)
+    ent_lvl = levels[active].astype(np.int8)  # 0..10
+    ent_item = top_items[ent_case, 0].astype(np.int32)
     ent_side = cases.side[ent_case]
 
     def pick(side: int) -> tuple[ExampleSet, np.ndarray]:
