@@ -190,13 +190,37 @@ def select_examples(
     construction, n_active_c = pick(TRAIN)
     verification, n_active_v = pick(TEST)
 
-    # Random negatives: per latent, draw (wanted + #active) TEST cases without replacement in
-    # random order and keep the first `wanted` inactive ones, which is a uniform sample of the
-    # inactive cases and never needs a second draw.
+    test_ent = ent_side == TEST
+    random = random_examples(
+        cases, ent_lat[test_ent], ent_case[test_ent], top_items, n_latents, n, seed
+    )
+    return LatentExamples(
+        construction=construction,
+        verification=verification,
+        random=random,
+        n_active_construction=n_active_c,
+        n_active_verification=n_active_v,
+        too_rare=verification.count < n,
+        n=n,
+        seed=seed,
+    )
+
+
+def random_examples(
+    cases: Cases,
+    t_lat: np.ndarray,
+    t_case: np.ndarray,
+    top_items: np.ndarray,
+    n_latents: int,
+    n: int,
+    seed: int,
+) -> ExampleSet:
+    """Random negatives (docs/method.md §1.7): per latent, draw (wanted + #active) TEST cases
+    without replacement in random order and keep the first `wanted` inactive ones, which is a
+    uniform sample of the inactive cases and never needs a second draw. ``t_lat`` / ``t_case``:
+    the latent and case of every active code on a TEST case."""
     rng = np.random.default_rng(seed)
     pool = np.flatnonzero(cases.side == TEST)
-    test_ent = ent_side == TEST
-    t_lat, t_case = ent_lat[test_ent], ent_case[test_ent]
     order = np.argsort(t_lat, kind="stable")
     bounds = np.searchsorted(t_lat[order], np.arange(n_latents + 1))
     random = ExampleSet.empty(n_latents, n)
@@ -209,17 +233,7 @@ def select_examples(
         chosen = draw[~np.isin(draw, act)][:want]
         random.case[latent, :want] = chosen
         random.item[latent, :want] = top_items[chosen, 0]
-
-    return LatentExamples(
-        construction=construction,
-        verification=verification,
-        random=random,
-        n_active_construction=n_active_c,
-        n_active_verification=n_active_v,
-        too_rare=verification.count < n,
-        n=n,
-        seed=seed,
-    )
+    return random
 
 
 def example_history(dataset: Dataset, cases: Cases, case: int) -> np.ndarray:
