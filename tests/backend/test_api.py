@@ -122,7 +122,10 @@ def test_latent_json(client: TestClient) -> None:
     assert [p["idx"] for p in body["promoted"]] == [0, 1, 2]
     assert body["figures"]["histogram"]["data"][0]["type"] == "bar"
     assert len(body["figures"]["histogram"]["layout"]["shapes"]) == 9
-    assert [t["name"] for t in body["figures"]["tuning"]["data"]] == ["related", "other"]
+    assert [t["name"] for t in body["figures"]["tuning"]["data"]] == [
+        "related concept · cases with it in the top 10",
+        "other concepts · cases with them in the top 10",
+    ]
     assert body["links"]["prev"] is None and body["links"]["next"] == "/runs/fixture/latents/1"
     assert [h["method"] for h in body["history"]] == ["llm", "tfidf"]
 
