@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # torch threads of the worker's training (RECSAE_THREADS; issue 12): 0 picks them at every
     # epoch from the cores other processes leave free (worker/threads.py), N > 0 fixes N.
     threads: int = 0
+    # torch device of the worker's training (RECSAE_DEVICE, `recsae run --device`): cpu, cuda,
+    # cuda:N or mps (worker/device.py; docs/scaling.md).
+    device: str = "cpu"
 
     # The largest request body accepted, in bytes (issue 8 §4; 0: no limit).
     max_body_bytes: int = 64 * 1024

@@ -201,8 +201,17 @@ def run(
         typer.Option("--stage", help=f"Run only these stages (repeatable): {', '.join(STAGES)}."),
     ] = None,
     force: Force = False,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            help="Train the recommender and the SAE on this torch device: cpu (default), cuda, "
+            "cuda:N or mps; the rest runs on the CPU (RECSAE_DEVICE; docs/scaling.md).",
+        ),
+    ] = None,
 ) -> None:
     """Run the pipeline (or some stages) for one recommender on one dataset, then publish it."""
+    _use_device(device)
     if not data.exists():
         raise typer.BadParameter(
             f"{data} does not exist: give the dataset's directory", param_hint="--data"
@@ -216,6 +225,20 @@ def run(
     from worker.pipeline import run_pipeline
 
     _run_or_explain(lambda: run_pipeline(config, stages=stages, force=force))
+
+
+def _use_device(device: str | None) -> None:
+    """Check ``--device`` (or RECSAE_DEVICE) before any stage runs, and hand it to the stages."""
+    from core.settings import get_settings
+    from worker.device import resolve_device
+
+    try:
+        resolve_device(device if device is not None else get_settings().device)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--device") from err
+    if device is not None:
+        os.environ["RECSAE_DEVICE"] = device
+        get_settings.cache_clear()
 
 
 def _run_or_explain(fn: Callable[[], object]) -> None:

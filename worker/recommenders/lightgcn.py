@@ -69,6 +69,10 @@ class LightGCN(Recommender):
         self._adj, self._cache = None, None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def _apply(self, fn, recurse=True):
+        self._adj, self._cache = None, None  # rebuilt on the new device (worker/device.py)
+        return super()._apply(fn, recurse)
+
     def train(self, mode: bool = True) -> LightGCN:
         self._cache = None  # weights may change in train mode; recompute after
         return super().train(mode)

@@ -90,7 +90,9 @@ class SASRec(Recommender):
         x_BLD = self.emb_dropout(x_BLD) * valid_BL[..., None]
         causal_LL = torch.ones(L, L, dtype=torch.bool, device=history_BL.device).tril()
         # A query sees earlier real items; a padding query sees itself only (no all -inf rows).
-        allowed_BLL = (causal_LL & valid_BL[:, None, :]) | torch.eye(L, dtype=torch.bool)
+        allowed_BLL = (causal_LL & valid_BL[:, None, :]) | torch.eye(
+            L, dtype=torch.bool, device=history_BL.device
+        )
         for block in self.blocks:
             x_BLD = block(x_BLD, allowed_BLL[:, None]) * valid_BL[..., None]
         return self.final_norm(x_BLD)

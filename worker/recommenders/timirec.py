@@ -76,12 +76,12 @@ class TiMiRec(Recommender):
         if (n_B == 0).any():
             raise ValueError("TiMiRec needs at least one history item per case")
         h_BLD = self.dropout(self.item_emb(history_BL))
-        pos_L = torch.arange(L - 1, -1, -1)
+        pos_L = torch.arange(L - 1, -1, -1, device=history_BL.device)
         logits_BLK = self.attn_out(torch.tanh(self.attn_in(h_BLD + self.pos_emb(pos_L))))
         logits_BLK = logits_BLK.masked_fill(~valid_BL[..., None], -torch.inf)
         interests_BKD = torch.einsum("blk,bld->bkd", logits_BLK.softmax(1), h_BLD)
         # The GRU reads only the real items: rotate left padding to the right, then pack.
-        idx_BL = (torch.arange(L)[None, :] + (L - n_B)[:, None]) % L
+        idx_BL = (torch.arange(L, device=history_BL.device)[None, :] + (L - n_B)[:, None]) % L
         packed = nn.utils.rnn.pack_padded_sequence(
             h_BLD.gather(1, idx_BL[..., None].expand_as(h_BLD)),
             n_B.cpu(),
@@ -131,7 +131,9 @@ class TiMiRec(Recommender):
             neg_BN = torch.einsum("bd,bnd->bn", u_BD, neg_BND)
             return sequence_loss(self.config.loss, (u_BD * pos_BD).sum(-1), neg_BN)
 
-        selected_BD = interests_BKD[torch.arange(len(target_BK)), target_BK.argmax(-1)]
+        selected_BD = interests_BKD[
+            torch.arange(len(target_BK), device=target_BK.device), target_BK.argmax(-1)
+        ]
         teacher_BK = (target_BK.detach() / self.config.temperature).softmax(-1)
         distill = F.kl_div(intent_BK.log_softmax(-1), teacher_BK, reduction="batchmean")
         return (

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from worker.cases import DEV, TEST
 from worker.data.dataset import Dataset
+from worker.device import CPU, to_device
 from worker.errors import ConfigError
 from worker.metrics.ranking import hit_ndcg, ranking_report
 from worker.probe import evaluate
@@ -50,10 +51,17 @@ def build_recommender(
     return cls(n_users, n_items, config)
 
 
-def _dev_test(model: Recommender, dataset: Dataset, side: int) -> np.ndarray:
+def _dev_test(
+    model: Recommender, dataset: Dataset, side: int, device: torch.device = CPU
+) -> np.ndarray:
+    """Evaluate on the CPU (worker/device.py): the model comes back to ``device`` after."""
     model.eval()
-    with torch.no_grad():
-        return evaluate(model, dataset, side)
+    model.to(CPU)
+    try:
+        with torch.no_grad():
+            return evaluate(model, dataset, side)
+    finally:
+        model.to(device)
 
 
 def train_epoch(
@@ -62,13 +70,14 @@ def train_epoch(
     dataset: Dataset,
     rng: np.random.Generator,
     epoch: int = 1,
+    device: torch.device = CPU,
 ) -> list[float]:
-    """One pass over the model's training batches; returns each step's loss."""
+    """One pass over the model's training batches (on ``device``); returns each step's loss."""
     model.train()
     losses = []
     for batch in model.training_batches(dataset, rng):
         optimizer.zero_grad()
-        loss = model.loss(batch)
+        loss = model.loss(to_device(batch, device))
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{model.name}: non-finite loss {loss.item()} at epoch {epoch}"
@@ -84,6 +93,7 @@ def train_recommender(
     name: str,
     config: RecommenderConfig | None = None,
     progress: bool = True,
+    device: torch.device = CPU,
 ) -> tuple[Recommender, dict[str, Any]]:
     """Train ``name`` on the TRAIN interactions, select on dev NDCG@10, report test.
 
@@ -97,6 +107,7 @@ def train_recommender(
     rng = np.random.default_rng(config.seed)
     model = build_recommender(name, dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
+    model.to(device)  # training on the device; weights come back to the CPU below
     params = [p for p in model.parameters() if p.requires_grad]
     start = time.perf_counter()
     best_ndcg, best_epoch, epoch, bad_evals = -1.0, 0, 0, 0
@@ -107,10 +118,10 @@ def train_recommender(
         bar = tqdm(range(1, config.epochs + 1), desc=f"train {name}", disable=not progress)
         for epoch in bar:
             threads.update()
-            losses = train_epoch(model, optimizer, dataset, rng, epoch)
+            losses = train_epoch(model, optimizer, dataset, rng, epoch, device)
             if epoch % config.eval_every and epoch != config.epochs:
                 continue
-            dev = hit_ndcg(_dev_test(model, dataset, DEV))
+            dev = hit_ndcg(_dev_test(model, dataset, DEV, device))
             history.append({"epoch": epoch, "loss": float(np.mean(losses)), **dev})
             bar.set_postfix(loss=f"{np.mean(losses):.4f}", dev_ndcg10=f"{dev['ndcg@10']:.4f}")
             if dev["ndcg@10"] > best_ndcg:
@@ -121,6 +132,7 @@ def train_recommender(
                 if bad_evals >= config.patience:
                     break
         model.load_state_dict(best_state)
+    model.to(CPU)
     train_seconds = time.perf_counter() - start
     dev_ranks = _dev_test(model, dataset, DEV)
     test_ranks = _dev_test(model, dataset, TEST)

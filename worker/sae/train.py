@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from worker.device import CPU
 from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu, l0
 from worker.sae.model import TopKSAE
 from worker.sae.selection import _Checkpoint, _Selection, _update_front, paired_tolerance
@@ -133,7 +134,9 @@ class SAETrainer:
             sae.parameters(), lr=config.lr, weight_decay=0.0, fused=True
         )
         # training inputs seen since each latent last fired (docs/method.md §1.4 "last window")
-        self.inputs_since_fired_N = torch.zeros(sae.n_latents, dtype=torch.int64)
+        self.inputs_since_fired_N = torch.zeros(
+            sae.n_latents, dtype=torch.int64, device=sae.b_dec.device
+        )
 
     def dead_mask(self) -> torch.Tensor:
         """[n] bool: latents that have not fired in the last ``dead_window`` training inputs."""
@@ -231,8 +234,12 @@ def train_sae(
     config: SAEConfig | None = None,
     dev_score_fn: Callable[[TopKSAE], float | np.ndarray] | None = None,
     progress: bool = True,
+    device: torch.device = CPU,
 ) -> tuple[TopKSAE, dict[str, Any]]:
     """Train a TopK SAE on x_train [N, d], select it on x_dev [M, d]; return (sae, report).
+
+    The steps run on ``device``, dev evaluations on the CPU (worker/device.py); the SAE returned
+    is on the CPU.
 
     ``dev_score_fn(sae)`` (higher is better; a number, or per-case scores for the paired veto)
     joins model selection when given. Report: fvu_train, fvu_dev, dead_fraction (latents that
@@ -248,7 +255,8 @@ def train_sae(
     threads = governor(config.threads)
     try:
         torch.manual_seed(config.seed)
-        sae = init_sae(x_tr, config)
+        sae = init_sae(x_tr, config).to(device)
+        x_steps = x_tr.to(device)
         x_var = float(((x_tr - x_tr.mean(0)) ** 2).sum(-1).mean())
         dead_window = config.dead_window if config.dead_window is not None else 2 * n_train
         trainer = SAETrainer(sae, config, x_var, dead_window)
@@ -262,9 +270,9 @@ def train_sae(
             threads.update()
             t0 = time.perf_counter()
             sae.train()
-            perm = torch.randperm(n_train, generator=gen)
+            perm = torch.randperm(n_train, generator=gen).to(device)
             for start in range(0, n_train, batch):
-                trainer.step(x_tr[perm[start : start + batch]])
+                trainer.step(x_steps[perm[start : start + batch]])
                 steps += 1
                 vectors += min(batch, n_train - start)
                 if config.max_steps is not None and steps >= config.max_steps:
@@ -273,17 +281,18 @@ def train_sae(
             out_of_steps = config.max_steps is not None and steps >= config.max_steps
             if epoch % config.eval_every and epoch != config.max_epochs and not out_of_steps:
                 continue
-            sae.eval()
+            sae.eval().to(CPU)
             fvu_dev = fvu(x_dv.numpy(), encode_batched(sae, x_dv, config.eval_batch_size)[2])
             score = dev_score_fn(sae) if dev_score_fn is not None else None
             selection.observe(sae, epoch, steps, fvu_dev, score)
+            sae.to(device)
             bar.set_postfix(fvu_dev=f"{fvu_dev:.4f}", best=f"{selection.best_fvu:.4f}")
             if selection.stale >= config.patience or out_of_steps:
                 break
         bar.close()
 
         best = min(selection.front, key=lambda c: c.fvu_dev)  # the front holds eligible ones
-        sae.load_state_dict(best.state)
+        sae.to(CPU).load_state_dict(best.state)
         sae.eval()
         idx_tr, val_tr, x_hat_tr = encode_batched(sae, x_tr, config.eval_batch_size)
         report = {

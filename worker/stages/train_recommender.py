@@ -7,6 +7,7 @@ from core.jsonsafe import jsonable
 from core.reports import RecommenderReport
 from core.rundir import RECOMMENDER_REPORT
 from worker.cases import TEST
+from worker.device import resolve_device
 from worker.metrics.ranking import ranking_report
 from worker.probe import evaluate
 from worker.recommenders.io import save_recommender
@@ -19,7 +20,7 @@ def train_recommender(run: Run) -> None:
     cfg = run.config
     dataset = run.dataset
     config = default_config(cfg.recommender, **{"seed": cfg.seed, **cfg.recommender_overrides})
-    model, raw = train(dataset, cfg.recommender, config)
+    model, raw = train(dataset, cfg.recommender, config, device=resolve_device(run.settings.device))
     save_recommender(model, config, run.dir)
 
     # MostPop: the floor every model must beat (docs/method.md §1.2).

@@ -15,6 +15,7 @@ from core.reports import RankingCI, SAEReport
 from core.rundir import SAE_DIR, SAE_REPORT
 from worker.cases import DEV, TEST, TRAIN, Cases
 from worker.data.dataset import Dataset
+from worker.device import resolve_device
 from worker.errors import ConfigError
 from worker.metrics.ranking import per_case_ndcg, ranking_report
 from worker.metrics.reconstruction import fvu
@@ -146,7 +147,8 @@ def train_sae(run: Run) -> None:
     # best checkpoint (score_tolerance None; a number in --set sae.score_tolerance fixes it): the
     # base model's CI half-width used before (0.030) exceeded BPRMF's dev NDCG (0.025) and
     # never vetoed (docs/method.md §1.4).
-    sae, raw = train(x_train, x_dev, config, dev_score_fn=dev_ndcg)
+    device = resolve_device(run.settings.device)  # worker/device.py: steps there, the rest on CPU
+    sae, raw = train(x_train, x_dev, config, dev_score_fn=dev_ndcg, device=device)
     raw.update(fold_info)
     save_sae(sae, config, run.path(SAE_DIR))  # later stages load it back (eval mode)
     raw.update(_held_out(run, sae, config, x_train))
