@@ -228,6 +228,28 @@ def init_sae(x_train_ND: torch.Tensor, config: SAEConfig) -> TopKSAE:
     return TopKSAE(d_in, config.scale * d_in, config.k, b_dec=x_train_ND.mean(0), seed=config.seed)
 
 
+def _run_epoch(
+    trainer: SAETrainer,
+    x_steps: torch.Tensor,
+    gen: torch.Generator,
+    batch: int,
+    max_steps: int | None,
+    steps: int,
+) -> tuple[int, int]:
+    """One shuffled pass of steps over ``x_steps`` (on its device), stopping at ``max_steps``;
+    returns (steps so far, vectors seen in this pass)."""
+    trainer.sae.train()
+    n_train, vectors = len(x_steps), 0
+    perm = torch.randperm(n_train, generator=gen).to(x_steps.device)
+    for start in range(0, n_train, batch):
+        trainer.step(x_steps[perm[start : start + batch]])
+        steps += 1
+        vectors += min(batch, n_train - start)
+        if max_steps is not None and steps >= max_steps:
+            break
+    return steps, vectors
+
+
 def train_sae(
     x_train: np.ndarray,
     x_dev: np.ndarray,
@@ -262,21 +284,14 @@ def train_sae(
         trainer = SAETrainer(sae, config, x_var, dead_window)
         batch = min(config.batch_size, n_train)
         gen = torch.Generator().manual_seed(config.seed)
-
         selection = _Selection(config.score_tolerance)
         steps, vectors, train_seconds, epoch = 0, 0, 0.0, 0
         bar = tqdm(range(1, config.max_epochs + 1), disable=not progress, desc="SAE", unit="ep")
         for epoch in bar:
             threads.update()
             t0 = time.perf_counter()
-            sae.train()
-            perm = torch.randperm(n_train, generator=gen).to(device)
-            for start in range(0, n_train, batch):
-                trainer.step(x_steps[perm[start : start + batch]])
-                steps += 1
-                vectors += min(batch, n_train - start)
-                if config.max_steps is not None and steps >= config.max_steps:
-                    break
+            steps, seen = _run_epoch(trainer, x_steps, gen, batch, config.max_steps, steps)
+            vectors += seen
             train_seconds += time.perf_counter() - t0
             out_of_steps = config.max_steps is not None and steps >= config.max_steps
             if epoch % config.eval_every and epoch != config.max_epochs and not out_of_steps:
