@@ -16,6 +16,9 @@ from safetensors.numpy import save_file
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import rundir
+from core.settings import Settings
+from core.store import migrate
+from core.store.engine import session_factory
 from core.store.writes import publish_run
 
 GENRES = [
@@ -190,3 +193,29 @@ def _examples(
                     }
                 )
     return out
+
+
+def steerable_run(
+    data_dir: Path, run_id: str, seed: int, n_items: int = 400, n_users: int = 40
+) -> tuple[Settings, SyntheticRun]:
+    """A migrated SQLite database in ``data_dir`` holding one steerable synthetic run (d = 16,
+    64 latents, k = 4, 12 tags), and the settings that read it (TestClient and loopback)."""
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'recsae.db'}",
+        allowed_hosts=["testserver", "localhost", "127.0.0.1", "[::1]"],
+    )
+    migrate.upgrade(settings.resolved_database_url)
+    run = make_run(
+        data_dir,
+        session_factory(settings.resolved_database_url),
+        run_id,
+        n_items=n_items,
+        n_users=n_users,
+        d=16,
+        n_latents=64,
+        k=4,
+        n_tags=12,
+        seed=seed,
+    )
+    return settings, run

@@ -35,10 +35,9 @@ from backend.steering import (
 )
 from core import rundir
 from core.settings import Settings
-from core.store import migrate
 from core.store.engine import session_factory
 from core.store.schema import Run
-from tests.backend.synthetic_run import SyntheticRun, make_run
+from tests.backend.synthetic_run import SyntheticRun, steerable_run
 
 RUN = "glance-test"
 HTML = {"accept": "text/html"}
@@ -46,27 +45,9 @@ HTML = {"accept": "text/html"}
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, SyntheticRun]:
-    data_dir = tmp_path_factory.mktemp("glance")
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'recsae.db'}",
-        allowed_hosts=["testserver"],
-    )
-    migrate.upgrade(settings.resolved_database_url)
-    run = make_run(
-        data_dir,
-        session_factory(settings.resolved_database_url),
-        RUN,
-        n_items=400,
-        n_users=40,
-        d=16,
-        n_latents=64,
-        k=4,
-        n_tags=12,
-        seed=3,
-    )
+    built = steerable_run(tmp_path_factory.mktemp("glance"), RUN, seed=3)
     clear_cache()
-    return settings, run
+    return built
 
 
 @pytest.fixture(scope="module")

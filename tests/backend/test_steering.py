@@ -32,39 +32,20 @@ from backend.steering import (
 from core import rundir
 from core.rundir import ArtifactError
 from core.settings import Settings
-from core.store import migrate
 from core.store.engine import session_factory
 from core.store.reads import ItemText, SteeringRows, UserSplit
 from core.store.schema import Run
 from core.text import item_token_sets
-from tests.backend.synthetic_run import SyntheticRun, make_run
+from tests.backend.synthetic_run import SyntheticRun, steerable_run
 
 RUN = "steer-test"
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, SyntheticRun]:
-    data_dir = tmp_path_factory.mktemp("steer")
-    settings = Settings(
-        data_dir=data_dir,
-        database_url=f"sqlite:///{data_dir / 'recsae.db'}",
-        allowed_hosts=["testserver"],
-    )
-    migrate.upgrade(settings.resolved_database_url)
-    run = make_run(
-        data_dir,
-        session_factory(settings.resolved_database_url),
-        RUN,
-        n_items=400,
-        n_users=40,
-        d=16,
-        n_latents=64,
-        k=4,
-        n_tags=12,
-        seed=1,
-    )
+    built = steerable_run(tmp_path_factory.mktemp("steer"), RUN, seed=1)
     clear_cache()
-    return settings, run
+    return built
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.store import migrate
 from core.store.engine import session_factory
 from tests.backend.factories import publish_fixture
+from tests.backend.synthetic_run import steerable_run
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -45,6 +46,15 @@ def live_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 def live_server(live_settings: Settings) -> Iterator[str]:
     with background_server(live_settings) as base_url:
         yield base_url
+
+
+@contextmanager
+def synthetic_server(data_dir: Path, run_id: str) -> Iterator[str]:
+    """A uvicorn server over a steerable synthetic run (500 items, 30 users, seed 2) of its own:
+    the factory run of ``live_settings`` has no artifacts to steer."""
+    settings, _ = steerable_run(data_dir, run_id, seed=2, n_items=500, n_users=30)
+    with background_server(settings) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from backend.serve import background_server
-from core.settings import Settings
-from core.store import migrate
-from core.store.engine import session_factory
-from tests.backend.synthetic_run import make_run
-from tests.e2e.conftest import guarded_page
+from tests.e2e.conftest import guarded_page, synthetic_server
 
 pytestmark = pytest.mark.browser
 RUN = "glance-e2e"
@@ -25,22 +20,7 @@ RUN = "glance-e2e"
 
 @pytest.fixture(scope="module")
 def glance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("glance-live")
-    settings = Settings(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'recsae.db'}")
-    migrate.upgrade(settings.resolved_database_url)
-    make_run(
-        data_dir,
-        session_factory(settings.resolved_database_url),
-        RUN,
-        n_items=500,
-        n_users=30,
-        d=16,
-        n_latents=64,
-        k=4,
-        n_tags=12,
-        seed=2,
-    )
-    with background_server(settings) as base:
+    with synthetic_server(tmp_path_factory.mktemp("glance-live"), RUN) as base:
         yield base
 
 
