@@ -4,9 +4,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# Tests train with a fixed thread count, so a result is the same whatever else the machine runs
+# (the automatic count, worker/threads.py, sums SASRec's floats in another order when it
+# changes; tests/worker/test_threads.py tests the automatic choice with given load readings).
+os.environ.setdefault("RECSAE_THREADS", "2")
 
 from tests.postgres_server import PostgresNotInstalled, pg_bin, postgres_server
 
