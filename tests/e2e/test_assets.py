@@ -27,7 +27,8 @@ def test_no_page_answers_404_for_a_favicon_or_anything_else(page: Any) -> None:
 
 
 def test_plotly_arrives_gzipped_by_its_hash(page: Any) -> None:
-    with page.expect_response(lambda r: "/vendor/plotly.min.js?v=" in r.url) as info:
+    # The cartesian bundle (backend/assets.py: the latent page draws bars and scatters only).
+    with page.expect_response(lambda r: "/vendor/plotly-cartesian.min.js?v=" in r.url) as info:
         page.goto("/runs/fixture/latents/0")
     response = info.value
     assert response.status == 200
