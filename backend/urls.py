@@ -107,3 +107,20 @@ def with_params(url: str, **params: object) -> str:
         else:
             query[key] = str(value)
     return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def list_links(
+    here: str, page_no: int, pages: int, sort: str, order: str, keys: tuple[str, ...]
+) -> dict[str, str | None | dict[str, str]]:
+    """A paged, sortable list's links: previous / next page, and per sort key the list sorted by
+    it (descending first; the current key's link flips its order)."""
+
+    def sort_link(key: str) -> str:
+        flip = "asc" if (sort == key and order == "desc") else "desc"
+        return with_params(here, _sort=key, _order=flip, _page=None)
+
+    return {
+        "prev": with_params(here, _page=page_no - 1) if page_no > 1 else None,
+        "next": with_params(here, _page=page_no + 1) if page_no < pages else None,
+        "sort": {key: sort_link(key) for key in keys},
+    }

@@ -45,20 +45,6 @@ def _clamped(asked: int, shown: int) -> dict[str, int] | None:
     return None if asked == shown else {"asked": asked, "shown": shown}
 
 
-def _links(
-    here: str, page_no: int, pages: int, sort: str, order: str, keys: tuple[str, ...]
-) -> dict[str, Any]:
-    def sort_link(key: str) -> str:
-        flip = "asc" if (sort == key and order == "desc") else "desc"
-        return urls.with_params(here, _sort=key, _order=flip, _page=None)
-
-    return {
-        "prev": urls.with_params(here, _page=page_no - 1) if page_no > 1 else None,
-        "next": urls.with_params(here, _page=page_no + 1) if page_no < pages else None,
-        "sort": {key: sort_link(key) for key in keys},
-    }
-
-
 @page(router, "/runs/{run_id}/users", "users.html", name="users", responses=responses(404))
 def users_index(
     run: RunDep,
@@ -102,7 +88,7 @@ def users_index(
             }
             for r in rows
         ],
-        "links": _links(here, page_no, pages, sort, order, ("activity", "ndcg", "id")),
+        "links": urls.list_links(here, page_no, pages, sort, order, ("activity", "ndcg", "id")),
     }
 
 
@@ -151,5 +137,5 @@ def items_index(
             }
             for i in rows
         ],
-        "links": _links(here, shown, pages, sort, order, ("popularity", "title", "id")),
+        "links": urls.list_links(here, shown, pages, sort, order, ("popularity", "title", "id")),
     }

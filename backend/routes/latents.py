@@ -127,19 +127,7 @@ def latent_list(
         "total": total,
         "pages": pages,
         "latents": [latent_row(run.id, lat) for lat in rows],
-        "links": _list_links(here, sort, order, page_no, pages),
-    }
-
-
-def _list_links(here: str, sort: str, order: str, page_no: int, pages: int) -> dict[str, Any]:
-    def sort_link(key: str) -> str:
-        flip = "asc" if (sort == key and order == "desc") else "desc"
-        return urls.with_params(here, _sort=key, _order=flip, _page=None)
-
-    return {
-        "prev": urls.with_params(here, _page=page_no - 1) if page_no > 1 else None,
-        "next": urls.with_params(here, _page=page_no + 1) if page_no < pages else None,
-        "sort": {key: sort_link(key) for key in SORT_KEYS},
+        "links": urls.list_links(here, page_no, pages, sort, order, tuple(SORT_KEYS)),
     }
 
 
