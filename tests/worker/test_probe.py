@@ -6,7 +6,7 @@ import torch
 
 from worker.cases import DEV, TEST, Cases
 from worker.data.dataset import Dataset
-from worker.probe import case_batch, leave_one_out_cases, rank_targets, top_items
+from worker.probe import case_batch, leave_one_out_cases, rank_targets, top_items, top_n_stable
 
 
 def tiny_dataset(sequences: list[list[int]], n_items: int) -> Dataset:
@@ -79,3 +79,23 @@ def test_case_batch_left_pads_and_truncates() -> None:
     batch = case_batch(ds, cases, max_history=3)
     assert batch["history"].tolist() == [[6, 6, 0], [1, 2, 3]]
     assert batch["length"].tolist() == [1, 4]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_n_is_the_stable_sorts_head_with_ties_and_masks(seed: int) -> None:
+    # Integer scores tie often, masked (-inf) items tie at the bottom, and some rows have fewer
+    # than n unmasked items: the head of a stable descending sort in every case (issue 12).
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 4, (64, 40), generator=g).float()
+    scores[torch.rand(64, 40, generator=g) < 0.3] = -torch.inf
+    scores[:4, 3:] = -torch.inf  # three unmasked items, n = 7
+    for n in (1, 7, 40):
+        expected = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :n]
+        assert torch.equal(top_n_stable(scores, n), expected)
+
+
+def test_top_n_refuses_nan() -> None:
+    scores = torch.zeros(2, 5)
+    scores[1, 2] = torch.nan
+    with pytest.raises(ValueError, match="NaN"):
+        top_n_stable(scores, 2)
