@@ -19,7 +19,8 @@
 Runs live in a temporary data directory (``--data-dir`` to keep them). The last line printed is
 one JSON object: shape, models.<name>.{stages.<stage>.seconds, pipeline_seconds, peak_rss_mb,
 sae_vectors_per_second}, models.sasrec.epoch_seconds, busy.{sae_slowdown,
-sasrec_epoch_slowdown}.
+sasrec_epoch_slowdown} (the issue's keys), and beside them busy.{sae_vs_one_thread,
+sasrec_epoch_vs_one_thread, threads_chosen, seconds}.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +60,7 @@ QUICK_SETS = [
     "sae.max_epochs=3",
     "sae.max_steps=200",
 ]
-QUICK_SAE_STEPS, SAE_STEPS = 20, 200  # the busy comparison's fixed SAE training
+QUICK_SAE_STEPS, SAE_STEPS = 20, 500  # the busy comparison's fixed SAE training
 
 
 def log(line: str) -> None:
@@ -136,8 +138,9 @@ def run_model(model: str, args: argparse.Namespace, data: Path, name: str) -> di
     return out
 
 
-def measure(kind: str, run_dir: Path, threads: int, steps: int) -> float:
-    """In this (child) process: seconds of ``steps`` SAE steps or of one SASRec epoch."""
+def measure(kind: str, run_dir: Path, threads: int, steps: int) -> dict[str, Any]:
+    """In this (child) process: seconds of ``steps`` SAE steps or of one SASRec epoch, and the
+    torch thread counts the governor applied (worker/threads.py)."""
     import numpy as np
     import torch
 
@@ -152,68 +155,83 @@ def measure(kind: str, run_dir: Path, threads: int, steps: int) -> float:
         probe = ProbeArrays.load(run_dir)
         side = probe.cases.side
         saved = json.loads((run_dir / rundir.SAE_REPORT).read_text())["config"]
-        config = SAEConfig(scale=saved["scale"], k=saved["k"], batch_size=saved["batch_size"],
-                           lr=saved["lr"], max_steps=steps, threads=threads)  # fmt: skip
-        _, report = train_sae(probe.reps[side == TRAIN], probe.reps[side == DEV], config,
+        sae_config = SAEConfig(scale=saved["scale"], k=saved["k"], batch_size=saved["batch_size"],
+                               lr=saved["lr"], max_steps=steps, threads=threads)  # fmt: skip
+        _, report = train_sae(probe.reps[side == TRAIN], probe.reps[side == DEV], sae_config,
                               progress=False)  # fmt: skip
-        return float(report["train_seconds"])
+        return {"seconds": float(report["train_seconds"]), "threads": report["threads"]}
     dataset = Dataset.load(run_dir / rundir.DATASET_DIR)
     config = default_config("sasrec", threads=threads)
     torch.manual_seed(config.seed)
     model = build_recommender("sasrec", dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    governor(threads)
+    gov = governor(threads)
     start = time.perf_counter()
     train_epoch(model, optimizer, dataset, np.random.default_rng(config.seed))
-    return time.perf_counter() - start
+    return {"seconds": time.perf_counter() - start, "threads": gov.history}
 
 
-def measure_child(kind: str, run_dir: Path, threads: int, steps: int, data_dir: Path) -> float:
+def measure_child(
+    kind: str, run_dir: Path, threads: int, steps: int, data_dir: Path
+) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_measure", kind, "--_run-dir",
            str(run_dir), "--_threads", str(threads), "--_steps", str(steps)]  # fmt: skip
     env = child_env(data_dir)
     out = subprocess.run(cmd, env=env, cwd=ROOT, check=True, text=True, capture_output=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def busy_loops(n: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
-def busy_comparison(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
-    """Idle vs beside one busy loop per usable core, automatic threads; one thread for scale."""
+def busy_comparison(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
+    """Idle vs beside one busy loop per usable core, automatic threads; one fixed thread beside
+    the loops as the floor. Each is measured ``--repeats`` times in fresh processes (automatic and
+    one thread alternating, so a drift of the machine hits both) and the median is kept."""
     from worker.threads import usable_cores
 
     steps = QUICK_SAE_STEPS if args.quick else SAE_STEPS
     cores = usable_cores()
-    seconds: dict[str, float] = {}
-    for kind in ("sae", "sasrec"):
-        seconds[f"{kind}_idle"] = measure_child(kind, run_dir, 0, steps, args.data_dir)
-        log(f"busy: {kind} idle {seconds[f'{kind}_idle']:.2f}s")
+    runs: dict[str, list[float]] = {}
+    chosen: dict[str, list[int]] = {}
+
+    def one(kind: str, label: str, threads: int) -> None:
+        got = measure_child(kind, run_dir, threads, steps, args.data_dir)
+        runs.setdefault(f"{kind}_{label}", []).append(got["seconds"])
+        chosen.setdefault(f"{kind}_{label}", []).extend(got["threads"])
+        log(f"busy: {kind} {label}: {got['seconds']:.2f}s (threads {got['threads']})")
+
+    for _ in range(args.repeats):
+        for kind in ("sae", "sasrec"):
+            one(kind, "idle", 0)
     loops = busy_loops(cores)
     try:
         time.sleep(1.0)  # let them take the cores before the measured process looks
-        for kind in ("sae", "sasrec"):
-            for threads, label in ((0, "busy"), (1, "busy_one_thread")):
-                seconds[f"{kind}_{label}"] = measure_child(
-                    kind, run_dir, threads, steps, args.data_dir
-                )
-                log(f"busy: {kind} beside {cores} busy loops, "
-                    f"{'one thread' if threads else 'automatic threads'}: "
-                    f"{seconds[f'{kind}_{label}']:.2f}s")  # fmt: skip
+        for rep in range(args.repeats):
+            order = ((0, "busy"), (1, "busy_one_thread"))
+            for kind in ("sae", "sasrec"):
+                for threads, label in order if rep % 2 == 0 else order[::-1]:
+                    one(kind, label, threads)
     finally:
         for loop in loops:
             loop.kill()
             loop.wait()
+    med = {key: statistics.median(values) for key, values in runs.items()}
     log(
-        "busy: automatic threads vs one thread beside the loops: SAE "
-        f"{seconds['sae_busy'] / seconds['sae_busy_one_thread']:.2f}x, SASRec epoch "
-        f"{seconds['sasrec_busy'] / seconds['sasrec_busy_one_thread']:.2f}x"
+        f"busy: medians of {args.repeats} (s): "
+        + json.dumps({k: round(v, 2) for k, v in med.items()})
     )
     return {
-        "sae_slowdown": seconds["sae_busy"] / seconds["sae_idle"],
-        "sasrec_epoch_slowdown": seconds["sasrec_busy"] / seconds["sasrec_idle"],
+        "sae_slowdown": med["sae_busy"] / med["sae_idle"],
+        "sasrec_epoch_slowdown": med["sasrec_busy"] / med["sasrec_idle"],
+        # automatic threads beside the loops vs one fixed thread there (<= 1: never slower,
+        # within the machine's noise: each run's seconds are in ``seconds``)
+        "sae_vs_one_thread": med["sae_busy"] / med["sae_busy_one_thread"],
+        "sasrec_epoch_vs_one_thread": med["sasrec_busy"] / med["sasrec_busy_one_thread"],
+        "threads_chosen": {key: sorted(set(values)) for key, values in chosen.items()},
+        "seconds": runs,
     }
 
 
@@ -232,6 +250,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data-dir", type=Path, default=None, help="data and runs (default: a new temp dir)"
     )
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-machine runs")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="measurements of each busy-comparison case (median kept)")  # fmt: skip
     for hidden in ("--_measure", "--_run-dir", "--_threads", "--_steps"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -240,7 +260,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args._measure:
-        print(measure(args._measure, Path(args._run_dir), int(args._threads), int(args._steps)))
+        measured = measure(args._measure, Path(args._run_dir), int(args._threads), int(args._steps))
+        print(json.dumps(measured))
         return
     # a SIGTERM (timeout, Ctrl-C's cousin) still runs the finally that stops the busy loops
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -121,6 +121,7 @@ class RecommenderReport(Record):
     test_ci: RankingCI = Field(default_factory=dict)
     mostpop_test_ci: RankingCI = Field(default_factory=dict)
     train_seconds: float | None = None
+    threads: list[int] = Field(default_factory=list)  # torch threads per epoch (automatic)
     config: dict[str, Any] = Field(default_factory=dict)
     history: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -159,6 +160,7 @@ class SAEReport(Record):
     best_epoch: int | None = None
     train_seconds: float | None = None
     vectors_per_second: float | None = None
+    threads: list[int] = Field(default_factory=list)  # torch threads per epoch (automatic)
     n_train_vectors: int | None = None
     n_dev_vectors: int | None = None
     n_test_vectors: int | None = None

@@ -95,6 +95,7 @@ class ThreadGovernor:
     fixed: int = 0
     usable: int = field(default_factory=usable_cores)
     threads: int = 0
+    history: list[int] = field(default_factory=list)  # the count applied at each start/update
     _last: tuple[float, float, float] | None = None  # (machine busy s, own s, wall s)
 
     def __post_init__(self) -> None:
@@ -121,6 +122,7 @@ class ThreadGovernor:
 
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
+        self.history.append(self.threads)
         return self.threads
 
     def _look(self, force: bool = False) -> None:

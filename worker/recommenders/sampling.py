@@ -25,21 +25,35 @@ def history_matrix(
     return out_BL
 
 
+# Largest (users x items) bit table KnownItems keeps (bytes); above it, a binary search.
+MAX_TABLE_BYTES = 256 * 2**20
+
+
 class KnownItems:
     """Membership test for (user, item) pairs of the training data, vectorised.
 
-    Keys ``user * n_items + item`` sorted once; ``contains`` is a binary search, so negative
-    sampling stays O(B log N) without per-user Python sets.
+    Keys ``user * n_items + item``: a table of one bit per (user, item) pair while it fits in
+    ``MAX_TABLE_BYTES`` (2.8 MB at the ML-1M shape), else the keys sorted once and a binary search.
+    The binary search was 1.7 s of a 15 s SASRec epoch at the ML-1M shape (issue 12); the bit
+    table answers the same, so negative sampling draws the same items.
     """
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, max_table_bytes: int = MAX_TABLE_BYTES) -> None:
         pairs_N2 = dataset.train_pairs()
         self.n_items = dataset.n_items
         self.keys_N = np.unique(pairs_N2[:, 0] * self.n_items + pairs_N2[:, 1])
+        n_bits = dataset.n_users * self.n_items
+        self.bits: np.ndarray | None = None
+        if (n_bits + 7) // 8 <= max_table_bytes:
+            table = np.zeros(n_bits, dtype=bool)
+            table[self.keys_N] = True
+            self.bits = np.packbits(table, bitorder="little")
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Boolean array, same shape as ``items`` (``users`` broadcast against it)."""
         keys = np.asarray(users, dtype=np.int64) * self.n_items + items
+        if self.bits is not None:
+            return ((self.bits[keys >> 3] >> (keys & 7).astype(np.uint8)) & 1).astype(bool)
         if self.keys_N.size == 0:
             return np.zeros(keys.shape, dtype=bool)
         pos = np.clip(np.searchsorted(self.keys_N, keys), 0, self.keys_N.size - 1)

@@ -144,6 +144,7 @@ def train_recommender(
         "test": hit_ndcg(test_ranks),
         "test_ci": ranking_report(test_ranks, seed=config.seed),
         "train_seconds": train_seconds,
+        "threads": threads.history,  # torch threads per epoch (worker/threads.py)
         "history": history,
         "config": asdict(config),
     }

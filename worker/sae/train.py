@@ -325,6 +325,7 @@ def train_sae(
             "best_epoch": best.epoch,
             "train_seconds": train_seconds,
             "vectors_per_second": vectors / train_seconds if train_seconds > 0 else float("nan"),
+            "threads": threads.history,  # torch threads per epoch (worker/threads.py)
             "history": selection.history,
         }
         return sae, report
