@@ -140,6 +140,33 @@ def test_aux_loss_touches_only_dead_latents() -> None:
     assert w_dec_grad[dead].abs().sum() > 0 and w_enc_grad[:, dead].abs().sum() > 0
 
 
+def _gathered_aux_loss(
+    sae: TopKSAE, x: torch.Tensor, pre: torch.Tensor, residual: torch.Tensor, dead: torch.Tensor
+) -> torch.Tensor:
+    """AuxK as it was before issue 12: k_aux encoder columns and decoder rows gathered per input."""
+    dead_idx = dead.nonzero().squeeze(-1)
+    idx = dead_idx[pre.index_select(1, dead_idx).topk(4, dim=-1, sorted=False).indices]
+    e_hat = sae.decode_sparse(idx, torch.relu(sae.pre_acts_at(x, idx)), with_bias=False)
+    return ((residual - e_hat) ** 2).sum(-1).mean()
+
+
+def test_aux_loss_dense_over_dead_columns_equals_the_gathered_form() -> None:
+    """The speed change (dense products over the dead columns) keeps the loss and gradients."""
+    dead = torch.zeros(24, dtype=torch.bool)
+    dead[[0, 2, 3, 9, 13, 17, 22]] = True
+    grads = []
+    for fn in (lambda *a: aux_loss(*a, k_aux=4, x_var=1.0), _gathered_aux_loss):
+        sae = TopKSAE(8, 24, 2, b_dec=torch.randn(8, generator=torch.Generator().manual_seed(1)))
+        x = torch.randn(30, 8, generator=torch.Generator().manual_seed(2))
+        with torch.no_grad():
+            residual, pre = x - sae(x), sae.pre_acts(x)
+        loss = fn(sae, x, pre, residual, dead)
+        loss.backward()
+        grads.append((loss.detach(), sae.W_enc.grad, sae.W_dec.grad, sae.b_dec.grad))
+    for ours, reference in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+
+
 def test_dead_counter_counts_inputs_since_last_firing() -> None:
     x = torch.as_tensor(planted(1, d=8)).repeat(50, 1)  # one input 50 times: only k can fire
     sae = init_sae(torch.as_tensor(planted(50, d=8)), replace(FAST, scale=4))

@@ -109,13 +109,20 @@ def aux_loss(
     dead_idx = dead_N.nonzero().squeeze(-1)
     if dead_idx.numel() == 0:
         return x_BD.new_zeros(())
-    with torch.no_grad():
-        # top-k over the dead columns only: cheaper than masking all n when few are dead
-        pre_dead_BM = pre_BN.index_select(1, dead_idx)
-        top_BA = pre_dead_BM.topk(min(k_aux, dead_idx.numel()), dim=-1, sorted=False).indices
-        idx_BA = dead_idx[top_BA]
-    val_BA = torch.relu(sae.pre_acts_at(x_BD, idx_BA))
-    e_hat_BD = sae.decode_sparse(idx_BA, val_BA, with_bias=False)
+    # The dead latents' pre-activations and decode as two small dense products over the M dead
+    # columns ([B, d] x [d, M], [B, M] x [M, d]) instead of gathering B x k_aux encoder columns and
+    # decoder rows: the same values and gradients, and 2-3x cheaper on CPU (at 21% dead latents
+    # the gathers made a step 99-110 ms, now 38-41; 23-26 with none dead; issue 12).
+    with torch.no_grad():  # the selection: top-k over the dead columns only
+        top_BA = (
+            pre_BN.index_select(1, dead_idx)
+            .topk(min(k_aux, dead_idx.numel()), dim=-1, sorted=False)
+            .indices
+        )
+    pre_BM = (x_BD - sae.b_dec) @ sae.W_enc.index_select(1, dead_idx) + sae.b_enc[dead_idx]
+    val_BA = torch.relu(pre_BM.gather(1, top_BA))
+    codes_BM = torch.zeros_like(pre_BM).scatter(1, top_BA, val_BA)
+    e_hat_BD = codes_BM @ sae.W_dec.index_select(0, dead_idx)
     return ((residual_BD - e_hat_BD) ** 2).sum(-1).mean() / x_var
 
 
