@@ -122,6 +122,7 @@ class RecommenderReport(Record):
     mostpop_test_ci: RankingCI = Field(default_factory=dict)
     train_seconds: float | None = None
     threads: list[int] = Field(default_factory=list)  # torch threads per epoch (automatic)
+    epoch_seconds: list[float] = Field(default_factory=list)  # training steps, evaluations apart
     config: dict[str, Any] = Field(default_factory=dict)
     history: list[dict[str, Any]] = Field(default_factory=list)
 

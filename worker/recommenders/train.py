@@ -113,12 +113,15 @@ def train_recommender(
     best_ndcg, best_epoch, epoch, bad_evals = -1.0, 0, 0, 0
     best_state = copy.deepcopy(model.state_dict())
     history: list[dict[str, float]] = []
+    epoch_seconds: list[float] = []  # each epoch's training steps, dev evaluations not included
     if params and config.epochs > 0:
         optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.l2)
         bar = tqdm(range(1, config.epochs + 1), desc=f"train {name}", disable=not progress)
         for epoch in bar:
             threads.update()
+            epoch_start = time.perf_counter()
             losses = train_epoch(model, optimizer, dataset, rng, epoch, device)
+            epoch_seconds.append(time.perf_counter() - epoch_start)
             if epoch % config.eval_every and epoch != config.epochs:
                 continue
             dev = hit_ndcg(_dev_test(model, dataset, DEV, device))
@@ -145,6 +148,7 @@ def train_recommender(
         "test_ci": ranking_report(test_ranks, seed=config.seed),
         "train_seconds": train_seconds,
         "threads": threads.history,  # torch threads per epoch (worker/threads.py)
+        "epoch_seconds": epoch_seconds,
         "history": history,
         "config": asdict(config),
     }

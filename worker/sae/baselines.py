@@ -29,7 +29,9 @@ def pca_fvu(x_train: np.ndarray, x_eval: np.ndarray, k: int) -> float:
     x_train, x_eval = np.asarray(x_train, np.float64), np.asarray(x_eval, np.float64)
     if not 0 < k <= min(x_train.shape):
         raise ValueError(f"k must be in 1..min(N, d)={min(x_train.shape)}, got {k}")
-    pca = PCA(n_components=k, svd_solver="full").fit(x_train)
+    # the d x d covariance's eigenvectors: the same components as a full SVD of the [N, d] data,
+    # 0.1 s instead of 5.6 s for SASRec's 982k positions at the ML-1M shape (issue 12)
+    pca = PCA(n_components=k, svd_solver="covariance_eigh").fit(x_train)
     return fvu(x_eval, pca.inverse_transform(pca.transform(x_eval)))
 
 
