@@ -133,21 +133,3 @@ def test_lightgcn_partial_history_reps_reproduce_the_propagation(tiny: Dataset) 
     bprmf, _ = train_recommender(tiny, "bprmf", quick("bprmf"), progress=False)
     assert bprmf.partial_history_reps(users, full) is None  # a BPR fold-in stands in
 
-
-def test_uniform_dropout_drops_p_and_keeps_the_mean() -> None:
-    """SASRec's dropout (issue 12: a uniform draw instead of CPU bernoulli_): inverted dropout
-    with rate p in training, the identity in eval, reproducible under torch's seed."""
-    from worker.recommenders.sasrec import UniformDropout
-
-    drop = UniformDropout(0.3)
-    x = torch.ones(200_000)
-    torch.manual_seed(0)
-    y = drop(x)
-    assert abs(float((y == 0).float().mean()) - 0.3) < 0.01
-    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
-    assert abs(float(y.mean()) - 1.0) < 0.01
-    torch.manual_seed(0)
-    assert torch.equal(drop(x), y)
-    assert torch.equal(drop.eval()(x), x)
-    with pytest.raises(ValueError, match="dropout"):
-        UniformDropout(1.0)

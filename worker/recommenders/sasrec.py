@@ -20,24 +20,6 @@ from worker.recommenders.base import Batch, Recommender, RecommenderConfig
 from worker.recommenders.sampling import KnownItems, sample_negatives
 
 
-class UniformDropout(nn.Module):
-    """Inverted dropout (drop with probability p, scale the rest by 1/(1-p)), as ``nn.Dropout``,
-    with the mask drawn as ``uniform >= p``: torch's CPU ``bernoulli_`` took 22% of a SASRec
-    step at the ML-1M shape, a uniform draw and a compare about 60% of its time (issue 12)."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {p}")
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
-        return x * keep
-
-
 class CausalBlock(nn.Module):
     """Pre-LN self-attention + point-wise feed-forward, as in the SASRec reference code."""
 
@@ -51,11 +33,7 @@ class CausalBlock(nn.Module):
         self.out = nn.Linear(d, d)
         self.ffn_norm = nn.LayerNorm(d, eps=1e-8)
         self.ffn = nn.Sequential(
-            nn.Linear(d, d),
-            nn.ReLU(),
-            UniformDropout(dropout),
-            nn.Linear(d, d),
-            UniformDropout(dropout),
+            nn.Linear(d, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, d), nn.Dropout(dropout)
         )
         self.dropout = dropout
 
@@ -93,7 +71,7 @@ class SASRec(Recommender):
         d, L = config.emb_size, config.max_history
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=n_items)  # n_items = padding
         self.pos_emb = nn.Embedding(L, d)  # index 0 = the most recent item
-        self.emb_dropout = UniformDropout(config.dropout)
+        self.emb_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             CausalBlock(d, config.n_heads, config.dropout) for _ in range(config.n_layers)
         )
