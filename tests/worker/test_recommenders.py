@@ -132,4 +132,3 @@ def test_lightgcn_partial_history_reps_reproduce_the_propagation(tiny: Dataset) 
     assert not np.allclose(half, want, atol=1e-3)
     bprmf, _ = train_recommender(tiny, "bprmf", quick("bprmf"), progress=False)
     assert bprmf.partial_history_reps(users, full) is None  # a BPR fold-in stands in
-
