@@ -1,6 +1,10 @@
 """Issue 12: the worker's thread count follows the cores other processes leave free, and the
 SASRec speed-ups (thread choice, negative sampling) keep training deterministic under a seed."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +197,28 @@ def test_known_items_bit_table_answers_as_the_binary_search() -> None:
         sample_negatives(np.random.default_rng(1), table, np.arange(23), shape),
         sample_negatives(np.random.default_rng(1), search, np.arange(23), shape),
     )
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ({}, {"GOMP_SPINCOUNT": "30000", "OMP_WAIT_POLICY": None}),
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": None, "OMP_WAIT_POLICY": "PASSIVE"}),
+        ({"GOMP_SPINCOUNT": "0"}, {"GOMP_SPINCOUNT": "0", "OMP_WAIT_POLICY": None}),
+    ],
+)
+def test_importing_the_worker_bounds_openmp_spinning_unless_the_user_chose(
+    preset: dict[str, str], expected: dict[str, str | None]
+) -> None:
+    """quiet_openmp runs when ``worker`` is imported, before torch loads libgomp."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    code = "import os, json, worker; print(json.dumps({k: os.environ.get(k) for k in %r}))"
+    out = subprocess.run(
+        [sys.executable, "-c", code % sorted(expected)],
+        env={**env, **preset},
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == expected
