@@ -20,7 +20,8 @@ Runs live in a temporary data directory (``--data-dir`` to keep them). The last 
 one JSON object: shape, models.<name>.{stages.<stage>.seconds, pipeline_seconds, peak_rss_mb,
 sae_vectors_per_second}, models.sasrec.epoch_seconds, busy.{sae_slowdown,
 sasrec_epoch_slowdown} (the issue's keys), and beside them busy.{sae_vs_one_thread,
-sasrec_epoch_vs_one_thread, threads_chosen, seconds}.
+sasrec_epoch_vs_one_thread, threads_chosen, seconds} and host_reference_seconds.{before, after}
+(a fixed one-thread workload: how fast the host was; compare runs by it).
 """
 
 from __future__ import annotations
@@ -182,6 +183,29 @@ def measure_child(
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
+# A fixed one-thread torch workload timed in a fresh process before and after the runs: this
+# project's shared host ran the same code up to 1.6x slower from one hour to the next (a SASRec
+# epoch 12.5 s, then 20 s; no steal time shown), so each run says how fast the host was.
+REFERENCE_CODE = """
+import time, torch
+torch.set_num_threads(1)
+a = torch.randn(384, 384, generator=torch.Generator().manual_seed(0))
+for _ in range(20):
+    a @ a
+start = time.perf_counter()
+for _ in range(400):
+    a @ a
+print(time.perf_counter() - start)
+"""
+
+
+def reference_seconds() -> float:
+    """Seconds of ``REFERENCE_CODE``'s 400 one-thread 384x384 products (~1 s on this host)."""
+    out = subprocess.run([sys.executable, "-c", REFERENCE_CODE], check=True, text=True,
+                         capture_output=True)  # fmt: skip
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def busy_loops(n: int) -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
@@ -269,6 +293,8 @@ def main(argv: list[str] | None = None) -> None:
     args.data_dir = (args.data_dir or Path(tempfile.mkdtemp(prefix="recsae-scale-"))).resolve()
     data = args.data_dir / f"synthetic-{shape}"
     result: dict[str, Any] = {"shape": write_data(shape, data, args.seed), "models": {}}
+    result["host_reference_seconds"] = {"before": reference_seconds()}
+    log(f"host: reference workload {result['host_reference_seconds']['before']:.2f}s")
     name = f"scale-{shape}"
     for model in args.models:
         result["models"][model] = run_model(model, args, data, name)
@@ -276,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
         if "sasrec" not in args.models:
             raise SystemExit("the busy comparison needs the SASRec run: add sasrec to --models")
         result["busy"] = busy_comparison(args, args.data_dir / "runs" / f"{name}-sasrec")
+    result["host_reference_seconds"]["after"] = reference_seconds()
+    log(f"host: reference workload {result['host_reference_seconds']['after']:.2f}s")
     print(json.dumps(result))
 
 
