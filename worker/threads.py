@@ -5,8 +5,8 @@ OpenMP, whose threads spin while they wait for each other. Beside other busy pro
 that has lost its core makes the others spin until it is scheduled again, so two threads on a
 busy 2-core machine trained the SAE 5-10x slower than one. So the worker
 
-- bounds how long OpenMP's waiting threads spin before they sleep (``quiet_openmp``, before
-  torch loads libgomp: it reads its environment once), and
+- asks OpenMP to let waiting threads sleep (``quiet_openmp``, before torch loads libgomp: it
+  reads its environment once), and
 - picks its thread count from the cores the *other* processes left idle since the last look
   (``ThreadGovernor``, called once per epoch), never fewer than one, never more than the cores
   it may run on.
@@ -23,24 +23,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# GNU OpenMP's waiting threads spin this many iterations before they sleep (its default spins
-# 300,000, ACTIVE forever, PASSIVE not at all). Beside other busy processes, SAE steps on two
-# threads (load ~10, alternating runs): default 5-7k vectors/s, 10,000 spins 23-31k, PASSIVE
-# 30-63k, one thread 43-47k — but there the governor below runs one thread, which never waits
-# for another. On an idle machine two threads wait for each other between every small kernel,
-# and sleeping there cost ~15%: a SASRec epoch at the ML-1M shape 12.3-12.6 s PASSIVE, 10.4-10.9 s
-# with 30,000 spins, 11.1-11.7 s with 3,000 (docs/method.md §1.2, issue 12).
-SPIN_COUNT = "30000"
+# GNU OpenMP's waiting threads sleep at once instead of spinning (its default spins 300,000
+# iterations, ACTIVE forever). Beside other busy processes, SAE steps on two threads (load ~10,
+# alternating runs): default 5-7k vectors/s, GOMP_SPINCOUNT=10000 23-31k, PASSIVE 30-63k, one
+# thread 43-47k. Spinning 30,000 iterations instead made an idle SASRec epoch 2-15% faster but
+# the SAE beside two busy loops 2.86x its idle time instead of 2.26x, over the issue's 2.5x
+# (docs/method.md §1.2, issue 12).
+WAIT_POLICY = "PASSIVE"
 PROC_STAT = Path("/proc/stat")
 MIN_INTERVAL_S = 0.5  # shorter windows say little about the load
 
 
 def quiet_openmp() -> None:
-    """Bound OpenMP's spinning (``GOMP_SPINCOUNT``) unless the user chose a wait policy or a
-    spin count. Call before ``import torch``: libgomp reads it when it loads, later changes do
-    nothing."""
+    """Set OpenMP's wait policy unless the user chose one. Call before ``import torch``: libgomp
+    reads it when it loads, later changes do nothing."""
     if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
+        os.environ["OMP_WAIT_POLICY"] = WAIT_POLICY
 
 
 def usable_set() -> set[int]:
