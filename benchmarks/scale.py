@@ -274,6 +274,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data-dir", type=Path, default=None, help="data and runs (default: a new temp dir)"
     )
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-machine runs")
+    parser.add_argument("--busy-only", action="store_true",
+                        help="only the busy comparison, on the SASRec run an earlier run of this "
+                        "script left in --data-dir")  # fmt: skip
     parser.add_argument("--repeats", type=int, default=2,
                         help="measurements of each busy-comparison case (median kept)")  # fmt: skip
     for hidden in ("--_measure", "--_run-dir", "--_threads", "--_steps"):
@@ -292,14 +295,24 @@ def main(argv: list[str] | None = None) -> None:
     shape = "quick" if args.quick else "large" if args.large else "ml1m"
     args.data_dir = (args.data_dir or Path(tempfile.mkdtemp(prefix="recsae-scale-"))).resolve()
     data = args.data_dir / f"synthetic-{shape}"
-    result: dict[str, Any] = {"shape": write_data(shape, data, args.seed), "models": {}}
+    name = f"scale-{shape}"
+    result: dict[str, Any] = {"models": {}}
+    if args.busy_only:
+        if not (args.data_dir / "runs" / f"{name}-sasrec" / rundir.SAE_REPORT).exists():
+            raise SystemExit(
+                f"--busy-only needs a finished SASRec run in {args.data_dir}/runs/{name}-sasrec:"
+                " pass the --data-dir of an earlier run of this script"
+            )
+        args.models = []
+        result["shape"] = {"name": shape, "busy_only": True}
+    else:
+        result["shape"] = write_data(shape, data, args.seed)
     result["host_reference_seconds"] = {"before": reference_seconds()}
     log(f"host: reference workload {result['host_reference_seconds']['before']:.2f}s")
-    name = f"scale-{shape}"
     for model in args.models:
         result["models"][model] = run_model(model, args, data, name)
-    if not args.no_busy:
-        if "sasrec" not in args.models:
+    if args.busy_only or not args.no_busy:
+        if "sasrec" not in args.models and not args.busy_only:
             raise SystemExit("the busy comparison needs the SASRec run: add sasrec to --models")
         result["busy"] = busy_comparison(args, args.data_dir / "runs" / f"{name}-sasrec")
     result["host_reference_seconds"]["after"] = reference_seconds()
