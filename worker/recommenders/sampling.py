@@ -44,10 +44,10 @@ class KnownItems:
         self.keys_N = np.unique(pairs_N2[:, 0] * self.n_items + pairs_N2[:, 1])
         n_bits = dataset.n_users * self.n_items
         self.bits: np.ndarray | None = None
-        if (n_bits + 7) // 8 <= max_table_bytes:
-            table = np.zeros(n_bits, dtype=bool)
-            table[self.keys_N] = True
-            self.bits = np.packbits(table, bitorder="little")
+        if (n_bits + 7) // 8 <= max_table_bytes:  # set the bits in place: no byte-per-pair copy
+            self.bits = np.zeros((n_bits + 7) // 8, dtype=np.uint8)
+            bit = np.left_shift(1, self.keys_N & 7).astype(np.uint8)
+            np.bitwise_or.at(self.bits, self.keys_N >> 3, bit)
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Boolean array, same shape as ``items`` (``users`` broadcast against it)."""
