@@ -200,7 +200,8 @@ print(time.perf_counter() - start)
 
 
 def reference_seconds() -> float:
-    """Seconds of ``REFERENCE_CODE``'s 400 one-thread 384x384 products (~1 s on this host)."""
+    """Seconds of ``REFERENCE_CODE``'s 400 one-thread 384x384 products (0.31-0.33 s on this
+    host, 2026-12-01)."""
     out = subprocess.run([sys.executable, "-c", REFERENCE_CODE], check=True, text=True,
                          capture_output=True)  # fmt: skip
     return float(out.stdout.strip().splitlines()[-1])
