@@ -20,6 +20,7 @@ from worker.data.dataset import Dataset
 from worker.device import CPU, to_device
 from worker.errors import ConfigError
 from worker.metrics.ranking import hit_ndcg, ranking_report
+from worker.prefetch import prefetched
 from worker.probe import evaluate
 from worker.recommenders.base import Recommender, RecommenderConfig, recommender_class
 from worker.threads import governor
@@ -72,10 +73,13 @@ def train_epoch(
     epoch: int = 1,
     device: torch.device = CPU,
 ) -> list[float]:
-    """One pass over the model's training batches (on ``device``); returns each step's loss."""
+    """One pass over the model's training batches (on ``device``); returns each step's loss.
+
+    The batches are drawn on a background thread, one step ahead (``prefetched``): the same
+    batches and random numbers, in the same order, as drawn inline (docs/method.md §1.2)."""
     model.train()
     losses = []
-    for batch in model.training_batches(dataset, rng):
+    for batch in prefetched(model.training_batches(dataset, rng)):
         optimizer.zero_grad()
         loss = model.loss(to_device(batch, device))
         if not torch.isfinite(loss):
