@@ -167,7 +167,7 @@ def measure(kind: str, run_dir: Path, threads: int, steps: int) -> dict[str, Any
     model = build_recommender("sasrec", dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    gov = governor(threads)
+    gov = governor(threads, reserve=int(model.prefetch_batches))  # as train_recommender's
     start = time.perf_counter()
     train_epoch(model, optimizer, dataset, np.random.default_rng(config.seed))
     return {"seconds": time.perf_counter() - start, "threads": gov.history}

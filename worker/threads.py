@@ -92,10 +92,13 @@ class ThreadGovernor:
     ``fixed`` > 0 pins the count (``--set ...threads=N``, ``RECSAE_THREADS``). Otherwise
     ``update`` compares /proc/stat's busy seconds with this process's own CPU seconds over the
     window since the previous call: the rest is what other processes used, in cores.
+    ``reserve`` cores of the free ones are left to this process's own helper thread (SASRec's
+    batch producer, worker/prefetch.py); the count never drops below one.
     """
 
     fixed: int = 0
     usable: int = field(default_factory=usable_cores)
+    reserve: int = 0
     threads: int = 0
     history: list[int] = field(default_factory=list)  # the count applied at each start/update
     _last: tuple[float, float, float] | None = None  # (machine busy s, own s, wall s)
@@ -103,7 +106,9 @@ class ThreadGovernor:
     def __post_init__(self) -> None:
         if self.fixed < 0:
             raise ValueError(f"threads must be >= 0 (0: automatic), got {self.fixed}")
-        self.threads = self.fixed or self.usable
+        if self.reserve < 0:
+            raise ValueError(f"reserve must be >= 0, got {self.reserve}")
+        self.threads = self.fixed or max(1, self.usable - self.reserve)
 
     def start(self, sample_s: float = 0.1) -> int:
         """First choice: the load over a short sample (the caller's own CPU use is excluded)."""
@@ -137,16 +142,17 @@ class ThreadGovernor:
             wall = now[2] - last[2]
             if wall > 0:
                 others = ((now[0] - last[0]) - (now[1] - last[1])) / wall
-                self.threads = choose_threads(self.usable, others)
+                self.threads = max(1, choose_threads(self.usable, others) - self.reserve)
         if last is None or force or now[2] - last[2] >= MIN_INTERVAL_S:
             self._last = now
 
 
-def governor(threads: int = 0) -> ThreadGovernor:
+def governor(threads: int = 0, reserve: int = 0) -> ThreadGovernor:
     """The governor for a config's ``threads``, started (its count applied): N > 0 fixes N; 0
-    defers to ``RECSAE_THREADS``, and when that is 0 too, the count follows the free cores."""
+    defers to ``RECSAE_THREADS``, and when that is 0 too, the count follows the free cores, less
+    ``reserve`` for the process's own helper thread."""
     from core.settings import get_settings
 
-    gov = ThreadGovernor(fixed=threads or get_settings().threads)
+    gov = ThreadGovernor(fixed=threads or get_settings().threads, reserve=reserve)
     gov.start()
     return gov

@@ -187,3 +187,26 @@ def test_prefetched_stops_its_producer_when_the_consumer_stops() -> None:
     stream.close()  # what a loop's break or an exception does to the generator
     assert threading.active_count() == before
     assert len(drawn) <= 3 + 2 + 1  # consumed + queued + the one in the producer's hands
+
+
+@pytest.mark.parametrize(
+    ("name", "thread"), [("sasrec", "batch-producer"), ("bprmf", "MainThread")]
+)
+def test_only_models_that_ask_draw_their_batches_on_the_producer(
+    sequences: Dataset, name: str, thread: str
+) -> None:
+    config = default_config(name, batch_size=8, threads=1)
+    model = build_recommender(name, sequences.n_users, sequences.n_items, config)
+    model.prepare(sequences)
+    drawn_on: set[str] = set()
+    batches = model.training_batches
+
+    def recording(dataset: Dataset, rng: np.random.Generator):
+        for batch in batches(dataset, rng):
+            drawn_on.add(threading.current_thread().name)
+            yield batch
+
+    model.training_batches = recording  # type: ignore[method-assign]
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    train_epoch(model, optimizer, sequences, np.random.default_rng(0))
+    assert drawn_on == {thread}

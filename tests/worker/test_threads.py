@@ -95,6 +95,22 @@ def test_governor_follows_the_load_between_epochs(monkeypatch: pytest.MonkeyPatc
     assert gov.history == [2, 2, 1, 2]  # what the reports' "threads" show, one per look
 
 
+def test_a_reserved_core_is_left_to_the_batch_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    machine = FakeMachine(others=0.0, own=2.0)
+    machine.install(monkeypatch)
+    gov = ThreadGovernor(usable=4, reserve=1)
+    assert gov.start() == 3  # four free cores: three compute threads and the producer's
+    machine.others = 2.0
+    machine.tick(1.0)
+    assert gov.update() == 1
+    machine.others = 4.0  # none free: still one thread, never zero
+    machine.tick(1.0)
+    assert gov.update() == 1
+    assert ThreadGovernor(usable=2, reserve=1, fixed=2).start() == 2  # a fixed count is kept
+    with pytest.raises(ValueError, match="reserve"):
+        ThreadGovernor(reserve=-1)
+
+
 def test_fixed_threads_and_recsae_threads_pin_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeMachine(others=2.0, own=0.0).install(monkeypatch)
     assert governor(2).threads == 2  # a config's threads=2 wins over the load

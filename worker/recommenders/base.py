@@ -69,6 +69,9 @@ class Recommender(nn.Module, ABC):
     config_class: ClassVar[type[RecommenderConfig]] = RecommenderConfig
     # Tuned values of ``config_class`` fields, applied before the run's overrides.
     defaults: ClassVar[dict[str, Any]] = {}
+    # Draw the training batches on a background thread, a step ahead (worker/prefetch.py), with
+    # one core of the free ones left to it: worth it where a batch costs a good part of a step.
+    prefetch_batches: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -95,7 +98,12 @@ class Recommender(nn.Module, ABC):
 
     @abstractmethod
     def training_batches(self, dataset: Dataset, rng: np.random.Generator) -> Iterator[Batch]:
-        """One epoch of training batches (negatives sampled with ``rng``)."""
+        """One epoch of training batches (negatives sampled with ``rng``).
+
+        With ``prefetch_batches`` it runs on the batch producer's thread, a batch or two ahead of
+        ``loss`` (``worker/prefetch.py``): then draw from torch's generator here only if ``loss``
+        draws nothing from it (SASRec draws its dropout masks here), so the draws keep their
+        order."""
 
     @abstractmethod
     def loss(self, batch: Batch) -> torch.Tensor:

@@ -92,6 +92,10 @@ class CausalBlock(nn.Module):
 class SASRec(Recommender):
     name = "sasrec"
     sequential = True
+    # Its batches carry the dropout masks, ~10 of a ~40 ms step at the ML-1M shape when drawn in
+    # the forward: drawn on the producer thread, a step is one compute thread's ~34 ms (two
+    # compute threads beside the producer ~40 ms, two without it ~37 ms: docs/method.md §1.2).
+    prefetch_batches = True
     # Tuned on ml-latest-small (601 users, seed 0, one thread): test NDCG@10 0.0581
     # [0.044, 0.073]; the epoch budget is sized for the 15-minute demo. docs/method.md §2: the
     # authors' SASRec stopped at epoch 12 on a noisy dev metric, hence a higher rate and more

@@ -75,11 +75,13 @@ def train_epoch(
 ) -> list[float]:
     """One pass over the model's training batches (on ``device``); returns each step's loss.
 
-    The batches are drawn on a background thread, one step ahead (``prefetched``): the same
-    batches and random numbers, in the same order, as drawn inline (docs/method.md §1.2)."""
+    With ``model.prefetch_batches`` the batches are drawn on a background thread, a step ahead
+    (``prefetched``): the same batches and random numbers, in the same order, as drawn inline
+    (docs/method.md §1.2)."""
     model.train()
     losses = []
-    for batch in prefetched(model.training_batches(dataset, rng)):
+    batches = model.training_batches(dataset, rng)
+    for batch in prefetched(batches) if model.prefetch_batches else batches:
         optimizer.zero_grad()
         loss = model.loss(to_device(batch, device))
         if not torch.isfinite(loss):
@@ -107,7 +109,8 @@ def train_recommender(
     """
     config = config or default_config(name)
     torch.manual_seed(config.seed)
-    threads = governor(config.threads)  # worker/threads.py
+    # worker/threads.py; a core of the free ones is left to the batch producer, if it runs
+    threads = governor(config.threads, reserve=int(recommender_class(name).prefetch_batches))
     rng = np.random.default_rng(config.seed)
     model = build_recommender(name, dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
