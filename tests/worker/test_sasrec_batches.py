@@ -210,3 +210,9 @@ def test_only_models_that_ask_draw_their_batches_on_the_producer(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     train_epoch(model, optimizer, sequences, np.random.default_rng(0))
     assert drawn_on == {thread}
+
+
+def test_a_dropout_outside_zero_to_one_is_refused(sequences: Dataset) -> None:
+    for p in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+            build_recommender("sasrec", 3, 5, default_config("sasrec", dropout=p))

@@ -110,6 +110,8 @@ class SASRec(Recommender):
 
     def __init__(self, n_users: int, n_items: int, config: RecommenderConfig) -> None:
         super().__init__(n_users, n_items, config)
+        if not 0 <= config.dropout < 1:
+            raise ValueError(f"SASRec's dropout must be in [0, 1), got {config.dropout}")
         d, L = config.emb_size, config.max_history
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=n_items)  # n_items = padding
         self.pos_emb = nn.Embedding(L, d)  # index 0 = the most recent item
