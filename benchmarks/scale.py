@@ -148,9 +148,13 @@ def measure(kind: str, run_dir: Path, threads: int, steps: int) -> dict[str, Any
     from worker.artifacts import ProbeArrays
     from worker.cases import DEV, TRAIN
     from worker.data.dataset import Dataset
-    from worker.recommenders.train import build_recommender, default_config, train_epoch
+    from worker.recommenders.train import (
+        build_recommender,
+        default_config,
+        train_epoch,
+        training_governor,
+    )
     from worker.sae.train import SAEConfig, train_sae
-    from worker.threads import governor
 
     if kind == "sae":
         probe = ProbeArrays.load(run_dir)
@@ -167,7 +171,7 @@ def measure(kind: str, run_dir: Path, threads: int, steps: int) -> dict[str, Any
     model = build_recommender("sasrec", dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    gov = governor(threads, reserve=int(model.prefetch_batches))  # as train_recommender's
+    gov = training_governor(threads, type(model))  # as train_recommender's
     start = time.perf_counter()
     train_epoch(model, optimizer, dataset, np.random.default_rng(config.seed))
     return {"seconds": time.perf_counter() - start, "threads": gov.history}

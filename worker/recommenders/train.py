@@ -23,7 +23,7 @@ from worker.metrics.ranking import hit_ndcg, ranking_report
 from worker.prefetch import prefetched
 from worker.probe import evaluate
 from worker.recommenders.base import Recommender, RecommenderConfig, recommender_class
-from worker.threads import governor
+from worker.threads import ThreadGovernor, governor
 
 
 def default_config(name: str, **overrides: Any) -> RecommenderConfig:
@@ -63,6 +63,12 @@ def _dev_test(
             return evaluate(model, dataset, side)
     finally:
         model.to(device)
+
+
+def training_governor(threads: int, model_class: type[Recommender]) -> ThreadGovernor:
+    """The thread governor (worker/threads.py) for training ``model_class``: a core of the free
+    ones is left to the batch producer when the model's batches are drawn ahead."""
+    return governor(threads, reserve=int(model_class.prefetch_batches))
 
 
 def train_epoch(
@@ -109,8 +115,7 @@ def train_recommender(
     """
     config = config or default_config(name)
     torch.manual_seed(config.seed)
-    # worker/threads.py; a core of the free ones is left to the batch producer, if it runs
-    threads = governor(config.threads, reserve=int(recommender_class(name).prefetch_batches))
+    threads = training_governor(config.threads, recommender_class(name))
     rng = np.random.default_rng(config.seed)
     model = build_recommender(name, dataset.n_users, dataset.n_items, config)
     model.prepare(dataset)
