@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from core.reports import details_null_p95
 from core.store.schema import (
     Account,
     Concept,
+    Invite,
     Rating,
     RatingChange,
     Run,
@@ -36,6 +38,7 @@ from core.store.schema import (
     StudyAnnotator,
     StudyItem,
 )
+from core.study_reads import examples_shown
 
 METHODS = {"tfidf": ("tfidf",), "llm": ("llm",), "both": ("tfidf", "llm")}
 SCALE = (1, 2, 3, 4)
@@ -109,14 +112,23 @@ def create_study(
     methods: str = DEFAULT_METHODS,
     seed: int = 0,
     created_by: int | None = None,
+    annotators: list[str] | None = None,
 ) -> int:
     """Sample the study's items (seeded: the same arguments give the same items) and store it,
-    open; returns its id. Fewer than ``size`` latents qualify: all of them are taken."""
+    open, with the given annotators assigned; returns its id. Fewer than ``size`` latents
+    qualify: all of them are taken.
+
+    Everything is checked before anything is written, and written in one transaction: a study
+    with an unknown annotator is refused, not left behind half made. Each item keeps the
+    examples its raters are shown (:func:`core.study_reads.examples_shown`) and the study the
+    run version it sampled, so both outlive later publishes (docs/architecture.md, human work).
+    """
     _check_params(size, min_confidence, methods, name)
     with sessions.begin() as session:
         run = session.get(Run, run_id)
         if run is None:
             raise StudyNotFound(f"unknown run {run_id!r}")
+        people = _accounts_named(session, annotators or [])
         best = _best_concepts(session, run, METHODS[methods], min_confidence)
         if not best:
             raise StudyError(
@@ -129,7 +141,7 @@ def create_study(
         pairs = [best[int(i)][m] for i in chosen for m in METHODS[methods] if m in best[int(i)]]
         order = rng.permutation(len(pairs))  # methods interleaved: nothing tells them apart
         study = Study(
-            run_id=run_id, name=name.strip(), seed=seed, size=size,
+            run_id=run_id, run_version=run.version, name=name.strip(), seed=seed, size=size,
             min_confidence=min_confidence, methods=methods, status="open", created_by=created_by,
         )  # fmt: skip
         session.add(study)
@@ -146,9 +158,27 @@ def create_study(
                     text=c.text,
                     confidence=c.confidence,
                     null_p95=details_null_p95(c.details),
+                    shown=examples_shown(session, run_id, c.latent_idx),
                 )  # fmt: skip
             )
+        for account in people:
+            session.add(StudyAnnotator(study_id=study.id, account_id=account.id))
         return study.id
+
+
+def _accounts_named(session: Session, usernames: list[str]) -> list[Account]:
+    """The accounts of ``usernames`` (each once, in order); every unknown name is reported."""
+    wanted = list(dict.fromkeys(usernames))
+    found = {
+        a.username: a for a in session.scalars(select(Account).where(Account.username.in_(wanted)))
+    }
+    missing = [u for u in wanted if u not in found]
+    if missing:
+        raise StudyError(
+            f"no account {', '.join(map(repr, missing))}; an admin adds it at /admin/accounts "
+            "(nothing was created)"
+        )
+    return [found[u] for u in wanted]
 
 
 def assign(sessions: sessionmaker[Session], study_id: int, usernames: list[str]) -> list[str]:
@@ -157,13 +187,10 @@ def assign(sessions: sessionmaker[Session], study_id: int, usernames: list[str])
     with sessions.begin() as session:
         if session.get(Study, study_id) is None:
             raise StudyNotFound(f"no study {study_id}")
-        for username in usernames:
-            account = session.scalar(select(Account).where(Account.username == username))
-            if account is None:
-                raise StudyError(f"no account {username!r}; an admin adds it at /admin/accounts")
+        for account in _accounts_named(session, usernames):
             if session.get(StudyAnnotator, (study_id, account.id)) is None:
                 session.add(StudyAnnotator(study_id=study_id, account_id=account.id))
-                added.append(username)
+                added.append(account.username)
     return added
 
 
@@ -397,3 +424,77 @@ def count_ratings(session: Session, study_id: int) -> int:
     return (
         session.scalar(select(func.count()).select_from(Rating).filter_by(study_id=study_id)) or 0
     )
+
+
+# --- explicit deletion (an admin's action; it exports first) -----------------------------------
+
+
+def _jsonable(row: Any) -> dict[str, Any]:
+    """A row's columns as JSON values (times as ISO strings)."""
+    out = {}
+    for column in row.__table__.columns:
+        value = getattr(row, column.key)
+        out[column.key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
+def export_study(session: Session, study_id: int) -> dict[str, Any]:
+    """Everything people wrote for a study, as JSON: the study, its items (with what raters saw),
+    its annotators, every rating and every change of one, and the invites tied to it."""
+    study = session.get(Study, study_id)
+    if study is None:
+        raise StudyNotFound(f"no study {study_id}")
+    names: dict[int, str] = {i: n for i, n in session.execute(select(Account.id, Account.username))}
+    ratings = list(session.scalars(select(Rating).filter_by(study_id=study_id).order_by(Rating.id)))
+    changes = session.scalars(
+        select(RatingChange)
+        .where(RatingChange.rating_id.in_([r.id for r in ratings]))
+        .order_by(RatingChange.id)
+    )
+    invites = session.scalars(select(Invite).filter_by(study_id=study_id))
+    return {
+        "format": "recsae-study-export/1",
+        "exported_at": datetime.now(UTC).isoformat(),
+        "study": _jsonable(study),
+        "items": [_jsonable(i) for i in session.scalars(
+            select(StudyItem).filter_by(study_id=study_id).order_by(StudyItem.position)
+        )],
+        "annotators": [
+            names.get(a.account_id) for a in session.scalars(
+                select(StudyAnnotator).filter_by(study_id=study_id)
+            )
+        ],
+        "ratings": [{**_jsonable(r), "annotator": names.get(r.account_id)} for r in ratings],
+        "rating_changes": [_jsonable(c) for c in changes],
+        "invites": [
+            {k: v for k, v in _jsonable(i).items() if k != "token_hash"} for i in invites
+        ],
+    }  # fmt: skip
+
+
+def delete_study(sessions: sessionmaker[Session], study_id: int, export_dir: Path) -> Path:
+    """Export the study to ``export_dir`` (a new JSON file, written whole before anything is
+    deleted), then delete it with its items, assignments, ratings and their history in one
+    transaction; invites tied to it stay, without the study. Returns the export's path."""
+    import json
+    import os
+
+    with sessions.begin() as session:
+        export = export_study(session, study_id)
+        export_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        path = export_dir / f"study-{study_id}-{stamp}.json"
+        partial = path.with_suffix(".json.partial")
+        with open(partial, "w", encoding="utf-8") as fh:
+            json.dump(export, fh, indent=1, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+        rating_ids = select(Rating.id).where(Rating.study_id == study_id).scalar_subquery()
+        session.execute(delete(RatingChange).where(RatingChange.rating_id.in_(rating_ids)))
+        session.execute(delete(Rating).where(Rating.study_id == study_id))
+        session.execute(delete(StudyItem).where(StudyItem.study_id == study_id))
+        session.execute(delete(StudyAnnotator).where(StudyAnnotator.study_id == study_id))
+        session.execute(update(Invite).where(Invite.study_id == study_id).values(study_id=None))
+        session.execute(delete(Study).where(Study.id == study_id))
+    return path

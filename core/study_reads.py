@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import agreement
-from core.store.schema import Account, Rating, Study, StudyAnnotator, StudyItem
+from core.store import reads
+from core.store.schema import Account, Rating, Run, Study, StudyAnnotator, StudyItem
 
 METHOD_ORDER = ("tfidf", "llm")
 MOST_DISAGREED = 10
@@ -48,6 +49,29 @@ def items(session: Session, study_id: int) -> list[StudyItem]:
 
 def item_at(session: Session, study_id: int, position: int) -> StudyItem | None:
     return session.get(StudyItem, (study_id, position))
+
+
+def examples_shown(session: Session, run_id: str, latent_idx: int) -> dict[str, list[Any]]:
+    """The construction and verification examples of a latent of the run's current version, as a
+    rater sees them: levels and titles only (no link leads to a page that shows the concept's
+    confidence or method). A study copies them into its items when it is made, so raters see the
+    same examples whatever is published later (docs/architecture.md, human work)."""
+    examples = [
+        e for e in reads.latent_examples(session, run_id, latent_idx)
+        if e.role in ("construction", "verification")
+    ]  # fmt: skip
+    wanted = [i for e in examples for i in e.history] + [e.predicted_item for e in examples]
+    titles = {i: item.title for i, item in reads.items_by_idx(session, run_id, wanted).items()}
+    grouped: dict[str, list[Any]] = {"construction": [], "verification": []}
+    for e in examples:
+        grouped[e.role].append(
+            {
+                "level": e.level,
+                "predicted": titles.get(e.predicted_item, f"item {e.predicted_item}"),
+                "history": [titles.get(i, f"item {i}") for i in e.history],
+            }
+        )
+    return grouped
 
 
 def own_ratings(session: Session, study_id: int, account_id: int) -> dict[tuple[int, int], Rating]:
@@ -203,7 +227,14 @@ def closed_human_means(session: Session, run_id: str, latent_idx: int) -> dict[s
             & (Rating.latent_idx == StudyItem.latent_idx)
             & (Rating.concept_id == StudyItem.concept_id),
         )
-        .where(Study.run_id == run_id, Study.status == "closed", StudyItem.latent_idx == latent_idx)
+        .join(Run, Run.id == Study.run_id)
+        .where(
+            Study.run_id == run_id,
+            Study.status == "closed",
+            StudyItem.latent_idx == latent_idx,
+            # a study of an earlier version rated another latent with this index
+            Study.run_version == Run.version,
+        )
         .group_by(StudyItem.method, StudyItem.text)
     )
     return {
@@ -226,6 +257,7 @@ def human_evaluation_table(session: Session, run_id: str) -> list[dict[str, Any]
             {
                 "study_id": study.id,
                 "name": study.name,
+                "run_version": study.run_version,
                 "latents": len(res["human_vs_automatic"]),
                 "annotators": len(res["raters"]),
                 "mean_rating": {m: v["mean"] for m, v in res["per_method"].items()},

@@ -9,6 +9,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 
 from core.settings import Settings
 from core.store.engine import make_engine
@@ -45,6 +46,13 @@ def run_migrations_online() -> None:
     engine = make_engine(_url())
     try:
         with engine.connect() as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # Batch mode rebuilds a table by copy, drop and rename; with foreign keys on, the
+                # drop would cascade into the rows that reference it (ratings, study items).
+                # SQLite only takes this pragma outside a transaction: before the one below.
+                connection.execute(text("PRAGMA foreign_keys=OFF"))
+                connection.commit()
             context.configure(
                 connection=connection,
                 target_metadata=target_metadata,
@@ -53,6 +61,10 @@ def run_migrations_online() -> None:
             )
             with context.begin_transaction():
                 context.run_migrations()
+                if sqlite:  # checked before the commit: a broken result is rolled back
+                    broken = connection.execute(text("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"migrating would break foreign keys: {broken[:5]}")
     finally:
         engine.dispose()
 

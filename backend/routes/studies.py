@@ -21,7 +21,7 @@ from backend.deps import DB_INT_MAX, Context, SessionDep, page
 from backend.errors import responses
 from core import studies, study_reads
 from core.store import reads
-from core.store.schema import Account, Study
+from core.store.schema import Account, Run, Study, StudyItem
 
 router = APIRouter(tags=["studies"])
 
@@ -60,9 +60,18 @@ def check_may_see(session: SessionDep, study: Study, account: Account) -> None:
         check_assigned(session, study, account)
 
 
-def study_row(study: Study) -> dict[str, Any]:
+def version_note(study: Study, current: int | None) -> str | None:
+    """Says so when the run has moved on from the version the study sampled."""
+    if study.run_version is None or current is None or current == study.run_version:
+        return None
+    return f"on version {study.run_version}; the run is now on version {current}"
+
+
+def study_row(study: Study, current: int | None = None) -> dict[str, Any]:
+    """A study's settings; ``current``: its run's version now (for the version note)."""
     return {
         "id": study.id, "name": study.name, "run_id": study.run_id, "status": study.status,
+        "run_version": study.run_version, "version_note": version_note(study, current),
         "size": study.size, "min_confidence": study.min_confidence, "methods": study.methods,
         "seed": study.seed, "created_at": study.created_at.isoformat(), "url": study_url(study.id),
         "annotate_url": study_url(study.id, "/annotate"),
@@ -74,8 +83,9 @@ def study_row(study: Study) -> dict[str, Any]:
 def study_list(account: AccountDep, session: SessionDep) -> Context:
     """Studies: every study for admins, one's assigned studies for annotators."""
     rows = study_reads.visible_studies(session, account)
+    versions = {run.id: run.version for run in reads.list_runs(session)}
     return {
-        "studies": [study_row(s) for s in rows],
+        "studies": [study_row(s, versions.get(s.run_id)) for s in rows],
         "is_admin": account.role == "admin",
         "runs": reads.run_ids(session) if account.role == "admin" else [],
         "defaults": {
@@ -96,8 +106,9 @@ def study_page(study: StudyDep, account: AccountDep, session: SessionDep) -> Con
     counts = study_reads.rating_counts(session, study.id)
     people = study_reads.annotators(session, study.id)
     is_admin = account.role == "admin"
+    run = session.get(Run, study.run_id)
     return {
-        "study": study_row(study),
+        "study": study_row(study, run.version if run is not None else None),
         "items": total,
         "is_admin": is_admin,
         "assigned": any(a.id == account.id for a in people),
@@ -109,25 +120,15 @@ def study_page(study: StudyDep, account: AccountDep, session: SessionDep) -> Con
     }  # fmt: skip
 
 
-def _examples(session: SessionDep, run_id: str, latent_idx: int) -> dict[str, list[Any]]:
-    """Construction and verification examples with the users' histories, titles only: no link
-    leads to a page that shows the concept's confidence or method."""
-    examples = [
-        e for e in reads.latent_examples(session, run_id, latent_idx)
-        if e.role in ("construction", "verification")
-    ]  # fmt: skip
-    wanted = [i for e in examples for i in e.history] + [e.predicted_item for e in examples]
-    titles = {i: item.title for i, item in reads.items_by_idx(session, run_id, wanted).items()}
-    grouped: dict[str, list[Any]] = {"construction": [], "verification": []}
-    for e in examples:
-        grouped[e.role].append(
-            {
-                "level": e.level,
-                "predicted": titles.get(e.predicted_item, f"item {e.predicted_item}"),
-                "history": [titles.get(i, f"item {i}") for i in e.history],
-            }
-        )
-    return grouped
+def _examples(session: SessionDep, study: Study, item: StudyItem) -> dict[str, list[Any]]:
+    """What the item's raters see: the examples copied when the study was made; a study made
+    before they were copied reads them live while its run is still on the study's version."""
+    if item.shown is not None:
+        return item.shown
+    run = session.get(Run, study.run_id)
+    if run is not None and study.run_version in (None, run.version):
+        return study_reads.examples_shown(session, study.run_id, item.latent_idx)
+    return {"construction": [], "verification": []}
 
 
 @page(
@@ -166,7 +167,7 @@ def annotate_page(
         "rated": len(mine),
         "progress": len(mine) / len(all_items) if all_items else 0.0,
         "concept": item.text,
-        "examples": _examples(session, study.run_id, item.latent_idx),
+        "examples": _examples(session, study, item),
         "mine": {"value": rating.value, "skip_reason": rating.skip_reason} if rating else None,
         "scale": [{"value": v, "meaning": m} for v, m in SCALE],
         "links": {
@@ -216,11 +217,9 @@ async def create_study(
         study_id = await run_in_threadpool(
             lambda: studies.create_study(
                 sessions, run_id, name, size=size, min_confidence=min_confidence,
-                methods=methods, seed=seed, created_by=admin.id,
+                methods=methods, seed=seed, created_by=admin.id, annotators=names,
             )
         )  # fmt: skip
-        if names:
-            await run_in_threadpool(studies.assign, sessions, study_id, names)
     except (studies.StudyError, studies.StudyNotFound) as exc:
         raise _study_error(exc) from exc
     return RedirectResponse(study_url(study_id), status_code=303)

@@ -32,6 +32,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# SQLite hands out max(id) + 1 without AUTOINCREMENT, so a deleted row's id could come back and a
+# reference kept elsewhere (an export, a study item's concept id, a link) would name another row;
+# PostgreSQL's sequences never go back (docs/architecture.md, human work).
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -178,6 +184,8 @@ class Concept(Base):
             ["run_id", "latent_idx"], ["latents.run_id", "latents.idx"], ondelete="CASCADE"
         ),
         Index("ix_concepts_latent", "run_id", "latent_idx"),
+        # ids are never handed out twice: a study item keeps the id of the concept it sampled
+        NEVER_REUSE_IDS,
     )
 
 
@@ -215,6 +223,8 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+    __table_args__ = (NEVER_REUSE_IDS,)
+
 
 class LoginSession(Base):
     """A signed-in browser. Only the token's sha256 is stored; the cookie holds the token."""
@@ -238,9 +248,14 @@ class Study(Base):
     assigned annotators rate on the 1–4 relevance scale (docs/method.md §5)."""
 
     __tablename__ = "studies"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    # No cascade: a study outlives every republish of its run (publishing updates the run row in
+    # place); deleting a run that has studies is refused (docs/architecture.md, human work).
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    # The run version the study sampled (None: made before versions were recorded).
+    run_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     name: Mapped[str] = mapped_column(String(128))
     seed: Mapped[int] = mapped_column(Integer)
     size: Mapped[int] = mapped_column(Integer)  # latents asked for (fewer when fewer qualify)
@@ -281,6 +296,10 @@ class StudyItem(Base):
     text: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     null_p95: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The examples shown to raters, as they saw them ({"construction": [...], "verification":
+    # [...]}, each {"level", "predicted", "history"} with titles): a later version's latent with
+    # the same index is another latent. None: not yet copied (read live from the study's version).
+    shown: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     __table_args__ = (
         UniqueConstraint("study_id", "latent_idx", "concept_id", name="uq_study_items_concept"),
@@ -312,6 +331,7 @@ class Rating(Base):
             ondelete="CASCADE",
         ),
         CheckConstraint("value IS NULL OR (value >= 1 AND value <= 4)", name="ck_ratings_scale"),
+        NEVER_REUSE_IDS,
     )
 
 
@@ -331,7 +351,7 @@ class RatingChange(Base):
     old_skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     new_skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
-    __table_args__ = (Index("ix_rating_changes_rating", "rating_id"),)
+    __table_args__ = (Index("ix_rating_changes_rating", "rating_id"), NEVER_REUSE_IDS)
 
 
 class Invite(Base):
@@ -352,5 +372,5 @@ class Invite(Base):
         ForeignKey("accounts.id", ondelete="SET NULL"), nullable=True
     )  # the account it created
     study_id: Mapped[int | None] = mapped_column(
-        ForeignKey("studies.id", ondelete="CASCADE"), nullable=True
-    )  # assigned to this study on sign-up (optional)
+        ForeignKey("studies.id", ondelete="SET NULL"), nullable=True
+    )  # assigned to this study on sign-up (optional); an invite outlives a deleted study

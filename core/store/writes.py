@@ -9,7 +9,18 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.rundir import SAE_FILES
-from core.store.schema import Concept, Example, Item, Latent, RecordedCase, Run, User
+from core.store.schema import (
+    Concept,
+    Example,
+    Item,
+    Latent,
+    RecordedCase,
+    Run,
+    Study,
+    StudyItem,
+    User,
+)
+from core.study_reads import examples_shown
 
 _CHUNK = 5000
 
@@ -109,8 +120,15 @@ def publish_run(
                 raise HistoryWouldBeLost(run_id, version, lost)
             discard_history(lost)
             kept = [c for c in kept if c["latent_idx"] in new_idx]
-        delete_run(session, run_id)
-        session.add(Run(**{**run, "version": version, "status": "ready"}))
+        _keep_what_raters_saw(session, run_id)
+        _delete_run_rows(session, run_id)
+        values = {**run, "version": version, "status": "ready"}
+        # The run row is updated in place, never deleted: studies reference it and outlive
+        # every version (docs/architecture.md, human work).
+        if session.get(Run, run_id) is None:
+            session.add(Run(**values))
+        else:
+            session.execute(update(Run).where(Run.id == run_id).values(**values))
         session.flush()
         # Kept concepts go in before the new ones, with their ids: SQLite hands out max(id) + 1,
         # so new rows never take an id a kept row still needs.
@@ -129,11 +147,51 @@ def publish_run(
     return version
 
 
-def delete_run(session: Session, run_id: str) -> None:
+def _keep_what_raters_saw(session: Session, run_id: str) -> None:
+    """Copy the examples into the run's study items that do not hold them yet (studies made
+    before items kept them), while the version they sampled is still the one in the database."""
+    version = session.scalar(select(Run.version).where(Run.id == run_id))
+    missing = session.scalars(
+        select(StudyItem)
+        .join(Study, Study.id == StudyItem.study_id)
+        .where(
+            Study.run_id == run_id,
+            StudyItem.shown.is_(None),
+            or_(Study.run_version.is_(None), Study.run_version == version),
+        )
+    ).all()
+    for item in missing:
+        item.shown = examples_shown(session, run_id, item.latent_idx)
+    session.flush()
+
+
+def _delete_run_rows(session: Session, run_id: str) -> None:
+    """Delete what a publish writes: every row below the run, never the run row or anything
+    people wrote (studies, ratings; kept concepts are re-inserted by the caller)."""
     # Explicit children-first deletes: SQLite only cascades with foreign_keys=ON, and we do not
     # want correctness to hinge on a pragma.
     for model in (Concept, Example, RecordedCase, Latent, User, Item):
         session.execute(delete(model).where(model.run_id == run_id))
+
+
+class RunHasStudies(ValueError):
+    """Deleting the run would take human evaluation with it; ``study_ids`` names the studies."""
+
+    def __init__(self, run_id: str, study_ids: list[int]) -> None:
+        self.study_ids = study_ids
+        super().__init__(
+            f"run {run_id!r} has studies {', '.join(map(str, study_ids))}: their ratings would be "
+            "lost. Export and delete each study first (`recsae studies delete N` exports it)"
+        )
+
+
+def delete_run(session: Session, run_id: str) -> None:
+    """Delete a run and every row computed for it, its web explanations included; refuses
+    (:class:`RunHasStudies`) while studies of it exist."""
+    study_ids = list(session.scalars(select(Study.id).where(Study.run_id == run_id)))
+    if study_ids:
+        raise RunHasStudies(run_id, study_ids)
+    _delete_run_rows(session, run_id)
     session.execute(delete(Run).where(Run.id == run_id))
 
 

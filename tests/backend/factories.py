@@ -201,3 +201,24 @@ def publish_fixture(sessions: sessionmaker[Session], **kwargs: Any) -> dict[str,
     rows = fixture_rows(**kwargs)
     publish_run(sessions, **rows)
     return rows
+
+
+def remove_run(sessions: sessionmaker[Session], run_id: str) -> None:
+    """Take a run out of a shared test database, its studies first: deleting a study is the
+    explicit, exporting action (core.studies.delete_study), and delete_run refuses while any
+    exist. The exports go to a temporary folder."""
+    import tempfile
+
+    from sqlalchemy import select
+
+    from core.store.schema import Study
+    from core.store.writes import delete_run
+    from core.studies import delete_study
+
+    with sessions() as session:
+        study_ids = list(session.scalars(select(Study.id).where(Study.run_id == run_id)))
+    with tempfile.TemporaryDirectory() as exports:
+        for study_id in study_ids:
+            delete_study(sessions, study_id, Path(exports))
+    with sessions.begin() as session:
+        delete_run(session, run_id)

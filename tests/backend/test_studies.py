@@ -15,9 +15,8 @@ from core import studies
 from core.store import migrate
 from core.store.engine import session_factory
 from core.store.schema import Rating, RatingChange, StudyItem
-from core.store.writes import delete_run
 from tests.backend.accounts import create_account
-from tests.backend.factories import publish_fixture
+from tests.backend.factories import publish_fixture, remove_run
 
 
 def _items(sessions: sessionmaker[Session], study_id: int) -> list[StudyItem]:
@@ -191,12 +190,10 @@ def test_concurrent_ratings_lose_and_duplicate_nothing_on_sqlite(
 def test_concurrent_ratings_lose_and_duplicate_nothing_on_postgres(postgres_url: str) -> None:
     migrate.upgrade(postgres_url)
     sessions = session_factory(postgres_url)
-    with sessions.begin() as session:
-        delete_run(session, "fixture")
+    remove_run(sessions, "fixture")
     study_id, accounts, items = _study_with(sessions, 3)
     try:
         assert hammer(sessions, study_id, accounts, items) == []
         _check_nothing_lost_or_duplicated(sessions, study_id, accounts, items)
     finally:
-        with sessions.begin() as session:
-            delete_run(session, "fixture")
+        remove_run(sessions, "fixture")
