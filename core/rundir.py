@@ -26,11 +26,9 @@ missing, changed since publishing, unreadable or not finite (docs/architecture.m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +39,8 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from core.jsonsafe import jsonable
-from core.mapped import map_safetensors
+from core.mapped import content_digest, map_safetensors
+from core.mapped import file_digest as file_digest  # re-exported: publishing records it
 
 CONFIG = "config.json"
 DATASET_DIR = "dataset"
@@ -98,30 +97,6 @@ class MissingArtifact(ArtifactError, FileNotFoundError):
     """The file is not there at all (also a ``FileNotFoundError``, which callers may catch)."""
 
 
-def file_digest(path: Path) -> str:
-    """The sha256 of a file's bytes, hex (what publishing records and loading checks)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-# (path, inode, size, mtime_ns, ctime_ns) -> the sha256 that file was found to have: a file is
-# hashed once per state in a process, and any rewrite (new mtime/ctime or inode) hashes it again.
-_CHECKED: dict[tuple[str, int, int, int, int], str] = {}
-_CHECKED_LOCK = threading.Lock()
-
-
-def checked_digest(path: Path, st: os.stat_result) -> str:
-    """:func:`file_digest` of ``path`` whose ``stat`` is ``st``, remembered for that state."""
-    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    with _CHECKED_LOCK:
-        known = _CHECKED.get(key)
-    if known is None:
-        known = file_digest(path)
-        with _CHECKED_LOCK:
-            _CHECKED[key] = known
-    return known
-
-
 @dataclass(frozen=True)
 class Published:
     """A published version of a run, as the explorer reads it: its directory and the sha256 of
@@ -147,18 +122,10 @@ class Published:
             raise ArtifactError(f"{self.label}: {name} is not a file; republish the run")
         return st
 
-    def signature(self) -> tuple[tuple[str, int, int, int], ...]:
-        """(name, inode, size, mtime_ns) of each file the explorer loads: a cache keyed on it
-        notices a replaced or rewritten file. Raises :class:`MissingArtifact` for a gone file."""
-        out = []
-        for name in EXPLORER_FILES:
-            st = self._stat(name)
-            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns))
-        return tuple(out)
-
-    def verified(self, name: str) -> Path:
-        """The path of ``name`` after checking it is there and matches its recorded digest
-        (hashed once per state of the file in this process: :func:`checked_digest`)."""
+    def _checked(self, name: str, max_age: float | None = None) -> tuple[Path, os.stat_result]:
+        """(path, stat) of ``name`` after checking it is there and its content matches its
+        recorded digest (:func:`core.mapped.content_digest`: hashed when first used in this
+        process, again when its stat changes or its last hash is older than ``max_age``)."""
         st = self._stat(name)
         path = self.dir / name
         if self.digests is not None:
@@ -168,7 +135,7 @@ class Published:
                     f"{self.label}: {name} has no digest recorded at publish; republish the run"
                 )
             try:
-                actual = checked_digest(path, st)
+                actual = content_digest(path, st, max_age)
             except OSError as err:
                 raise ArtifactError(
                     f"{self.label}: {name} cannot be read: {err.strerror}"
@@ -178,7 +145,22 @@ class Published:
                     f"{self.label}: {name} does not match the digest recorded at publish (the "
                     "file was changed after publishing); republish the run"
                 )
-        return path
+        return path, st
+
+    def signature(self, max_age: float | None = None) -> tuple[tuple[str, int, int, int, int], ...]:
+        """(name, inode, size, mtime_ns, ctime_ns) of each file the explorer loads, each checked
+        by its content first (``max_age``: see :meth:`_checked`; 0 hashes every file now). A
+        cache keyed on it notices a replaced or rewritten file and is used only while the files
+        hold what was published; raises :class:`ArtifactError` for a gone or changed file."""
+        out = []
+        for name in EXPLORER_FILES:
+            _, st = self._checked(name, max_age)
+            out.append((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        return tuple(out)
+
+    def verified(self, name: str) -> Path:
+        """The path of ``name`` after checking it is there and matches its recorded digest."""
+        return self._checked(name)[0]
 
 
 Source = Path | Published  # a directory the worker reads, or a published version

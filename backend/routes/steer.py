@@ -43,7 +43,9 @@ from backend.deps import (
 )
 from backend.errors import responses, wants_html
 from backend.routes.steer_models import (
+    EDITS_PATTERN,
     EDITS_QUERY_MAX,
+    UNIQUE_LATENTS,
     SegmentSteerRequest,
     SteerRequest,
     edits_query,
@@ -69,6 +71,7 @@ from backend.steering import (
     UnknownUserError,
     engine_for_run,
 )
+from backend.steering.cache import refuse_non_finite
 from core.store import reads
 from core.store.schema import Run
 
@@ -137,7 +140,9 @@ async def steer_user(run_id: str, idx: Idx, body: SteerRequest, request: Request
         # Replace mode's baseline ranks every user's x̂ once: never on the event loop.
         await run_in_threadpool(engine.reconstruction_lists)
     result = _steer(engine, idx, to_edits(body.edits), body.mode)
-    return JSONResponse(result_json(engine, result))
+    answer = result_json(engine, result)
+    refuse_non_finite(engine, answer, f"user {idx}'s steering")
+    return JSONResponse(answer)
 
 
 @router.post(
@@ -152,7 +157,9 @@ def steer_segment(body: SegmentSteerRequest, run: RunDep, session: SessionDep) -
         raise HTTPException(404, str(exc)) from None
     except SteeringError as exc:
         raise HTTPException(422, str(exc)) from None
-    return JSONResponse(segment_json(result))
+    answer = segment_json(result)
+    refuse_non_finite(engine, answer, "the segment's steering")
+    return JSONResponse(answer)
 
 
 @router.get(
@@ -191,6 +198,8 @@ def search_latents(
             row["activation"] = act
             row["slider"] = slider(engine, lat.idx, act, None)
         out.append(row)
+    if user is not None:
+        refuse_non_finite(engine, out, f"user {user}'s activations")
     return JSONResponse({"q": q, "total": total, "latents": out})
 
 
@@ -202,7 +211,10 @@ EditsQuery = Annotated[
     Query(
         alias="_edits",
         max_length=EDITS_QUERY_MAX,
-        description="the sliders, latent:value pairs, e.g. 12:2.5,40:-1",
+        description=f"the sliders, latent:value pairs, e.g. 12:2.5,40:-1; {UNIQUE_LATENTS}",
+        # Stated, not enforced here: parse_edits_query checks it, so that the user page can
+        # refuse a bad value beside its slider (the page kept) instead of a bare error page.
+        json_schema_extra={"pattern": EDITS_PATTERN},
     ),
 ]
 ModeQuery = Annotated[SteerMode, Query(alias="_mode")]
@@ -282,6 +294,7 @@ def user_context(
             "page": urls.user(run.id, idx),
         },
     }
+    refuse_non_finite(engine, ctx, f"user {idx}'s steering")
     if fragment not in (None, "", "0"):
         return ctx  # the results block only: no history or latent rows needed
     user = reads.get_user(session, run.id, idx)
@@ -289,6 +302,7 @@ def user_context(
         raise HTTPException(404, f"run {run.id!r} has no user {idx}")
     ctx["user"] = user_json(session, run, user)
     ctx["sliders"] = sliders(session, run, engine, idx, edits)
+    refuse_non_finite(engine, ctx["sliders"], f"user {idx}'s activations")
     return ctx
 
 
@@ -352,6 +366,7 @@ def why_item(
         raise HTTPException(404, str(exc)) from None
     except SteeringError as exc:
         raise HTTPException(422, str(exc)) from None
+    refuse_non_finite(engine, why, f"item {item}'s score parts for user {idx}")
     return JSONResponse(
         {"user": idx, "mode": mode.value, "edits_query": edits_query(edits), "item": why}
     )

@@ -1,19 +1,27 @@
 """One engine per run, built on first use and shared by every thread (a process-wide cache).
 
 An engine is keyed on the run's published version (its directory, number and publish time) and
-on each file it was loaded from (inode, size, mtime in ns): a replaced or rewritten file is
-noticed at the next request, a deleted one answers :class:`core.rundir.ArtifactError`, and a load
-that failed is remembered for that exact state only, so restoring the good file is picked up and
-a broken file is never served (docs/architecture.md, run versions).
+on each file it was loaded from (inode, size, mtime and ctime in ns), and every request checks
+the files' content first (:meth:`core.rundir.Published.signature`: sha256 against the digests
+recorded at publish, hashed again when a file's stat changes or every
+:data:`core.mapped.RECHECK_S` seconds). A replaced, rewritten or corrupted file answers
+:class:`core.rundir.ArtifactError` (503) instead of numbers, a deleted one too, and restoring the
+good file is served again at the next request, without a restart (docs/architecture.md, run
+versions). A load that failed is remembered for that exact state of the files, for at most
+RECHECK_S seconds.
 
 The engine's artifact arrays (SAE weights, item embeddings, user vectors) are read-only views of
 a memory map of the version's files (:func:`core.rundir.load_vectors`), so the server's worker
-processes share their pages; each file's digest is checked once per state of the file.
+processes share their pages. Numbers computed from them are checked once more where they become
+a response (:func:`refuse_non_finite`): a NaN or an overflow never reaches a page or the API.
 """
 
 from __future__ import annotations
 
+import math
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +30,8 @@ from sqlalchemy.orm import Session
 
 from backend.steering.engine import SteeringEngine
 from backend.steering.text import build_run_text
-from core.rundir import ArtifactError, Published
+from core import mapped
+from core.rundir import EXPLORER_FILES, ArtifactError, Published
 from core.store import reads
 from core.store.schema import Run
 
@@ -30,9 +39,11 @@ from core.store.schema import Run
 @dataclass
 class _CacheEntry:
     key: tuple[Any, ...]
+    files: Published
     lock: threading.Lock = field(default_factory=threading.Lock)
     engine: SteeringEngine | None = None
-    error: ArtifactError | None = None  # the load failed for this key: answer it again
+    error: ArtifactError | None = None  # the load failed for this key: answer it again...
+    error_at: float = 0.0  # ...until RECHECK_S after it (time.monotonic())
 
 
 _CACHE: dict[str, _CacheEntry] = {}  # run id -> its engine for one state of its files
@@ -64,17 +75,57 @@ def engine_for_run(session: Session, run: Run) -> SteeringEngine:
     with _CACHE_LOCK:
         entry = _CACHE.get(run.id)
         if entry is None or entry.key != key:  # first use, a new version, or a changed file
-            entry = _CACHE[run.id] = _CacheEntry(key)
+            entry = _CACHE[run.id] = _CacheEntry(key, files)
     with entry.lock:
         if entry.error is not None:
-            raise entry.error
+            if time.monotonic() - entry.error_at <= mapped.RECHECK_S:
+                raise entry.error
+            entry.error = None  # try again: the bytes may be back though the stat is the same
         if entry.engine is None:
             try:
                 entry.engine = load_engine(session, run)
             except ArtifactError as err:
-                entry.error = err
+                entry.error, entry.error_at = err, time.monotonic()
                 raise
         return entry.engine
+
+
+def _non_finite(value: Any, path: str) -> Iterator[str]:
+    """Where (a JSON path) ``value`` holds a float that is NaN or infinite."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            yield path
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _non_finite(v, f"{path}.{k}")
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            yield from _non_finite(v, f"{path}[{i}]")
+
+
+def refuse_non_finite(engine: SteeringEngine, body: Any, what: str) -> None:
+    """Raise :class:`ArtifactError` (503) if ``body``, a response computed from ``engine``'s
+    arrays (activations, steering scores, a score's parts), holds a NaN or an infinity.
+
+    The run's files are hashed again first, so a file changed since its last check is named as
+    such; files that still match their digests hold values that overflow float32, and the error
+    names them. ``what`` says what the response is ("user 3's steering")."""
+    where = next(_non_finite(body, ""), None)
+    if where is None:
+        return
+    problem = f"{what} holds a number that is not finite (NaN or inf) at {where.lstrip('.')}"
+    with _CACHE_LOCK:
+        entry = _CACHE.get(engine.run_id)
+    if entry is None or entry.engine is not engine:  # republished meanwhile: a new engine next
+        raise ArtifactError(f"run {engine.run_id!r}: {problem}; reload the page")
+    files = entry.files
+    files.signature(max_age=0.0)  # raises, naming the file, for one changed since publishing
+    arrays = " and ".join(n for n in EXPLORER_FILES if n.endswith(".safetensors"))
+    checked = "match their digests" if files.digests is not None else "have no digests to check"
+    raise ArtifactError(
+        f"{files.label}: {problem}, computed from {arrays}, which {checked}: the published "
+        "values overflow float32; republish the run"
+    )
 
 
 def clear_cache() -> None:

@@ -5,10 +5,13 @@ path), and the steering cache notices a replaced file."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +21,7 @@ from sqlalchemy import update
 from backend.app import create_app
 from backend.routes import steer as steer_routes
 from backend.steering import clear_cache
-from core import rundir
+from core import mapped, rundir
 from core.rundir import ArtifactError, Published, load_sae_arrays, load_vectors
 from core.settings import Settings
 from core.store.engine import session_factory
@@ -68,7 +71,7 @@ def writable(path: Path) -> None:
         path.chmod(0o644)
 
 
-def requests_touching_vectors(client: TestClient, user: int) -> dict[str, object]:
+def requests_touching_vectors(client: TestClient, user: int) -> dict[str, httpx.Response]:
     """Every route that loads the run's arrays: the user page, its JSON, steer, segment, search."""
     base = f"/runs/{RUN_ID}/users/{user}"
     edits = [{"latent": 0, "value": 1.0}]
@@ -81,7 +84,9 @@ def requests_touching_vectors(client: TestClient, user: int) -> dict[str, object
     }
 
 
-def assert_503_names_run_and_file(responses: dict[str, object], file: str, tmp: Path) -> None:
+def assert_503_names_run_and_file(
+    responses: dict[str, httpx.Response], file: str, tmp: Path
+) -> None:
     for route, response in responses.items():
         assert response.status_code == 503, (route, response.status_code, response.text[:300])
         text = response.text
@@ -191,3 +196,128 @@ def test_unreadable_file_is_an_artifact_error_not_a_crash(tmp_path) -> None:
         load_vectors(published)
     with pytest.raises(ArtifactError, match=r"^run 'x' v1: sae/cfg.json is not readable JSON"):
         load_sae_arrays(published)
+
+
+# --- content, not mtime (docs/architecture.md, run versions) ----------------------------------
+
+
+def user_row_offset(path: Path, user: int) -> int:
+    """The byte offset of ``user``'s row of ``user_vectors`` in a safetensors file (its
+    documented layout: u64 header length, the JSON header, then the bytes)."""
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    info = json.loads(raw[8 : 8 + size])["user_vectors"]
+    assert info["dtype"] == "F32"
+    return 8 + size + info["data_offsets"][0] + user * info["shape"][1] * 4
+
+
+def rewrite_keeping_mtime(path: Path, data: bytes) -> None:
+    """Write ``data`` over ``path`` in place and give it back its atime and mtime."""
+    st = path.stat()
+    writable(path)
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_mtime_ns, after.st_size, after.st_ino) == (
+        st.st_mtime_ns,
+        st.st_size,
+        st.st_ino,
+    )
+
+
+def user_requests(client: TestClient, user: int) -> dict[str, httpx.Response]:
+    """Every route whose answer holds numbers computed from ``user``'s row of the vectors."""
+    return {
+        **requests_touching_vectors(client, user),
+        "why": client.get(f"/runs/{RUN_ID}/users/{user}/why.json", params={"item": 0}),
+        "search for user": client.get(
+            f"/api/runs/{RUN_ID}/steer/latents", params={"q": "action", "user": user}
+        ),
+    }
+
+
+def no_non_finite_number(route: str, response: httpx.Response) -> None:
+    """A 200 or a 503, and no NaN or infinity anywhere in a JSON body."""
+    assert response.status_code in (200, 503), (route, response.status_code, response.text[:300])
+    if route == "user page":  # a 503 page says "not finite (NaN or inf)" in words
+        if response.status_code == 200:
+            assert "NaN" not in response.text and "∞" not in response.text, route
+        return
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{route}: {constant} in the response")
+
+    json.loads(response.text, parse_constant=refuse)
+
+
+def test_one_byte_changed_with_mtime_kept_is_refused_and_the_restored_file_served(
+    broken, fresh_settings
+) -> None:
+    client, synthetic, vdir = broken
+    user = int(synthetic.test_users[0])
+    vectors = vdir / rundir.VECTORS
+    good = user_requests(client, user)
+    assert all(r.status_code == 200 for r in good.values())  # the engine is built and cached
+    original = vectors.read_bytes()
+    offset = user_row_offset(vectors, user)
+    flipped = bytearray(original)
+    flipped[offset + 3] ^= 0x40  # an exponent bit of the user's first value: huge, finite
+    value = float(np.frombuffer(bytes(flipped[offset : offset + 4]), np.float32)[0])
+    assert 1e30 < abs(value) < 3.4e38  # what the unfixed server served as numbers
+
+    changed_at = time.monotonic()
+    rewrite_keeping_mtime(vectors, bytes(flipped))
+    responses = user_requests(client, user)
+    assert time.monotonic() - changed_at < mapped.RECHECK_S  # refused within the bound
+    assert_503_names_run_and_file(responses, "vectors.safetensors", fresh_settings.data_dir)
+    assert "digest recorded at publish" in responses["user json"].json()["detail"]
+
+    # The good bytes back, mtime kept again: the same app serves the very same answers.
+    rewrite_keeping_mtime(vectors, original)
+    again = user_requests(client, user)
+    for route in ("user json", "steer", "segment", "search", "why", "search for user"):
+        assert again[route].status_code == 200, (route, again[route].text[:300])
+        assert again[route].json() == good[route].json(), route
+
+
+def test_a_nan_written_into_a_valid_file_never_reaches_a_response(broken) -> None:
+    client, synthetic, vdir = broken
+    user = int(synthetic.test_users[2])
+    vectors = vdir / rundir.VECTORS
+    assert client.get(f"/runs/{RUN_ID}/users/{user}.json").status_code == 200
+    data = bytearray(vectors.read_bytes())
+    offset = user_row_offset(vectors, user)
+    data[offset : offset + 8] = np.array([np.nan, np.inf], np.float32).tobytes()
+    rewrite_keeping_mtime(vectors, bytes(data))  # still a valid safetensors file
+    for route, response in user_requests(client, user).items():
+        no_non_finite_number(route, response)
+        if route not in ("segment", "search"):  # those answer without this user's numbers
+            assert response.status_code == 503, route
+
+
+def test_published_values_that_overflow_are_refused_where_they_become_responses(
+    broken, fresh_settings
+) -> None:
+    """A version published with a finite user vector of 3e38 (its digest matches, every value
+    is finite) gives infinite activations and scores: each response holding them is a 503
+    naming the run, the version and the file, never a NaN, an infinity or a 500."""
+    client, synthetic, _ = broken
+    user = int(synthetic.test_users[3])
+    work = synthetic.artifact_dir / rundir.VECTORS
+    arrays = rundir.load_arrays(work)
+    arrays["user_vectors"][user] = np.float32(3e38)
+    save_file(arrays, str(work))
+    publish_version(fresh_settings, synthetic, 3)
+    responses = user_requests(client, user)
+    for route, response in responses.items():
+        no_non_finite_number(route, response)
+    for route in ("user page", "user json", "steer", "why"):
+        response = responses[route]
+        assert response.status_code == 503, (route, response.text[:300])
+        text = response.text
+        assert "v3" in text and "vectors.safetensors" in text and "overflow" in text, text
+        assert "not a finite number" in text or "not finite" in text, text
+    other = int(synthetic.test_users[4])
+    for route, response in user_requests(client, other).items():
+        no_non_finite_number(route, response)

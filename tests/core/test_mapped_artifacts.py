@@ -1,20 +1,23 @@
 """Issue 12 item 4: a published version's steering arrays are memory-mapped, so the explorer's
 server processes share one copy of their pages instead of holding a copy each; the digest is
-still checked (once per state of the file) and a changed file is still refused."""
+still checked (once per state of the file, and again every RECHECK_S) and a changed file is
+still refused (docs/architecture.md, run versions)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from core import rundir
+from core import mapped, rundir
 from core.rundir import ArtifactError, Published, load_vectors
 
 N_USERS, D = 262_144, 64  # user_vectors: 64 MiB of float32
@@ -109,13 +112,13 @@ def test_digest_is_hashed_once_per_file_state_and_a_changed_file_is_still_refuse
 ) -> None:
     directory, digests = version
     hashed: list[Path] = []
-    real = rundir.file_digest
+    real = mapped.file_digest
 
     def counting(path: Path) -> str:
         hashed.append(Path(path))
         return real(path)
 
-    monkeypatch.setattr(rundir, "file_digest", counting)
+    monkeypatch.setattr(mapped, "file_digest", counting)
     published = Published("r", 1, directory, digests)
     load_vectors(published)
     load_vectors(published)
@@ -124,12 +127,38 @@ def test_digest_is_hashed_once_per_file_state_and_a_changed_file_is_still_refuse
     path = directory / rundir.VECTORS
     data = bytearray(path.read_bytes())
     data[-1] ^= 0x01  # one bit of the last float: a valid, finite file with another digest
-    path.write_bytes(bytes(data))
     st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # even on coarse clocks
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the mtime it had: only ctime moved
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
     with pytest.raises(ArtifactError, match="does not match the digest recorded at publish"):
         load_vectors(published)
     assert len(hashed) == 2
+
+
+def test_content_is_hashed_again_after_recheck_s_even_when_the_stat_is_the_same(
+    tmp_path, monkeypatch
+) -> None:
+    """A change the stat does not show (bytes rewritten below the file system) is seen by the
+    first check RECHECK_S after the last hash: :func:`content_digest` is given the stat the
+    file had before the change, as if nothing had moved it."""
+    monkeypatch.setattr(mapped, "RECHECK_S", 2.0)
+    path = tmp_path / "file.bin"
+    path.write_bytes(b"a" * 4096)
+    st = path.stat()
+    good = hashlib.sha256(b"a" * 4096).hexdigest()  # the reference: hashlib on the bytes
+    assert mapped.content_digest(path, st) == good
+    path.write_bytes(b"a" * 4095 + b"b")
+    changed = hashlib.sha256(b"a" * 4095 + b"b").hexdigest()
+    assert mapped.content_digest(path, st) == good  # within the bound: the last hash stands
+    assert mapped.content_digest(path, st, max_age=0.0) == changed  # asked to hash now
+    path.write_bytes(b"a" * 4096)
+    assert mapped.content_digest(path, st) == changed
+    time.sleep(2.1)  # past the bound: hashed again, the restored bytes are seen
+    assert mapped.content_digest(path, st) == good
+    path.write_bytes(b"a" * 4095 + b"b")
+    time.sleep(2.1)
+    assert mapped.content_digest(path, st) == changed
 
 
 def test_a_published_file_that_is_not_safetensors_is_an_artifact_error(tmp_path) -> None:
