@@ -10,6 +10,9 @@ the input, so ``{"value": NaN}`` cannot break the answer).
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -29,6 +32,12 @@ from backend.steering import MAX_EDITS, SCALE_MAX, SCALE_MIN, Edit, SteeringErro
 VALUE_HARD_LIMIT = 1e6
 # The longest ``_edits`` query worth parsing: MAX_EDITS pairs like "123456:-1.2345e+06".
 EDITS_QUERY_MAX = MAX_EDITS * 24
+# ``_edits``: up to MAX_EDITS comma-separated latent:value pairs (a value as %g or JavaScript
+# writes it); the schema states it (``pattern``) and :func:`parse_edits_query` checks it.
+_EDIT = r"[0-9]{1,10}:[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?"
+EDITS_PATTERN = rf"^(?:{_EDIT}(?:,{_EDIT}){{0,{MAX_EDITS - 1}}})?$"
+_EDIT_RE = re.compile(_EDIT)
+UNIQUE_LATENTS = "each latent at most once"
 
 
 class EditIn(BaseModel):
@@ -41,11 +50,31 @@ class EditIn(BaseModel):
     # The hard ceiling in the schema itself, so the OpenAPI document says what is accepted.
     value: StrictFloat = Field(
         allow_inf_nan=False, ge=-VALUE_HARD_LIMIT, le=VALUE_HARD_LIMIT,
-        description="scale (active) or activation",
+        description=(
+            "scale in [-10, 10] where the latent is active for the user, else an absolute "
+            "activation within ±10x the latent's largest (the user page's JSON gives each "
+            "slider's range); outside it: 422"
+        ),
     )  # fmt: skip
 
 
-def _unique(edits: list[EditIn]) -> None:
+class SegmentEditIn(EditIn):
+    """One segment slider: always a scale (paper §8)."""
+
+    value: StrictFloat = Field(
+        allow_inf_nan=False, ge=SCALE_MIN, le=SCALE_MAX, description="scale in [-10, 10]"
+    )
+
+
+def _edits_field(min_length: int = 0) -> Any:
+    # uniqueItems is as much of "each latent once" as JSON Schema can say; the rest is in words.
+    return Field(
+        min_length=min_length, max_length=MAX_EDITS, description=f"the edits, {UNIQUE_LATENTS}",
+        json_schema_extra={"uniqueItems": True},
+    )  # fmt: skip
+
+
+def _unique(edits: Sequence[EditIn]) -> None:
     seen: set[int] = set()
     for e in edits:
         if e.latent in seen:
@@ -55,7 +84,7 @@ def _unique(edits: list[EditIn]) -> None:
 
 class SteerRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    edits: list[EditIn] = Field(default_factory=list, max_length=MAX_EDITS)
+    edits: list[EditIn] = _edits_field()
     mode: SteerMode = SteerMode.ERROR_PRESERVING
 
     @model_validator(mode="after")
@@ -68,7 +97,7 @@ class SegmentSteerRequest(BaseModel):
     """Segment steering: every ``value`` is a scale in [-10, 10] (paper §8)."""
 
     model_config = ConfigDict(extra="forbid")
-    edits: list[EditIn] = Field(min_length=1, max_length=MAX_EDITS)
+    edits: list[SegmentEditIn] = _edits_field(min_length=1)
     mode: SteerMode = SteerMode.ERROR_PRESERVING
     include_inactive: StrictBool = Field(
         False, description="also set the latent (value x its mean activation) where it is off"
@@ -77,16 +106,10 @@ class SegmentSteerRequest(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> SegmentSteerRequest:
         _unique(self.edits)
-        for e in self.edits:
-            if not SCALE_MIN <= e.value <= SCALE_MAX:
-                raise ValueError(
-                    f"latent {e.latent}: segment values are scales in "
-                    f"[{SCALE_MIN:g}, {SCALE_MAX:g}], got {e.value:g}"
-                )
         return self
 
 
-def to_edits(body: list[EditIn]) -> list[Edit]:
+def to_edits(body: Sequence[EditIn]) -> list[Edit]:
     """Validated request edits -> the engine's."""
     return [Edit(latent=e.latent, value=e.value) for e in body]
 
@@ -98,30 +121,25 @@ def parse_edits_query(raw: str | None) -> list[Edit]:
     user page refuses it beside that latent's slider, its JSON twin answers 422."""
     if not raw:
         return []
+    parts = raw.split(",")
+    if len(parts) > MAX_EDITS:
+        raise SteeringError(f"at most {MAX_EDITS} edits, got {len(parts)}")
     edits: list[Edit] = []
-    for part in raw.split(","):
-        latent_s, sep, value_s = part.partition(":")
-        try:
-            latent: int | None = int(latent_s)
-        except ValueError:
-            latent = None
-        try:
-            if not sep or latent is None:
-                raise ValueError
-            value = float(value_s)
-        except ValueError:
+    for part in parts:
+        latent_s, _, value_s = part.partition(":")
+        if _EDIT_RE.fullmatch(part) is None:
+            known = latent_s.isascii() and latent_s.isdigit() and len(latent_s) <= 10
             raise SteeringError(
-                f"_edits must look like '12:2.5,40:-1' (latent:value), got {part!r}", latent
-            ) from None
-        if latent < 0 or not math.isfinite(value) or abs(value) > VALUE_HARD_LIMIT:
+                f"_edits must look like '12:2.5,40:-1' (latent:value), got {part!r}",
+                int(latent_s) if known else None,
+            )
+        latent, value = int(latent_s), float(value_s)
+        if not math.isfinite(value) or abs(value) > VALUE_HARD_LIMIT:
             raise SteeringError(
-                f"_edits: bad latent or value in {part!r} (a latent index >= 0 and a finite "
-                f"value within ±{VALUE_HARD_LIMIT:g})",
-                latent if latent >= 0 else None,
+                f"_edits: the value in {part!r} must be finite and within ±{VALUE_HARD_LIMIT:g}",
+                latent,
             )
         edits.append(Edit(latent, value))
-    if len(edits) > MAX_EDITS:
-        raise SteeringError(f"at most {MAX_EDITS} edits, got {len(edits)}")
     return edits
 
 
