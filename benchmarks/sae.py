@@ -1,15 +1,19 @@
-"""Benchmark of the TopK SAE against its baselines on probed recommender vectors (docs/method.md
+"""Benchmark of the TopK SAE against its baselines on the vectors a real run probed (docs/method.md
 §1.4, §2).
 
-Reads ``var/vectors/{bprmf,sasrec}.npz`` (``x`` [C, d], ``side`` [C] with worker.cases
-TRAIN/DEV/TEST) when the recommender stage has written them; otherwise builds stand-ins from
-ml-latest-small (rating >= 4): BPRMF-like user factors from a truncated SVD of the user-item
-matrix, and SASRec-like history vectors (recency-weighted, squashed sums of item factors over
-the last 20 items at every history position). Trains on TRAIN, selects on DEV, measures on TEST.
+Reads each model's run under ``--data-dir`` (default: the configured data directory, where
+``recsae demo`` and ``recsae run`` write): the run's ``probe.npz`` (:data:`core.rundir.PROBE`;
+``reps`` [C, d] and the cases' ``side``, worker.cases TRAIN/DEV/TEST), loaded with
+:class:`worker.artifacts.ProbeArrays`. ``--run`` picks a run by id; otherwise the run of that
+recommender whose probe is newest. Without one it stops and says how to make one. Trains on
+TRAIN, selects on DEV, measures on TEST. BPRMF's pipeline SAE also trains on fold-in vectors
+(docs/method.md §1.4); this benchmark trains on the probed vectors alone.
 
-Prints a table, and as its last line one JSON object with every figure.
+Prints a table, and as its last line one JSON object with every figure; ``source`` names the
+run and file each model's vectors came from, ``published`` the file of the authors' figures the
+speed is compared with.
 
-    .venv/bin/python benchmarks/sae.py [--quick] [--models bprmf sasrec]
+    .venv/bin/python benchmarks/sae.py [--quick] [--models bprmf sasrec] [--data-dir var]
 """
 
 from __future__ import annotations
@@ -21,105 +25,88 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import provenance, published  # noqa: E402
+from core import rundir  # noqa: E402
+from core.settings import get_settings  # noqa: E402
+from worker.artifacts import ProbeArrays  # noqa: E402
 from worker.cases import DEV, TEST, TRAIN  # noqa: E402
 from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu  # noqa: E402
 from worker.sae.baselines import pca_fvu, random_sae, train_dense_ae  # noqa: E402
 from worker.sae.train import SAEConfig, encode_batched, train_sae  # noqa: E402
 from worker.threads import governor  # noqa: E402
 
-RATINGS = ROOT / "data" / "ml-latest-small" / "ratings.csv"
-VECTORS = ROOT / "var" / "vectors"
-D = 64
-SEED = 0
-
 # Per model: the paper's s = 16, k = 8; lr / batch chosen on DEV FVU. One vector per user gives
-# a few hundred training vectors, so BPRMF takes full-batch steps.
+# a few hundred training vectors, so BPRMF takes full-batch steps. Other models: the defaults.
 CONFIGS = {
     "bprmf": SAEConfig(scale=16, k=8, lr=3e-3, batch_size=4096, patience=30),
     "sasrec": SAEConfig(scale=16, k=8, lr=3e-3, batch_size=4096, max_epochs=150, patience=10),
 }
 
 
-def _positive_sequences() -> tuple[list[np.ndarray], int]:
-    """Per-user chronological positive items (rating >= 4) of ml-latest-small, ids remapped."""
-    if not RATINGS.is_file():
-        raise FileNotFoundError(f"{RATINGS} is missing: stand-in vectors need ml-latest-small")
-    df = pd.read_csv(RATINGS)
-    df = df[df.rating >= 4]
-    df = df.sort_values(["userId", "timestamp", "movieId"])
-    items = {m: i for i, m in enumerate(np.sort(df.movieId.unique()))}
-    df["item"] = df.movieId.map(items)
-    seqs = [g.item.to_numpy() for _, g in df.groupby("userId", sort=True)]
-    return [s for s in seqs if len(s) >= 5], len(items)
+def find_run(data_dir: Path, model: str, run_id: str | None = None) -> Path:
+    """The run directory whose probed vectors to use: ``run_id``'s, else the newest probe of a
+    run of ``model``. Stops with what to do when there is none."""
+    runs = data_dir / "runs"
+    make = (
+        f"make one with `.venv/bin/recsae run -r {model}` (the demo data; it writes "
+        f"{runs}/<run>/{rundir.PROBE}), or point --data-dir at the data directory of a run "
+        f"(benchmarks/pipeline.py keeps its runs in var/bench)"
+    )
+    if run_id is not None:
+        path = runs / run_id
+        if not (path / rundir.PROBE).is_file():
+            raise SystemExit(f"run {run_id!r} has no {rundir.PROBE} under {runs}: {make}")
+        return path
+    found = []
+    for config in runs.glob(f"*/{rundir.CONFIG}"):
+        probe = config.parent / rundir.PROBE
+        if probe.is_file() and json.loads(config.read_text()).get("recommender") == model:
+            found.append((probe.stat().st_mtime_ns, config.parent))
+    if not found:
+        raise SystemExit(f"no run of {model} with probed vectors under {runs}: {make}")
+    return max(found)[1]
 
 
-def _item_user_factors(seqs: list[np.ndarray], n_items: int) -> tuple[np.ndarray, np.ndarray]:
-    """Truncated SVD (d = 64) of the binary user x item matrix: (user [U, d], item [I, d]).
-
-    Users get U S (their rows projected on the item factors), items V: scores U S V^T = the
-    rank-64 approximation, like a factorisation model's dot product.
-    """
-    m = np.zeros((len(seqs), n_items), np.float32)
-    for u, s in enumerate(seqs):
-        m[u, s] = 1.0
-    u_, s_, vt = np.linalg.svd(m, full_matrices=False)
-    return (u_[:, :D] * s_[:D]).astype(np.float32), vt[:D].T.astype(np.float32)
-
-
-def stand_in(model: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x [C, d], side [C]) stand-in vectors for ``model`` (see the module docstring)."""
-    seqs, n_items = _positive_sequences()
-    users, items = _item_user_factors(seqs, n_items)
-    if model == "bprmf":
-        order = np.random.default_rng(SEED).permutation(len(seqs))
-        side = np.full(len(seqs), TRAIN, np.int8)
-        n_test, n_dev = round(0.2 * len(seqs)), round(0.1 * len(seqs))
-        side[order[:n_test]] = TEST
-        side[order[n_test : n_test + n_dev]] = DEV
-        return users, side
-    if model == "sasrec":
-        weights = 0.85 ** np.arange(20)[::-1]  # the most recent item weighs most
-        xs, sides = [], []
-        for s in seqs:
-            n = len(s)
-            for length in range(1, n):
-                hist = items[s[max(0, length - 20) : length]]
-                w = weights[-len(hist) :, None]
-                xs.append(np.tanh(20.0 * (w * hist).sum(0) / w.sum()))
-                sides.append(TRAIN if length < n - 2 else DEV if length == n - 2 else TEST)
-        return np.asarray(xs, np.float32), np.asarray(sides, np.int8)
-    raise ValueError(f"no stand-in for model {model!r}; known: bprmf, sasrec")
+def load_vectors(run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(x [C, d], side [C], source): a run's probed vectors and where they came from."""
+    probe = ProbeArrays.load(run_dir)
+    config = json.loads((run_dir / rundir.CONFIG).read_text())
+    source = {
+        "run_id": run_dir.name,
+        "file": str(run_dir / rundir.PROBE),
+        "recommender": config.get("recommender"),
+        "dataset": config.get("dataset_name"),
+    }
+    return probe.reps.astype(np.float32), probe.cases.side.astype(np.int8), source
 
 
-def load_vectors(model: str) -> tuple[np.ndarray, np.ndarray, str]:
-    """(x, side, source): the probed vectors if saved, else the stand-in."""
-    path = VECTORS / f"{model}.npz"
-    if path.is_file():
-        data = np.load(path)
-        return data["x"].astype(np.float32), data["side"].astype(np.int8), str(path)
-    x, side = stand_in(model)
-    return x, side, "stand-in"
-
-
-def evaluate(model: str, config: SAEConfig, scales: tuple[int, ...]) -> dict:
-    """Every figure for one model's vectors."""
-    x, side, source = load_vectors(model)
+def evaluate(
+    run_dir: Path, config: SAEConfig, scales: tuple[int, ...], ae_epochs: int = 2000
+) -> dict:
+    """Every figure for one run's probed vectors (``ae_epochs``: the dense AE's epoch cap)."""
+    x, side, source = load_vectors(run_dir)
     x_tr, x_dv, x_te = x[side == TRAIN], x[side == DEV], x[side == TEST]
+    empty = [
+        name for name, part in (("TRAIN", x_tr), ("DEV", x_dv), ("TEST", x_te)) if not len(part)
+    ]
+    if empty:
+        raise SystemExit(f"{source['file']} has no {' or '.join(empty)} vectors: rerun its probe")
     t0 = time.perf_counter()
     sae, report = train_sae(x_tr, x_dv, config, progress=False)
     wall = time.perf_counter() - t0
     idx, val, x_hat = encode_batched(sae, x_te)
     rand = random_sae(x.shape[1], sae.n_latents, sae.k, x_tr.mean(0), seed=config.seed)
     _, _, x_hat_rand = encode_batched(rand, x_te)
-    ae, ae_report = train_dense_ae(x_tr, x_dv, hidden=8, seed=config.seed)
+    ae, ae_report = train_dense_ae(x_tr, x_dv, hidden=8, seed=config.seed, max_epochs=ae_epochs)
     with torch.inference_mode():
         ae_test = fvu(x_te, ae(torch.as_tensor(x_te)).numpy())
     out = {
@@ -162,27 +149,51 @@ def evaluate(model: str, config: SAEConfig, scales: tuple[int, ...]) -> dict:
     return out
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["bprmf", "sasrec"])
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="where the runs are (default: the configured)"
+    )
+    parser.add_argument("--run", default=None, help="a run id (with one model only)")
     parser.add_argument("--quick", action="store_true", help="skip the scale sweep")
     parser.add_argument("--sweep-all", action="store_true", help="sweep SASRec's scale too")
-    args = parser.parse_args()
-    governor(CONFIGS[args.models[0]].threads)  # 0: the free cores (worker/threads.py)
-    results = {}
-    for model in args.models:
+    parser.add_argument(
+        "--max-epochs", type=int, default=None, help="cap every SAE's (and the AE's) epochs"
+    )
+    args = parser.parse_args(argv)
+    if args.run is not None and len(args.models) != 1:
+        parser.error("--run names one run: give one model with --models")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    data_dir = args.data_dir or get_settings().data_dir
+    run_dirs = {model: find_run(data_dir, model, args.run) for model in args.models}
+    theirs = published()
+    governor(CONFIGS.get(args.models[0], SAEConfig()).threads)  # 0: the free cores
+    models: dict[str, dict] = {}
+    for model, run_dir in run_dirs.items():
+        config = CONFIGS.get(model, SAEConfig())
+        if args.max_epochs is not None:
+            config = replace(config, max_epochs=args.max_epochs)
         # the SASRec sweep costs minutes per scale on a shared 2-core box: only with --sweep-all
         scales: tuple[int, ...] = ()
         if not args.quick and (model == "bprmf" or args.sweep_all):
             scales = (1, 2, 4, 8, 16, 32) if model == "bprmf" else (8, 16, 32)
-        results[model] = evaluate(model, CONFIGS[model], scales)
-    header = f"{'model':8} {'source':10} {'split':>17} {'FVU tr':>7} {'dev':>6} {'test':>6} "
+        ae_epochs = 2000 if args.max_epochs is None else args.max_epochs
+        r = models[model] = evaluate(run_dir, config, scales, ae_epochs)
+        top = theirs["sae_vectors_per_second"].get(model)
+        r["sae"]["their_vectors_per_second"] = top[1] if top else None
+        r["sae"]["speedup_vs_theirs"] = r["sae"]["vectors_per_second"] / top[1] if top else None
+    header = f"{'model':8} {'run':24} {'split':>17} {'FVU tr':>7} {'dev':>6} {'test':>6} "
     header += f"{'PCA-k':>6} {'rand':>6} {'AE-8':>6} {'dead':>6} {'vec/s':>9}"
     print(header)
-    for model, r in results.items():
+    for model, r in models.items():
         n, s = r["n"], r["sae"]
         print(
-            f"{model:8} {r['source'][-10:]:10} {n['train']:>7}/{n['dev']}/{n['test']:<5} "
+            f"{model:8} {r['source']['run_id'][-24:]:24} {n['train']:>7}/{n['dev']}/{n['test']:<5} "
             f"{s['fvu_train']:7.4f} {s['fvu_dev']:6.3f} {s['fvu_test']:6.3f} "
             f"{r['pca_fvu_test']:6.3f} {r['random_sae_fvu_test']:6.3f} "
             f"{r['dense_ae8_fvu_test']:6.3f} {s['dead_fraction']:6.1%} "
@@ -194,10 +205,17 @@ def main() -> None:
                 f"test {row['fvu_test']:.3f} dead {row['dead_fraction']:.1%} "
                 f"best epoch {row['best_epoch']}"
             )
-    results["loadavg_1min"] = os.getloadavg()[0]  # timings are only comparable at equal load
-    results["threads"] = torch.get_num_threads()
-    print(f"load average (1 min) {results['loadavg_1min']:.1f} on {os.cpu_count()} CPUs")
-    print(json.dumps(results))
+    out = {
+        "benchmark": "sae",
+        "models": models,
+        "published": provenance(theirs),
+        "loadavg_1min": os.getloadavg()[0],  # timings are only comparable at equal load
+        "threads": torch.get_num_threads(),
+    }
+    print(f"load average (1 min) {out['loadavg_1min']:.1f} on {os.cpu_count()} CPUs; the "
+          f"authors' speed: {theirs['file']} ({theirs['date']})")  # fmt: skip
+    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
