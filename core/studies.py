@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.types import DateTime, Integer, Text
 
+from core import safe_text
 from core.reports import details_null_p95
 from core.store.schema import (
     Account,
@@ -98,8 +99,12 @@ def _check_params(size: int, min_confidence: float, methods: str, name: str) -> 
         raise StudyError(f"size must be between 1 and {MAX_SIZE} latents, not {size}")
     if not 0 <= min_confidence <= 1:
         raise StudyError(f"the minimum confidence is a share in [0, 1], not {min_confidence}")
-    if not name.strip() or len(name) > 128 or "\x00" in name:
-        raise StudyError("give the study a name of 1–128 characters (no NUL)")
+    if not name.strip() or len(name) > 128:
+        raise StudyError("give the study a name of 1–128 characters")
+    try:  # no control or bidi characters (NUL included): core/safe_text.py
+        safe_text.check_name(name, "the study's name")
+    except ValueError as exc:
+        raise StudyError(str(exc)) from None
 
 
 def create_study(
