@@ -22,6 +22,7 @@ from backend.routes import auth, explain, find, invites, items, latents, runs, s
 from backend.routes.lenses import router as lenses_router  # map, neighbours (issue 11)
 from backend.routes.studies import router as studies_router  # human evaluation (issue 10)
 from backend.routes.study_results import router as study_results_router
+from backend.steering.cache import DATA_DIR
 from core.settings import Settings, get_settings
 from core.store import migrate
 from core.store.engine import session_factory
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.sessions = session_factory(url)
+    # steering reads Run.artifact_dir relative to this data directory (docs/architecture.md)
+    app.state.sessions.configure(info={DATA_DIR: settings.data_dir})
     errors.install(app)
     limits.install(app, settings.max_body_bytes)
     security.install(app, settings)

@@ -6,6 +6,8 @@ records each file's sha256 in ``manifest.json``, makes the copy read-only and on
 publish transaction point the database at it (``Run.artifact_dir``, ``Run.version``,
 ``Run.digests``). A version whose transaction failed stays on disk, unreferenced: it is listed as
 unpublished. ``versions/published.json`` remembers which versions the database has pointed at.
+``Run.artifact_dir`` is stored relative to the data directory (:func:`stored_dir`), so a copied or
+moved data directory serves its own files (:func:`artifact_path`).
 See docs/architecture.md, run versions.
 """
 
@@ -52,6 +54,25 @@ class Version:
     @property
     def n_files(self) -> int:
         return len(self.digests)
+
+
+def stored_dir(directory: Path, data_dir: Path) -> str:
+    """What ``Run.artifact_dir`` stores for ``directory``: its path relative to the data
+    directory (``runs/<run id>/versions/<n>``), so the database and the files can be copied or
+    moved together; the absolute path when ``directory`` is outside the data directory."""
+    directory, base = Path(directory).resolve(), Path(data_dir).resolve()
+    try:
+        return directory.relative_to(base).as_posix()
+    except ValueError:
+        return str(directory)
+
+
+def artifact_path(stored: str, data_dir: Path) -> Path:
+    """The directory ``Run.artifact_dir`` names: a relative path is under ``data_dir`` (the data
+    directory the reader serves, not the one the writer had); an absolute one, written before
+    migration 0006 or outside the data directory, is taken as it is."""
+    path = Path(stored)
+    return path if path.is_absolute() else Path(data_dir) / path
 
 
 def versions_dir(run_root: Path) -> Path:

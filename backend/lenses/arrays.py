@@ -64,7 +64,7 @@ def topk_codes(sae: dict[str, np.ndarray], k: int, x: np.ndarray) -> np.ndarray:
 
 
 def _load(session: Session, run: Run) -> LensArrays:
-    files = published(run)
+    files = published(session, run)
     cfg, sae = load_sae_arrays(files)
     vectors = load_vectors(files)
     codes = topk_codes(sae, int(cfg["k"]), vectors["user_vectors"])
@@ -90,7 +90,7 @@ _LOCK = threading.Lock()
 def lens_arrays(session: Session, run: Run) -> LensArrays:
     """The run's :class:`LensArrays`, loaded on first use; raises
     :class:`core.rundir.ArtifactError` (the app answers 503) when a file is missing or changed."""
-    files = published(run)
+    files = published(session, run)
     key = (str(files.dir), files.version, str(run.created_at), files.signature())
     with _LOCK:
         hit = _CACHE.get(run.id)

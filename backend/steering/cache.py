@@ -34,6 +34,7 @@ from core import mapped
 from core.rundir import EXPLORER_FILES, ArtifactError, Published
 from core.store import reads
 from core.store.schema import Run
+from core.versions import artifact_path
 
 
 @dataclass
@@ -46,13 +47,29 @@ class _CacheEntry:
     error_at: float = 0.0  # ...until RECHECK_S after it (time.monotonic())
 
 
+DATA_DIR = "data_dir"  # the key of the served data directory in a session's ``info``
 _CACHE: dict[str, _CacheEntry] = {}  # run id -> its engine for one state of its files
 _CACHE_LOCK = threading.Lock()
 
 
-def published(run: Run) -> Published:
-    """The run's published version, as :mod:`core.rundir`'s checked loaders read it."""
-    return Published(run.id, int(run.version or 1), Path(run.artifact_dir), run.digests)
+def published(session: Session, run: Run) -> Published:
+    """The run's published version, as :mod:`core.rundir`'s checked loaders read it.
+
+    ``Run.artifact_dir`` is relative to the data directory the app serves, which its sessions
+    carry (``session.info[DATA_DIR]``, set by :func:`backend.app.create_app`): a copied or moved
+    data directory serves its own files. An absolute path (older rows) is taken as it is."""
+    version = int(run.version or 1)
+    data_dir = session.info.get(DATA_DIR)
+    if data_dir is not None:
+        directory = artifact_path(run.artifact_dir, Path(data_dir))
+    elif Path(run.artifact_dir).is_absolute():
+        directory = Path(run.artifact_dir)
+    else:
+        raise ArtifactError(
+            f"run {run.id!r} v{version}: its files are under the data directory "
+            f"({run.artifact_dir}), and this session was opened without one"
+        )
+    return Published(run.id, version, directory, run.digests)
 
 
 def load_engine(session: Session, run: Run) -> SteeringEngine:
@@ -60,7 +77,7 @@ def load_engine(session: Session, run: Run) -> SteeringEngine:
     file checked against the digest recorded at publish."""
     rows = reads.steering_rows(session, run.id)
     text = build_run_text(run.id, rows, run.n_items, run.n_users, run.n_latents)
-    return SteeringEngine.from_artifacts(run.id, published(run), text)
+    return SteeringEngine.from_artifacts(run.id, published(session, run), text)
 
 
 def engine_for_run(session: Session, run: Run) -> SteeringEngine:
@@ -70,7 +87,7 @@ def engine_for_run(session: Session, run: Run) -> SteeringEngine:
     missing, changed since publishing, unreadable or not finite. The per-entry lock makes
     concurrent first requests build it once.
     """
-    files = published(run)
+    files = published(session, run)
     key = (str(files.dir), files.version, str(run.created_at), files.signature())
     with _CACHE_LOCK:
         entry = _CACHE.get(run.id)

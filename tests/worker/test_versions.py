@@ -33,7 +33,7 @@ from core.store import migrate, reads
 from core.store.engine import session_factory
 from core.store.schema import Concept, Latent
 from core.store.writes import HistoryWouldBeLost, add_concept, delete_run, publish_run
-from core.versions import create_version, list_versions, next_number
+from core.versions import artifact_path, create_version, list_versions, next_number
 from tests.backend.factories import fixture_rows, llm_confidence
 from worker.cli import app as cli_app
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv
@@ -67,7 +67,8 @@ class Workspace:
         with self.sessions()() as session:
             run = reads.get_run(session, RUN_ID)
             assert run is not None
-            return run.version, run.k, run.artifact_dir, dict(run.digests or {})
+            where = str(artifact_path(run.artifact_dir, self.settings.data_dir))
+            return run.version, run.k, where, dict(run.digests or {})
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from core.store import reads
 from core.store.engine import session_factory
 from core.store.migrate import upgrade
 from core.store.writes import HistoryWouldBeLost, publish_run
-from core.versions import create_version, mark_published, next_number
+from core.versions import create_version, mark_published, next_number, stored_dir
 from worker.cases import SIDE_NAMES
 from worker.errors import ConfigError
 from worker.interpret.examples import ROLES, ExampleSet, example_history
@@ -185,7 +185,8 @@ def run_row(run: Run) -> records.RunRow:
     cfg, dataset, sae = run.config, run.dataset, run.sae
     return records.RunRow(
         id=cfg.run_id, dataset=cfg.dataset_name, recommender=cfg.recommender,
-        artifact_dir=str(run.dir.resolve()), n_users=dataset.n_users, n_items=dataset.n_items,
+        artifact_dir=stored_dir(run.dir, run.settings.data_dir),
+        n_users=dataset.n_users, n_items=dataset.n_items,
         n_latents=sae.n_latents, k=sae.k, item_category=dataset.item_category,
         item_name=dataset.item_name, config=run.read_json(CONFIG),
         metrics=jsonable(run_metrics(run).to_json()),
@@ -254,7 +255,7 @@ def publish(run: Run) -> None:
         mark_published(run.dir, previous)
     version = create_version(run_id, run.dir, next_number(run.dir, previous))
     rows["run"] |= {
-        "artifact_dir": str(version.dir.resolve()),
+        "artifact_dir": stored_dir(version.dir, run.settings.data_dir),  # relative: relocatable
         "version": version.number,
         "digests": version.digests,
     }
