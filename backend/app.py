@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
@@ -39,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         migrate.upgrade(url)
+        # One thread per pooled connection and a few more (backend/limits.py, docs/scaling.md)
+        to_thread.current_default_thread_limiter().total_tokens = limits.thread_tokens(settings)
         yield
 
     app = FastAPI(
@@ -49,12 +52,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    app.state.sessions = session_factory(url)
+    # The pool sized from the admission caps; a connection not free within a second is a 503.
+    app.state.sessions = session_factory(
+        url, limits.pool_size(settings), settings.db_pool_timeout_s
+    )
     # steering reads Run.artifact_dir relative to this data directory (docs/architecture.md)
     app.state.sessions.configure(info={DATA_DIR: settings.data_dir})
     errors.install(app)
     limits.install(app, settings.max_body_bytes)
     security.install(app, settings)
+    limits.install_admission(app, settings)  # outside the session lookup, which reads the DB
 
     app.mount(
         urls.SWAGGER_DIR,

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     # The largest request body accepted, in bytes (issue 8 §4; 0: no limit).
     max_body_bytes: int = 64 * 1024
 
+    # Bounded concurrency per server process (docs/scaling.md, "Admission"): requests running at
+    # once per route class (light: pages, JSON, per-user steering; heavy: segment steering;
+    # explain: LLM explanations). A request that finds no slot within admission_wait_s, or no
+    # database connection within db_pool_timeout_s, answers 503 with Retry-After instead of
+    # queueing. The database pool and the thread pool are sized from the caps together.
+    concurrency_light: int = 16
+    concurrency_heavy: int = 2
+    concurrency_explain: int = 4
+    admission_wait_s: float = 0.5
+    db_pool_timeout_s: float = 1.0
+
     # Accounts and security (issue 8 §2; README "Accounts and security").
     session_ttl_hours: float = 12.0  # a login session ends this long after sign-in
     # Host headers answered (DNS rebinding); comma-separated in the environment.

@@ -150,6 +150,9 @@ async def explain_latent(
     )
     held = await hold(request, session, account, settings)
     job = explain_job.start(inputs, held, started)
+    # The reads are done: give the connection back while the LLM works (seconds); the job saves
+    # through its own session (docs/scaling.md, "Admission").
+    session.close()
     assert job.task is not None
     if EVENT_STREAM in request.headers.get("accept", ""):
         return StreamingResponse(

@@ -148,18 +148,24 @@ async def steer_user(run_id: str, idx: Idx, body: SteerRequest, request: Request
 @router.post(
     "/api/runs/{run_id}/segment/steer", summary="Steer every test-side user", responses=POST_ERRORS
 )
-def steer_segment(body: SegmentSteerRequest, run: RunDep, session: SessionDep) -> JSONResponse:
+async def steer_segment(body: SegmentSteerRequest, run_id: str, request: Request) -> JSONResponse:
     """The same scales for every test-side user: NDCG@10 and concept presence before/after."""
-    engine = _engine(session, run)
-    try:
-        result = engine.steer_segment(to_edits(body.edits), body.mode, body.include_inactive)
-    except UnknownLatentError as exc:
-        raise HTTPException(404, str(exc)) from None
-    except SteeringError as exc:
-        raise HTTPException(422, str(exc)) from None
-    answer = segment_json(result)
-    refuse_non_finite(engine, answer, "the segment's steering")
-    return JSONResponse(answer)
+    # No database session is held while the segment is steered (tens to hundreds of ms): the
+    # engine comes from the recent-run cache (docs/scaling.md, "Admission").
+    engine = await _engine_fast(request, run_id)
+
+    def steer() -> dict[str, Any]:
+        try:
+            result = engine.steer_segment(to_edits(body.edits), body.mode, body.include_inactive)
+        except UnknownLatentError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except SteeringError as exc:
+            raise HTTPException(422, str(exc)) from None
+        answer = segment_json(result)
+        refuse_non_finite(engine, answer, "the segment's steering")
+        return answer
+
+    return JSONResponse(await run_in_threadpool(steer))
 
 
 @router.get(

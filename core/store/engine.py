@@ -1,4 +1,10 @@
-"""Engine and session factory for the configured database (SQLite by default, or Postgres)."""
+"""Engine and session factory for the configured database (SQLite by default, or Postgres).
+
+A server sizes its pool from its admission caps (``pool_size``: no overflow) and waits at most
+``pool_timeout_s`` for a connection, so a saturated server answers 503 at once instead of
+queueing for SQLAlchemy's default 30 s (docs/scaling.md, "Admission"). Everything else (the
+worker, the command line, tests) keeps SQLAlchemy's defaults.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +15,23 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 
-def make_engine(url: str) -> Engine:
+def _pool_options(pool_size: int | None, pool_timeout_s: float | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if pool_size is not None:
+        if pool_size < 1:
+            raise ValueError(f"a database pool needs at least one connection, not {pool_size}")
+        options.update(pool_size=pool_size, max_overflow=0)
+    if pool_timeout_s is not None:
+        options["pool_timeout"] = pool_timeout_s
+    return options
+
+
+def make_engine(
+    url: str, pool_size: int | None = None, pool_timeout_s: float | None = None
+) -> Engine:
+    options = _pool_options(pool_size, pool_timeout_s)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **options)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:  # DB-API objects: untyped
@@ -24,13 +44,17 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **options)
 
 
 @lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    return make_engine(url)
+def engine_for(
+    url: str, pool_size: int | None = None, pool_timeout_s: float | None = None
+) -> Engine:
+    return make_engine(url, pool_size, pool_timeout_s)
 
 
-def session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(engine_for(url), expire_on_commit=False)
+def session_factory(
+    url: str, pool_size: int | None = None, pool_timeout_s: float | None = None
+) -> sessionmaker[Session]:
+    return sessionmaker(engine_for(url, pool_size, pool_timeout_s), expire_on_commit=False)
