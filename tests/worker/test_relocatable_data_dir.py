@@ -16,12 +16,16 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from backend.app import create_app
 from backend.steering import clear_cache
+from backend.steering.cache import DATA_DIR, published
+from core.rundir import ArtifactError
 from core.settings import Settings
 from core.store import migrate, reads
 from core.store.engine import engine_for, session_factory
+from core.store.schema import Run
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv
 from worker.pipeline import RunConfig, run_pipeline
 
@@ -159,3 +163,16 @@ def test_migration_0006_makes_absolute_artifact_dirs_relative(database_url: str)
     )
     assert down["r5"] == "/elsewhere/r5/v1" and down["r6"] == ROWS["r6"][0]
     engine_for(database_url).dispose()
+
+
+def test_a_relative_artifact_dir_resolves_against_the_sessions_data_directory(
+    tmp_path: Path,
+) -> None:
+    run = Run(id="r", version=2, artifact_dir="runs/r/versions/2", digests=None)
+    with Session(info={DATA_DIR: tmp_path / "B"}) as session:
+        assert published(session, run).dir == tmp_path / "B" / "runs" / "r" / "versions" / "2"
+    absolute = Run(id="r", version=1, artifact_dir=str(tmp_path / "A" / "r"), digests=None)
+    with Session(info={DATA_DIR: tmp_path / "B"}) as session:
+        assert published(session, absolute).dir == tmp_path / "A" / "r"  # older rows: as stored
+    with Session() as session, pytest.raises(ArtifactError, match="opened without one"):
+        published(session, run)
