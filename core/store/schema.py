@@ -50,7 +50,8 @@ class Run(Base):
     recommender: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="ready")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
-    # The published version's directory (runs/<id>/versions/<n>): config.json, *.safetensors.
+    # The published version's directory, relative to the data directory (runs/<id>/versions/<n>;
+    # an older row may hold an absolute path): config.json, *.safetensors.
     # A published version's files are never written again (docs/architecture.md, run versions).
     artifact_dir: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
@@ -117,6 +118,14 @@ class Latent(Base):
     tfidf_concept: Mapped[str | None] = mapped_column(Text, nullable=True)
     llm_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     llm_concept: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # ... and that concept's verdict (core.reports.VERDICTS, docs/method.md §1.11; None: no
+    # confidence) with its null's rank p-value and size: the list's badge and filter follow it.
+    tfidf_verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    tfidf_null_p: Mapped[float | None] = mapped_column(Float, nullable=True)
+    tfidf_null_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    llm_verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    llm_null_p: Mapped[float | None] = mapped_column(Float, nullable=True)
+    llm_null_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Targeted tuning (paper §8, docs/method.md §1.9 Table 8): {"scales": [...], "related": [...],
     # "other": [...], "n_cases": int}; empty when the latent has no verified concept.
     tuning: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -296,6 +305,10 @@ class StudyItem(Base):
     text: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     null_p95: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # ... its null's rank p-value and size, and its verdict then (docs/method.md §1.11).
+    null_p: Mapped[float | None] = mapped_column(Float, nullable=True)
+    null_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # The examples shown to raters, as they saw them ({"construction": [...], "verification":
     # [...]}, each {"level", "predicted", "history"} with titles): a later version's latent with
     # the same index is another latent. None: not yet copied (read live from the study's version).
