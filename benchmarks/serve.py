@@ -1,7 +1,7 @@
 """Latency and weight of the explorer's pages over a real uvicorn server.
 
     .venv/bin/python -m benchmarks.serve [--requests 200] [--first-loads 10]
-    .venv/bin/python benchmarks/serve.py --requests 20 --first-loads 1   # quickest setting
+    .venv/bin/python benchmarks/serve.py --requests 20 --first-loads 1   # quickest: no p99
 
 Serves the demo DB (``<data_dir>/recsae.db``) if it holds a run, else generated runs: one with
 1024 latents (15 examples of 20-item histories each, as the worker writes), 2000 items and 600
@@ -9,10 +9,12 @@ users, and a synthetic run with artifacts (``tests.backend.synthetic_run``) for 
 which steers from them.
 
 - ``median_ms`` / ``p99_ms`` (target: median < 50 ms): sequential requests on one keep-alive
-  connection, after a warm-up, for the latent list, the latent page, the users index, the items
-  index, the user page, and the latent map (``latent map``: ``/runs/<run>/map``, the HTML page
-  with every latent's point embedded; ``latent map json``: its JSON twin ``/runs/<run>/map.json``;
-  ``points`` says how many latents it drew: a run published before the lenses has none).
+  connection, after a warm-up, ``n`` of them per page (``--requests``; ``p99_ms`` is the
+  nearest-rank 99th percentile, given only from 200 samples on: null below), for the latent
+  list, the latent page, the users index, the items index, the user page, and the latent map
+  (``latent map``: ``/runs/<run>/map``, the HTML page with every latent's point embedded;
+  ``latent map json``: its JSON twin ``/runs/<run>/map.json``; ``points`` says how many
+  latents it drew: a run published before the lenses has none).
 - ``first_load_ms`` / ``first_load_bytes`` (targets: < 500 ms, < 1,500,000 bytes) for the latent
   page and the run report: a cold load on loopback, as a browser with an empty cache does it —
   a new connection, the HTML, then every ``<script src>``, ``<link href>`` and ``<img src>`` it
@@ -117,13 +119,16 @@ def time_requests(client: httpx.Client, urls: list[str]) -> list[float]:
     return times
 
 
-def summarise(times: list[float]) -> dict[str, float]:
+P99_MIN_SAMPLES = 200  # fewer: the "p99" would be one of the slowest two or three requests
+
+
+def summarise(times: list[float]) -> dict[str, float | None]:
+    """Median and p99 (nearest rank: the ⌈0.99 n⌉-th smallest) of ``times``; p99 is None for
+    fewer than :data:`P99_MIN_SAMPLES` samples."""
     ordered = sorted(times)
-    return {
-        "median_ms": round(statistics.median(ordered), 2),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))], 2),
-        "n": len(ordered),
-    }
+    n = len(ordered)
+    p99 = round(ordered[math.ceil(0.99 * n) - 1], 2) if n >= P99_MIN_SAMPLES else None
+    return {"median_ms": round(statistics.median(ordered), 2), "p99_ms": p99, "n": n}
 
 
 def _wire_bytes(response: httpx.Response, body: bytes) -> int:
@@ -223,19 +228,22 @@ def latency_pages(target: Target, requests: int) -> dict[str, list[str]]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--requests", type=int, default=200,
-        help="timed requests per page for median_ms / p99_ms (after 10 warm-up requests)",
+        help="timed requests per page for median_ms / p99_ms (after 10 warm-up requests); "
+        f"p99_ms needs >= {P99_MIN_SAMPLES}",
     )  # fmt: skip
     parser.add_argument(
         "--first-loads", type=int, default=10,
         help="cold loads (page + assets) per page for first_load_ms / first_load_bytes",
     )  # fmt: skip
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.requests < 1 or args.first_loads < 1:
+        parser.error("--requests and --first-loads must be at least 1")
 
     settings = get_settings()
     target = demo_run(settings)
@@ -262,16 +270,23 @@ def main() -> None:
     print(f"run {target.run_id!r} ({target.source}, {target.n_latents} latents), "
           f"{args.requests} requests each; user page on {target.steer_run!r}")  # fmt: skip
     print(f"{'page':<14}{'median ms':>12}{'p99 ms':>10}{'first load ms':>15}{'bytes':>12}")
-    nan = float("nan")
+
+    def cell(value: float | None, width: int, digits: int) -> str:
+        return f"{'—':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
     for name, r in results.items():
         print(
-            f"{name:<14}{r.get('median_ms', nan):>12.2f}{r.get('p99_ms', nan):>10.2f}"
-            f"{r.get('first_load_ms', nan):>15.1f}{r.get('first_load_bytes', 0):>12,}"
+            f"{name:<14}{cell(r.get('median_ms'), 12, 2)}{cell(r.get('p99_ms'), 10, 2)}"
+            f"{cell(r.get('first_load_ms'), 15, 1)}{r.get('first_load_bytes', 0):>12,}"
         )
-    print(json.dumps({
+    if args.requests < P99_MIN_SAMPLES:
+        print(f"p99 not given: {args.requests} requests per page, it needs {P99_MIN_SAMPLES}")
+    out = {
         "run": target.run_id, "source": target.source, "n_latents": target.n_latents,
-        "pages": results,
-    }))  # fmt: skip
+        "requests": args.requests, "pages": results,
+    }  # fmt: skip
+    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":
