@@ -3,10 +3,12 @@
 Explains and verifies ``--latents`` latents (from the demo DB ``var/recsae.db`` when it holds a
 run, else synthetic genre latents over MovieLens titles): requests/s at concurrency 1 and 4
 (fresh caches, so every request hits the server), then a rerun on the warm cache (hit rate,
-target 100%), and the share of unparseable answers. Then the permutation null of every
-confidence (docs/method.md §1.11, ``--null`` other explanations per latent, 2N requests each).
+target 100%; its requests to the server and the cache's answers per second, both measured), and
+the share of unparseable answers. Then the permutation null of every confidence
+(docs/method.md §1.11, ``--null`` other explanations per latent, 2N requests each). Every figure
+is measured in this run; one that could not be (no case, no lookup) is null, never a stand-in 0.
 Prints a table and, as its last line, one JSON object with the figures, among them
-``unparseable_share`` (level answers), ``degenerate_share`` (explained latents whose label named
+``unparseable_level_share`` (level answers), ``degenerate_share`` (latents whose label named
 nothing twice), ``verified`` (confidence >= 0.8) and ``verified_over_null`` (also above the
 null's p95, ``core.reports.is_verified``).
 
@@ -126,7 +128,11 @@ def timed(
     return out, time.perf_counter() - start, client
 
 
-def main() -> None:
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latents", type=int, default=20)
     parser.add_argument("--n", type=int, default=5, help="N cases per role (paper: 5)")
@@ -139,7 +145,9 @@ def main() -> None:
     parser.add_argument(
         "--text", action="store_true", help="plain-text answers (no JSON schema), as before"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if not args.concurrency or min(args.concurrency) < 1:
+        parser.error("--concurrency needs one or more values >= 1")
 
     demo = demo_latents(args.latents)
     if demo is not None:
@@ -148,7 +156,7 @@ def main() -> None:
         latents = synthetic_latents(args.latents, args.n, args.seed)
         ctx, source = PromptContext("movies", "movie", "movielens"), "synthetic (MovieLens titles)"
     config = LLMConceptConfig(n=args.n, json_schema=not args.text)
-    rows: list[tuple[str, float, int, float, str]] = []
+    rows: list[tuple[str, float, int, float, str]] = []  # measured: name, s, requests, req/s
     figures: dict[str, Any] = {"latents": len(latents), "n": args.n, "source": source}
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -163,10 +171,15 @@ def main() -> None:
             figures[f"seconds_c{conc}"] = round(secs, 1)
         cache.reset_stats()
         again, secs, client = timed(latents, llm.base_url, cache, conc, ctx, config)
-        hit_rate = cache.stats.hit_rate or 0.0
-        rows.append((f"warm rerun, concurrency {conc}", secs, client.requests_made, 0.0,
-                     f"cache hits {hit_rate:.0%}"))  # fmt: skip
-        figures["cache_hit_rate_rerun"] = round(hit_rate, 4)
+        hit_rate, lookups = cache.stats.hit_rate, cache.stats.hits + cache.stats.misses
+        rerun_rps = client.requests_made / secs
+        hits = "no lookups" if hit_rate is None else f"cache hits {hit_rate:.0%}"
+        rows.append((f"warm rerun, concurrency {conc}", secs, client.requests_made, rerun_rps,
+                     f"{hits}, {lookups / secs:.0f} cache answers/s"))  # fmt: skip
+        figures["cache_hit_rate_rerun"] = None if hit_rate is None else round(hit_rate, 4)
+        figures["rerun_requests"] = client.requests_made
+        figures["rerun_rps"] = round(rerun_rps, 3)
+        figures["rerun_cache_lookups_per_s"] = round(lookups / secs, 1)
         figures["rerun_seconds"] = round(secs, 3)
         figures["rerun_same_results"] = [c.confidence for c in again] == [c.confidence for c in out]
         client = LLMClient(llm.base_url, concurrency=4, timeout_s=300, cache=cache)
@@ -175,13 +188,9 @@ def main() -> None:
         figures["null_seconds"] = round(time.perf_counter() - start, 1)
         figures["null_requests"] = client.requests_made
     cases = [c for con in out for c in con.details.get("cases", [])]
-    figures["unparseable_level_share"] = round(
-        sum(c["unparseable"] for c in cases) / max(len(cases), 1), 4
-    )
-    figures["unparseable_share"] = figures["unparseable_level_share"]
-    figures["degenerate_share"] = round(
-        sum(c.status == "degenerate" for c in out) / max(len(out), 1), 4
-    )
+    figures["level_answers"] = len(cases)
+    figures["unparseable_level_share"] = _share(sum(c["unparseable"] for c in cases), len(cases))
+    figures["degenerate_share"] = _share(sum(c.status == "degenerate" for c in out), len(out))
     figures["rejected_labels"] = sum(len(c.details.get("rejected", [])) for c in out)
     figures["verified"] = sum(is_confident(c.confidence) for c in out)
     figures["verified_over_null"] = sum(
@@ -198,14 +207,19 @@ def main() -> None:
     print(f"{'run':<28}{'seconds':>10}{'requests':>10}{'req/s':>8}  note")
     for name, secs, reqs, rps, note in rows:
         print(f"{name:<28}{secs:>10.1f}{reqs:>10d}{rps:>8.2f}  {note}")
+
+    def pct(x: float | None) -> str:
+        return "—" if x is None else f"{x:.1%}"
+
     share, status = figures["unparseable_level_share"], figures["status"]
-    print(f"unparseable level answers: {share:.1%}; statuses {status}; "
+    print(f"unparseable level answers: {pct(share)} of {len(cases)}; statuses {status}; "
           f"mean confidence {figures['mean_confidence']}")  # fmt: skip
-    print(f"degenerate labels: {figures['degenerate_share']:.1%} ({figures['rejected_labels']} "
+    print(f"degenerate labels: {pct(figures['degenerate_share'])} ({figures['rejected_labels']} "
           f"rejected once); confidence >= 0.8: {figures['verified']}, also above the null's "
           f"p95: {figures['verified_over_null']} (null of {args.null}, median p95 "
           f"{figures['null_p95_median']}, {figures['null_requests']} requests)")  # fmt: skip
     print(json.dumps(figures))
+    return figures
 
 
 if __name__ == "__main__":
