@@ -16,7 +16,10 @@ Files, by the stage that writes them (docs/method.md §1 for what each holds):
 - explain_llm: ``llm_concepts.json`` (only when LLM concepts were asked for)
 - evaluate: ``report.json`` (the paper's tables and figures), ``tuning.json`` (per-latent Table 8)
 - sweep: ``sweep.json`` (only with ``--sweep``)
-- the pipeline itself: ``config.json`` and one ``.done-<stage>`` marker per finished stage
+- the pipeline itself: ``config.json`` and one ``.done-<stage>`` marker per finished stage: the
+  stage's config digest and the sha256 of every file it wrote (:func:`write_marker`); removed
+  before the stage starts, written after its files are complete (docs/architecture.md, stage
+  markers). Every file here is written atomically (:mod:`core.atomic`).
 
 That directory is the worker's working directory. Publishing copies what the explorer reads into
 a read-only version directory ``versions/<n>/`` (:mod:`core.versions`) and records each file's
@@ -38,6 +41,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from core import atomic
 from core.jsonsafe import jsonable
 from core.mapped import content_digest, map_safetensors
 from core.mapped import file_digest as file_digest  # re-exported: publishing records it
@@ -74,6 +78,12 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "record": (RECORD,),
     "interpret": (INTERPRETATION_ARRAYS, INTERPRETATION_JSON),
     "evaluate": (REPORT,),
+}
+# ... and what it writes only when the run asks for it (it removes the file otherwise).
+STAGE_OPTIONAL: dict[str, tuple[str, ...]] = {
+    "explain_llm": (LLM_CONCEPTS,),
+    "evaluate": (TUNING,),
+    "sweep": (SWEEP,),
 }
 
 SAE_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec")
@@ -177,27 +187,80 @@ def _resolve(src: Source, name: str) -> tuple[Path, str]:
 
 
 def done_marker(stage: str) -> str:
-    """The file whose presence says ``stage`` finished (it holds ``{"seconds": ...}``)."""
+    """The file that says ``stage`` finished (:func:`write_marker` says what it holds)."""
     return f"{DONE_PREFIX}{stage}"
 
 
+def stage_files(stage: str) -> tuple[str, ...]:
+    """Every file ``stage`` may write, relative to the run directory (always, then optional)."""
+    return (*STAGE_OUTPUTS.get(stage, ()), *STAGE_OPTIONAL.get(stage, ()))
+
+
 def stage_writing(name: str) -> str | None:
-    """The stage that writes run-directory file ``name`` (None for files no stage always writes)."""
-    for stage, outputs in STAGE_OUTPUTS.items():
-        if name in outputs:
+    """The stage that writes run-directory file ``name`` (None for files no stage writes)."""
+    for stage in {**STAGE_OUTPUTS, **STAGE_OPTIONAL}:
+        if name in stage_files(stage):
             return stage
+    return None
+
+
+def write_marker(run_dir: Path, stage: str, seconds: float, config_digest: str) -> None:
+    """``stage`` finished: its marker, written (atomically) after every file of the stage is
+    complete, holds the seconds it took, ``config_digest`` (the config it ran with) and the
+    sha256 of each file of :func:`stage_files` it left (docs/architecture.md, stage markers)."""
+    run_dir = Path(run_dir)
+    files = {n: file_digest(run_dir / n) for n in stage_files(stage) if (run_dir / n).is_file()}
+    marker = {"seconds": seconds, "config": config_digest, "files": files}
+    atomic.write_text(run_dir / done_marker(stage), json.dumps(marker, indent=2))
+
+
+def clear_marker(run_dir: Path, stage: str) -> None:
+    """``stage`` is no longer done (before it starts writing, or when what it read changed); the
+    temporary files a killed writer of the stage left go too."""
+    atomic.unlink(Path(run_dir) / done_marker(stage))
+    for name in stage_files(stage):
+        atomic.remove_partials(Path(run_dir) / name)
+
+
+def marker_problem(run_dir: Path, stage: str, config_digest: str) -> str | None:
+    """Why ``stage`` does not count as done in ``run_dir``, or None when it does: its marker is
+    there, was written for ``config_digest``, and every file the stage may write is what the
+    marker recorded (same sha256; a file it did not write is not there)."""
+    path = Path(run_dir) / done_marker(stage)
+    if not path.is_file():
+        return "not finished"
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"its marker {path.name} is unreadable"
+    if not isinstance(marker, dict) or not isinstance(marker.get("files"), dict):
+        return f"its marker {path.name} records no file digests (an older run directory)"
+    if marker.get("config") != config_digest:
+        return "its marker was written with another config"
+    recorded: dict[str, Any] = marker["files"]
+    for name in STAGE_OUTPUTS.get(stage, ()):
+        if name not in recorded:
+            return f"its marker records no {name}"
+    for name in stage_files(stage):
+        file = Path(run_dir) / name
+        if name not in recorded:
+            if file.exists():
+                return f"{name} was not written by the stage's last finished run"
+        elif not file.is_file():
+            return f"{name} is missing"
+        elif file_digest(file) != recorded[name]:
+            return f"{name} changed since the stage finished"
     return None
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write named arrays as one safetensors file (any dtype safetensors has; made contiguous).
 
-    Written beside it and renamed into place: a stage killed halfway leaves the previous file
-    whole, and a memory map of the previous file stays valid, never truncated under it."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(partial))
-    os.replace(partial, path)
+    Written beside it and renamed into place (:mod:`core.atomic`): a stage killed halfway leaves
+    the previous file whole, and a memory map of the previous file stays valid, never truncated
+    under it."""
+    with atomic.atomic_path(Path(path)) as partial:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(partial))
 
 
 def load_arrays(path: Path, names: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -212,8 +275,8 @@ def load_arrays(path: Path, names: tuple[str, ...] = ()) -> dict[str, np.ndarray
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """``obj`` (numpy values allowed, NaN -> null) as indented JSON."""
-    Path(path).write_text(json.dumps(jsonable(obj), indent=2))
+    """``obj`` (numpy values allowed, NaN -> null) as indented JSON, written atomically."""
+    atomic.write_text(Path(path), json.dumps(jsonable(obj), indent=2))
 
 
 def read_json(path: Path) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from core.atomic import save_npz
 from core.llm.concepts import LLMConcept
 from core.rundir import (
     LLM_CONCEPTS,
@@ -49,10 +50,10 @@ class ProbeArrays:
 
     def save(self, run_dir: Path, user_vectors: np.ndarray) -> None:
         """``probe.npz``, and ``vectors.safetensors`` with ``user_vectors`` [U, d] (steering)."""
-        np.savez(
+        save_npz(
             Path(run_dir) / PROBE,
-            user=self.cases.user, length=self.cases.length, side=self.cases.side, reps=self.reps,
-            item_emb=self.item_emb, sequential=np.array(self.sequential),
+            dict(user=self.cases.user, length=self.cases.length, side=self.cases.side,
+                 reps=self.reps, item_emb=self.item_emb, sequential=np.array(self.sequential)),
         )  # fmt: skip
         save_arrays(
             Path(run_dir) / VECTORS,
@@ -83,7 +84,7 @@ class RecordArrays:
     user_top_items: np.ndarray  # [U, 10]
 
     def save(self, run_dir: Path) -> None:
-        np.savez(Path(run_dir) / RECORD, **{f.name: getattr(self, f.name) for f in fields(self)})
+        save_npz(Path(run_dir) / RECORD, {f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def load(cls, run_dir: Path) -> RecordArrays:

@@ -129,7 +129,9 @@ def publish_command(
     config = RunConfig(**json.loads(config_path.read_text()))
 
     target = Run(config, settings)
-    unfinished = [s for s in STAGES[:-1] if not (target.done(s) and target.outputs_present(s))]
+    # done: its marker is there and its files are what it wrote (docs/architecture.md, stage
+    # markers)
+    unfinished = [s for s in STAGES[:-1] if target.unfinished(s) is not None]
     if unfinished:  # a killed or failed run: its working directory is not one run's results
         typer.secho(
             f"error: run {run} is not finished in {target.dir} (not done: "

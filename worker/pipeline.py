@@ -3,8 +3,10 @@ that runs it, in order (``worker.stages.<name>``; docs/method.md §1 says what e
 
 Each stage reads what the stages before it left in the run directory (:class:`worker.run.Run`)
 and writes its own files there (names in :mod:`core.rundir`), so a stage can be rerun alone and a
-finished stage is skipped unless forced. Only ``publish`` touches the database, in one
-transaction (``core.store.writes.publish_run``).
+finished stage is skipped unless forced. Finished means its marker is there and every file it
+wrote still matches the marker's digests; the marker goes before the stage writes anything and
+comes back only after all its files are complete (docs/architecture.md, stage markers). Only
+``publish`` touches the database, in one transaction (``core.store.writes.publish_run``).
 """
 
 from __future__ import annotations
@@ -55,8 +57,11 @@ def run_pipeline(
 ) -> Run:
     """Run the given stages in order, skipping finished ones unless ``force``.
 
-    A stage counts as finished when its marker and every file it always writes are there; after
-    a stage runs, every later stage is stale (its marker goes).
+    A stage counts as finished when its marker is there, written for this config, and every file
+    it wrote is unchanged (:meth:`Run.unfinished`; ``publish`` always runs). Before a stage runs,
+    its marker and every later stage's go (a stage killed halfway is never "done" with a mix of
+    old and new files, and what read its old files is stale); its marker is written once all its
+    files are complete.
     """
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
@@ -65,16 +70,18 @@ def run_pipeline(
     for i, (name, stage) in enumerate(PIPELINE):
         if name not in stages:
             continue
-        finished = run.done(name) and run.outputs_present(name)
-        if finished and not force and name != "publish":
+        always = force or name == "publish"
+        why = None if always else run.unfinished(name)
+        if not always and why is None:
             log(f"[{config.run_id}] {name}: done already (use --force to recompute)")
             continue
-        log(f"[{config.run_id}] {name} ...")
+        stale = f" (recomputing: {why})" if why is not None and run.done(name) else ""
+        log(f"[{config.run_id}] {name} ...{stale}")
+        for later, _ in PIPELINE[i:]:  # itself and what depends on it, before anything is written
+            run.clear_done(later)
         start = time.perf_counter()
         stage(run)
         seconds = time.perf_counter() - start
         run.mark_done(name, seconds)
-        for later, _ in PIPELINE[i + 1 :]:  # what depended on it is now stale
-            run.clear_done(later)
         log(f"[{config.run_id}] {name}: {seconds:.1f}s")
     return run

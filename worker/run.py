@@ -7,6 +7,7 @@ stage in the same process does not read it back from disk. File names are :mod:`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,7 +17,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from core import rundir
+from core import atomic, rundir
+from core.jsonsafe import jsonable
 from core.llm.concepts import LLMConcept
 from core.reports import PaperReport, RecommenderReport, Record, SAEReport, SweepRow
 from core.settings import Settings, get_settings
@@ -74,21 +76,39 @@ class Run:
                 )
                 for name in STAGES[first:]:
                     self.clear_done(name)
-        path.write_text(json.dumps(new, indent=2))
+        atomic.write_text(path, json.dumps(new, indent=2))
 
-    # -- bookkeeping --
+    # -- bookkeeping (docs/architecture.md, stage markers) --
     def done(self, stage: str) -> bool:
+        """Whether ``stage``'s marker is there (:meth:`unfinished` also checks its files)."""
         return self.path(rundir.done_marker(stage)).exists()
+
+    def config_digest(self, stage: str) -> str:
+        """sha256 of the config fields ``stage`` and the stages before it read."""
+        upto = STAGES.index(stage)
+        read = {
+            key: value
+            for key, value in asdict(self.config).items()
+            if STAGES.index(FIRST_STAGE_USING.get(key, "prepare")) <= upto
+        }
+        return hashlib.sha256(json.dumps(jsonable(read), sort_keys=True).encode()).hexdigest()
+
+    def unfinished(self, stage: str) -> str | None:
+        """Why ``stage`` must run (again), or None when it finished with this config and every
+        file it wrote is still what it wrote (:func:`core.rundir.marker_problem`)."""
+        return rundir.marker_problem(self.dir, stage, self.config_digest(stage))
 
     def outputs_present(self, stage: str) -> bool:
         """Whether every file ``stage`` always writes is there (a marker alone is not enough)."""
         return all(self.path(name).exists() for name in rundir.STAGE_OUTPUTS.get(stage, ()))
 
     def mark_done(self, stage: str, seconds: float) -> None:
-        self.path(rundir.done_marker(stage)).write_text(json.dumps({"seconds": seconds}))
+        """After every file of ``stage`` is complete: its marker with those files' digests."""
+        rundir.write_marker(self.dir, stage, seconds, self.config_digest(stage))
 
     def clear_done(self, stage: str) -> None:
-        self.path(rundir.done_marker(stage)).unlink(missing_ok=True)
+        """Before ``stage`` writes anything, or when what it read changed."""
+        rundir.clear_marker(self.dir, stage)
 
     def timings(self) -> dict[str, float]:
         """Seconds of each finished stage."""

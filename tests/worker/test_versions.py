@@ -122,19 +122,33 @@ def _lines(stream: Any, out: queue.Queue[str]) -> None:
     out.put("")
 
 
+# ``python -c`` running the recsae command line with os.replace paused after record.npz's rename.
+PAUSED_AFTER_RECORD = """
+import os, sys, time
+from worker.cli import app
+replace = os.replace
+def pausing(src, dst, *args, **kwargs):
+    replace(src, dst, *args, **kwargs)
+    if os.fspath(dst).endswith("/record.npz"):
+        print("paused inside record", flush=True)
+        time.sleep(600)
+os.replace = pausing
+sys.argv[0] = "recsae"
+app()
+"""
+
+
 def test_kill_during_record_serves_the_old_version_whole(workspace: Workspace) -> None:
     version, k, artifact_dir, digests = workspace.current()
     assert (version, k) == (1, 8) and Path(artifact_dir).name == "1"
     before = answers(workspace.settings)
     v1 = snapshot(Path(artifact_dir))
 
-    # record.npz as a FIFO nobody reads: record's write blocks there, so the process is inside
-    # record, whatever the machine's speed, when it is killed.
-    record = workspace.run_dir / rundir.RECORD
-    record.unlink()
-    os.mkfifo(record)
+    # recsae run, paused right after record.npz is renamed into place (every file is written
+    # atomically: docs/architecture.md, stage markers), so the process is inside record,
+    # whatever the machine's speed, when it is killed.
     env = {**os.environ, **workspace.settings.as_environment(), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "worker.cli", "run", *ARGS, "--data", str(workspace.csv)]
+    cmd = [sys.executable, "-c", PAUSED_AFTER_RECORD, "run", *ARGS, "--data", str(workspace.csv)]
     proc = subprocess.Popen(
         [*cmd, "--k", "4"], cwd=REPO_ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -144,18 +158,16 @@ def test_kill_during_record_serves_the_old_version_whole(workspace: Workspace) -
     seen = []
     try:
         deadline = time.monotonic() + 180
-        while not any(f"[{RUN_ID}] record ..." in line for line in seen):
+        while not any(line.startswith("paused inside record") for line in seen):
             line = lines.get(timeout=max(1.0, deadline - time.monotonic()))
             assert line, f"recsae run ended before record: {''.join(seen)[-2000:]}"
             seen.append(line)
-        time.sleep(0.5)  # into the stage
         assert proc.poll() is None, "".join(seen)[-2000:]
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             proc.kill()
-        record.unlink()
 
     # The worker had moved on in its working directory ...
     assert json.loads((workspace.run_dir / "sae" / "cfg.json").read_text())["k"] == 4

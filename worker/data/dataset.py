@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.atomic import save_npz, write_text
 from core.rundir import DATASET_ARRAYS, DATASET_META
 
 
@@ -88,11 +89,13 @@ class Dataset:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         lengths = np.array([len(s) for s in self.sequences], dtype=np.int64)
-        np.savez_compressed(
+        # each file atomically (core/atomic.py): a killed prepare never leaves half a file
+        items = np.concatenate(self.sequences) if self.sequences else np.zeros(0, np.int64)
+        times = np.concatenate(self.timestamps) if self.timestamps else np.zeros(0)
+        save_npz(
             directory / DATASET_ARRAYS,
-            lengths=lengths,
-            items=np.concatenate(self.sequences) if self.sequences else np.zeros(0, np.int64),
-            timestamps=np.concatenate(self.timestamps) if self.timestamps else np.zeros(0),
+            {"lengths": lengths, "items": items, "timestamps": times},
+            compressed=True,
         )
         meta = {
             "name": self.name,
@@ -106,7 +109,7 @@ class Dataset:
             "item_name": self.item_name,
             "stats": self.stats,
         }
-        (directory / DATASET_META).write_text(json.dumps(meta))
+        write_text(directory / DATASET_META, json.dumps(meta))
 
     @classmethod
     def load(cls, directory: Path) -> Dataset:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from core import atomic
 from core.rundir import RECOMMENDER_CONFIG, RECOMMENDER_WEIGHTS, ArtifactError, MissingArtifact
 from worker.recommenders.base import Recommender, RecommenderConfig, recommender_class
 from worker.recommenders.train import build_recommender
@@ -22,18 +23,20 @@ _FIELDS_BEFORE_PER_MODEL_CONFIGS = frozenset(
 
 
 def save_recommender(model: Recommender, config: RecommenderConfig, directory: Path) -> Path:
-    """Write the model's state dict and metadata into ``directory`` (created); returns it."""
+    """Write the model's state dict and metadata into ``directory`` (created), each file
+    atomically (:mod:`core.atomic`); returns it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / RECOMMENDER_WEIGHTS))
+    with atomic.atomic_path(directory / RECOMMENDER_WEIGHTS) as partial:
+        save_file(state, str(partial))
     meta = {
         "name": model.name,
         "n_users": model.n_users,
         "n_items": model.n_items,
         "config": asdict(config),
     }
-    (directory / RECOMMENDER_CONFIG).write_text(json.dumps(meta, indent=2))
+    atomic.write_text(directory / RECOMMENDER_CONFIG, json.dumps(meta, indent=2))
     return directory
 
 

@@ -16,13 +16,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from core import atomic
 from core.rundir import SAE_CFG, SAE_TENSORS, SAE_WEIGHTS, load_sae_dir, read_sae_cfg
 from worker.sae.model import TopKSAE
 from worker.sae.train import SAEConfig
 
 
 def save_sae(sae: TopKSAE, config: SAEConfig | None, directory: str | Path) -> Path:
-    """Write ``cfg.json`` and ``sae_weights.safetensors`` into ``directory`` (created)."""
+    """Write ``cfg.json`` and ``sae_weights.safetensors`` into ``directory`` (created), each
+    atomically (:mod:`core.atomic`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cfg = {
@@ -37,17 +39,15 @@ def save_sae(sae: TopKSAE, config: SAEConfig | None, directory: str | Path) -> P
         "device": "cpu",
         "recsae_config": asdict(config) if config is not None else None,
     }
-    (directory / SAE_CFG).write_text(json.dumps(cfg, indent=2))
+    atomic.write_text(directory / SAE_CFG, json.dumps(cfg, indent=2))
     tensors = {
         "W_enc": sae.W_enc.detach(),
         "b_enc": sae.b_enc.detach(),
         "W_dec": sae.W_dec.detach(),
         "b_dec": sae.b_dec.detach(),
     }
-    save_file(
-        {name: t.float().contiguous().cpu() for name, t in tensors.items()},
-        directory / SAE_WEIGHTS,
-    )
+    with atomic.atomic_path(directory / SAE_WEIGHTS) as partial:
+        save_file({name: t.float().contiguous().cpu() for name, t in tensors.items()}, partial)
     return directory
 
 

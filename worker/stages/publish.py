@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from core import records
+from core import atomic, records
 from core.jsonsafe import jsonable
 from core.llm.concepts import STATUS_DEGENERATE, STATUS_VERIFIED
 from core.reports import RunMetrics
@@ -212,7 +212,7 @@ def _discard_file(run: Run, version: int) -> Path:
 
 def _write_discarded(path: Path) -> Callable[[list[dict[str, Any]]], None]:
     def write(rows: list[dict[str, Any]]) -> None:
-        path.write_text(json.dumps(rows, indent=2, default=str))
+        atomic.write_text(path, json.dumps(rows, indent=2, default=str))
 
     return write
 
