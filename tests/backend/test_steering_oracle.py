@@ -282,7 +282,7 @@ def segment_edits(draw: st.DrawFn, n_latents: int) -> tuple[list[tuple[int, floa
 @given(data=st.data())
 @settings(max_examples=25, deadline=None, derandomize=True)
 def test_segment_per_user_lists_equal_the_oracle(
-    data: st.DataObject, oracle: Oracle, engine: SteeringEngine
+    data: st.DataObject, oracle: Oracle, engine: SteeringEngine, client: TestClient
 ) -> None:
     edits, mode, include_inactive = data.draw(segment_edits(len(oracle.b_enc)))
     users = np.asarray(oracle.test_side, dtype=np.int64)
@@ -311,3 +311,16 @@ def test_segment_per_user_lists_equal_the_oracle(
 
     assert ndcg(hi) - 1e-9 <= seg.ndcg_after <= ndcg(lo) + 1e-9
     assert seg.n_users == users.size
+    body = {
+        "edits": [{"latent": lat, "value": v} for lat, v in edits],
+        "mode": mode,
+        "include_inactive": include_inactive,
+    }
+    r = client.post(
+        f"/api/runs/{RUN}/segment/steer",
+        content=json.dumps(body),
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    after = r.json()["ndcg@10"]["after"]
+    assert ndcg(hi) - 1e-9 <= after <= ndcg(lo) + 1e-9
