@@ -17,9 +17,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy.orm import Session
 
 from backend import nulls, numbers, urls
+from core import safe_text
 from core.settings import REPO_ROOT, Settings
 from core.store import reads
 from core.store.schema import Item, Latent, Run
@@ -136,6 +138,14 @@ def pct(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}%"
 
 
+def _visible(value: object) -> object:
+    """Jinja's ``finalize``: text as :func:`core.safe_text.visible`; markup (``tojson``,
+    ``|safe``) and non-text values pass as they are."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return safe_text.visible(value)
+    return value
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals["urls"] = urls
 templates.env.globals["static_url"] = urls.static  # content-hashed (backend/assets.py)
@@ -146,6 +156,9 @@ templates.env.filters["duration"] = numbers.duration
 templates.env.filters["words"] = numbers.words
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
+# Every printed value: control and bidi characters spelled out ("[U+202E]"), so stored text
+# (LLM explanations, concepts, names) reads as what it holds (core/safe_text.py).
+templates.env.finalize = _visible
 
 
 def page(

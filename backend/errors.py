@@ -13,6 +13,7 @@ server's log).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlencode
@@ -20,8 +21,12 @@ from urllib.parse import unquote, urlencode
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import get_route_path
 
 from backend import urls
 from backend.deps import templates
@@ -57,15 +62,27 @@ _DESCRIPTIONS = {
     429: "Too many requests: see the Retry-After header",
     500: "Unexpected server error",
     502: "The LLM server answered unusably or not at all",
-    503: "A run's artifact is missing or corrupt, or a service is not configured / busy",
+    503: (
+        "A run's artifact is missing or corrupt, a service is not configured / busy, or the "
+        "database does not answer (then with Retry-After)"
+    ),
     504: "The LLM did not answer within the deadline; nothing was saved",
 }
 
 RETRY_AFTER = {"description": "seconds to wait before asking again", "schema": {"type": "integer"}}
 
 # What every route can answer whatever it does: the Host check, a closed server's sign-in, the
-# body limit (backend/limits.py), input validation and the unexpected.
-COMMON = (400, 401, 413, 422, 500)
+# body limit (backend/limits.py), input validation, a database that does not answer (every
+# request may look up its session) and the unexpected.
+COMMON = (400, 401, 413, 422, 500, 503)
+# While the database does not answer: how long a client should wait before asking again.
+DATABASE_RETRY_AFTER_S = 5
+DATABASE_DOWN = (
+    "The database is not answering (stopped, restarting, unreachable or overloaded), so this "
+    f"request could not be served. Try again in {DATABASE_RETRY_AFTER_S} seconds; if it lasts, "
+    "whoever runs the server should check that the database server is up and reachable at "
+    "RECSAE_DATABASE_URL."
+)
 
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -77,8 +94,9 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         code: {"model": ErrorOut, "description": _DESCRIPTIONS[code]}
         for code in sorted({*codes, *COMMON})
     }
-    if 429 in documented:
-        documented[429]["headers"] = {"Retry-After": RETRY_AFTER}
+    for code in (429, 503):
+        if code in documented:
+            documented[code]["headers"] = {"Retry-After": RETRY_AFTER}
     return documented
 
 
@@ -180,10 +198,35 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+# The order a method list is written in (RFC 9110 names them in this order).
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path (a path such as ``/login`` has a
+    GET route and a POST route: Starlette's own 405 names only the first route's methods)."""
+    path = get_route_path(request.scope)
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.path_regex.match(path):
+            methods.update(route.methods)
+    if methods:
+        methods.add("OPTIONS")
+    return sorted(methods, key=lambda m: (*_METHOD_ORDER, m).index(m))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    headers = getattr(exc, "headers", None)
+    allow = ", ".join(allowed_methods(request)) if exc.status_code == 405 else ""
+    if allow:  # a route's 405 (a mounted app's, e.g. /static, keeps its own)
+        headers = {**(headers or {}), "Allow": allow}
+        if request.method == "OPTIONS":  # what this path answers to (RFC 9110 §9.3.7)
+            return Response(status_code=204, headers={"Allow": allow})
+        detail = f"{request.method} is not allowed on {request.url.path}: use {allow}"
+        return error_response(request, 405, detail, headers=headers)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    return error_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+    return error_response(request, exc.status_code, detail, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -208,7 +251,37 @@ async def _artifact_error(request: Request, exc: Exception) -> Response:
     return error_response(request, 503, _hide_paths(request, str(exc)))
 
 
+# SQLite's messages for a database it cannot use now (another writer, a missing or unreadable
+# file), unlike its schema errors.
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open", "disk I/O error")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database does not answer (as opposed to a bad query): the
+    driver could not connect or lost the connection, the pool had no connection within its
+    timeout, or the database refused for now (SQLite: locked or unreadable)."""
+    if isinstance(exc, PoolTimeout | DisconnectionError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):  # its OperationalError is also "no such table"
+        return str(exc.orig).startswith(_SQLITE_UNAVAILABLE)
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
+async def _database_down(request: Request, exc: Exception) -> Response:
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path,
+        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+    )  # fmt: skip
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+    return error_response(request, 503, DATABASE_DOWN, headers=headers)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    # Reached from the middleware too (the session lookup reads the database before any route).
+    if database_unavailable(exc):
+        return await _database_down(request, exc)
     # Starlette's ServerErrorMiddleware logs the traceback after this answer is sent.
     return error_response(request, 500, "Internal server error: the server's log has the details")
 
@@ -257,4 +330,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ArtifactError, _artifact_error)
+    for unavailable in (OperationalError, InterfaceError, DisconnectionError, PoolTimeout):
+        app.add_exception_handler(unavailable, _database_down)
     app.add_exception_handler(Exception, _unexpected)

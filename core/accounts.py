@@ -14,6 +14,7 @@ import hashlib
 import ipaddress
 import re
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -28,7 +29,12 @@ from core.store.engine import session_factory
 from core.store.schema import Account, LoginSession
 
 ROLES = ("admin", "annotator")
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# A username: 1-64 letters or digits of any script (Unicode alphanumerics, as Python's \w),
+# '.', '_' or '-', starting with a letter or digit; stored in Unicode NFC, so the same name typed
+# on any keyboard is one account. The API schema states the same pattern (backend/routes/auth.py).
+USERNAME_MAX = 64
+USERNAME_PATTERN = rf"^[^\W_][\w.-]{{0,{USERNAME_MAX - 1}}}$"
+_USERNAME_RE = re.compile(USERNAME_PATTERN.removesuffix("$") + r"\Z")
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a cap keeps a huge body from costing CPU
 
@@ -44,6 +50,10 @@ def _dummy_hash() -> str:
 
 class AccountError(ValueError):
     """Bad account input or an unknown account; the message says what to fix."""
+
+
+class NameTaken(AccountError):
+    """An account with this name exists already (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +77,52 @@ def token_hash(token: str) -> str:
 # --- passwords ---------------------------------------------------------------------------------
 
 
+def normalise_username(username: str) -> str:
+    """The stored form of ``username`` (Unicode NFC): what lookups compare against."""
+    return unicodedata.normalize("NFC", username)
+
+
 def check_username(username: str) -> str:
-    if not USERNAME_RE.match(username):
+    """``username`` in its stored form (NFC), or AccountError saying what to change.
+
+    Allowed (:data:`USERNAME_PATTERN`): 1-64 letters or digits of any script, '.', '_' or '-',
+    starting with a letter or digit. No spaces (at the ends or inside), no control, format or
+    bidi characters: a name must read the same in every list and terminal it is printed in.
+    """
+    name = normalise_username(username)
+    if _USERNAME_RE.match(name) is None:
         raise AccountError(
-            f"username {username!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"username {username!r} is not allowed: {_username_problem(name)}; use 1-"
+            f"{USERNAME_MAX} letters (any script), digits, '.', '_' or '-', starting with a "
+            "letter or digit"
         )
-    return username
+    return name
+
+
+def _username_problem(name: str) -> str:
+    if not name:
+        return "it is empty"
+    if name != name.strip():
+        return "it starts or ends with white space (a space, tab or new line): remove it"
+    if len(name) > USERNAME_MAX:
+        return f"it is {len(name)} characters long"
+    if not (name[0].isalnum()):
+        return f"it starts with {name[0]!r}"
+    for position, char in enumerate(name, 1):
+        if not (char.isalnum() or char in "._-"):
+            kind = unicodedata.category(char)
+            return f"it has {_char_kind(char, kind)} (U+{ord(char):04X}) at position {position}"
+    return "it does not match " + USERNAME_PATTERN
+
+
+def _char_kind(char: str, category: str) -> str:
+    if category == "Cc":
+        return "a control character"
+    if category == "Cf":
+        return "an invisible formatting character such as a bidi override"
+    if category[0] == "Z":
+        return "a space"
+    return f"the character {char!r}"
 
 
 def check_role(role: str) -> str:
@@ -109,12 +158,12 @@ def verify_password(password: str, password_hash: str) -> tuple[bool, str | None
 def create_account(
     sessions: sessionmaker[Session], username: str, password: str, role: str
 ) -> Account:
-    check_username(username)
+    username = check_username(username)
     check_role(role)
     password_hash = hash_password(password)
     with sessions.begin() as session:
         if _find(session, username) is not None:
-            raise AccountError(f"an account named {username!r} exists already")
+            raise NameTaken(f"an account named {username!r} exists already; pick another name")
         account = Account(username=username, password_hash=password_hash, role=role)
         session.add(account)
         session.flush()
@@ -122,7 +171,8 @@ def create_account(
 
 
 def _find(session: Session, username: str) -> Account | None:
-    return session.scalar(select(Account).where(Account.username == username))
+    name = normalise_username(username)
+    return session.scalar(select(Account).where(Account.username == name))
 
 
 def get_account(sessions: sessionmaker[Session], username: str) -> Account:
@@ -172,7 +222,7 @@ def ensure_admin(sessions: sessionmaker[Session], username: str, password: str) 
 
     For containers, which get the first admin from a secret at every start.
     """
-    check_username(username)
+    username = check_username(username)
     password_hash = hash_password(password)
     with sessions.begin() as session:
         account = _find(session, username)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.accounts import (
     AccountError,
+    NameTaken,
     _utc,
     check_role,
     check_username,
@@ -40,6 +41,10 @@ class InviteGone(AccountError):
 
 class InviteUnknown(AccountError):
     """No invite has this token."""
+
+
+class StudyUnknown(AccountError):
+    """The invite names a study that does not exist (HTTP 404)."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def create_invite(
     now = datetime.now(UTC)
     with sessions.begin() as session:
         if study_id is not None and session.get(Study, study_id) is None:
-            raise AccountError(f"no study {study_id}; the studies are listed at /studies")
+            raise StudyUnknown(f"no study {study_id}; the studies are listed at /studies")
         invite = Invite(
             token_hash=token_hash(token), role=role, created_by=created_by, created_at=now,
             expires_at=now + timedelta(days=days), study_id=study_id,
@@ -104,7 +109,7 @@ def accept_invite(
     """Spend the invite of ``token`` on a new account ``username`` (assigned to the invite's
     study, if any), all in one transaction; raises InviteUnknown / InviteGone (nothing created)
     or AccountError (a name or password not allowed; the invite stays open)."""
-    check_username(username)
+    username = check_username(username)
     password_hash = hash_password(password)  # argon2 before the transaction: it holds no lock
     digest, now = token_hash(token), datetime.now(UTC)
     if not 0 < len(token) <= 256:
@@ -123,7 +128,9 @@ def accept_invite(
         try:
             session.flush()
         except IntegrityError as exc:  # the name is taken: the whole transaction rolls back
-            raise AccountError(f"an account named {username!r} exists already") from exc
+            raise NameTaken(
+                f"an account named {username!r} exists already; pick another name"
+            ) from exc
         invite.account_id = account.id
         if invite.study_id is not None:
             session.add(StudyAnnotator(study_id=invite.study_id, account_id=account.id))

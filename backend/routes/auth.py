@@ -26,10 +26,30 @@ from backend import errors
 from backend.auth import SESSION_COOKIE, AdminDep, LoginDep, check_csrf
 from backend.deps import SettingsDep, templates
 from core import accounts, invites
-from core.accounts import AccountError
+from core.accounts import AccountError, NameTaken
 from core.store.schema import Study
 
 router = APIRouter(tags=["accounts"])
+
+# What core/accounts.py allows, stated in the schema; enforced by core/accounts.py itself, so a
+# refused form comes back as its page with the message (sign-in takes any name).
+Role = Annotated[str, Form(max_length=16, json_schema_extra={"enum": list(accounts.ROLES)})]
+NewUsername = Annotated[
+    str,
+    Form(
+        min_length=1, max_length=accounts.USERNAME_MAX,
+        json_schema_extra={"pattern": accounts.USERNAME_PATTERN},
+        description="1-64 letters (any script), digits, '.', '_' or '-', starting with a letter "
+        "or digit (checked after Unicode NFC normalisation)",
+    ),
+]  # fmt: skip
+NewPassword = Annotated[
+    str,
+    Form(
+        min_length=1, max_length=accounts.MAX_PASSWORD_LENGTH,
+        json_schema_extra={"minLength": accounts.MIN_PASSWORD_LENGTH},
+    ),
+]  # fmt: skip
 
 LOGIN_CSRF_COOKIE = "recsae_login_csrf"
 
@@ -231,17 +251,19 @@ def accounts_page(request: Request, _admin: AdminDep) -> HTMLResponse:
     "/admin/accounts",
     response_class=HTMLResponse,
     summary="Add an account (admin, form post)",
-    responses=_redirects("Added: back to the list", 400, 401, 403),
+    responses=_redirects("Added: back to the list", 400, 401, 403, 409),
 )
 def add_account(
     request: Request,
     _admin: AdminDep,
-    username: Annotated[str, Form(min_length=1, max_length=64)],
-    password: Annotated[str, Form(min_length=1, max_length=accounts.MAX_PASSWORD_LENGTH)],
-    role: Annotated[str, Form(max_length=16)] = "annotator",
+    username: NewUsername,
+    password: NewPassword,
+    role: Role = "annotator",
 ) -> Response:
     try:
         accounts.create_account(request.app.state.sessions, username, password, role)
+    except NameTaken as exc:
+        return accounts_page_response(request, str(exc), 409)
     except AccountError as exc:
         return accounts_page_response(request, str(exc), 400)
     return RedirectResponse("/admin/accounts", status_code=303)

@@ -10,6 +10,7 @@ anything.
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import timedelta
 from typing import Annotated, Any
@@ -21,14 +22,17 @@ from starlette.concurrency import run_in_threadpool
 from backend import errors
 from backend.auth import SESSION_COOKIE, AdminDep, check_writable
 from backend.deps import DB_INT_MAX, SettingsDep, templates
-from backend.routes.auth import accounts_page_response
+from backend.routes.auth import NewPassword, NewUsername, Role, accounts_page_response
 from core import accounts, invites
-from core.accounts import AccountError
-from core.invites import InviteGone, InviteUnknown
+from core.accounts import AccountError, NameTaken
+from core.invites import InviteGone, InviteUnknown, StudyUnknown
 
 router = APIRouter(tags=["accounts"])
 
 INVITE_CSRF_COOKIE = "recsae_invite_csrf"
+# A study to assign: its id, or empty (stated in the schema, checked here: a refused form comes
+# back as the accounts page with the message).
+STUDY_ID_PATTERN = "^[0-9]{0,10}$"
 Token = Annotated[str, Path(min_length=1, max_length=256, description="the invite's token")]
 GONE: dict[int | str, dict[str, Any]] = {
     410: {"model": errors.ErrorOut, "description": "The invite was used, expired or revoked"}
@@ -38,7 +42,7 @@ GONE: dict[int | str, dict[str, Any]] = {
 def _refusal(exc: AccountError) -> HTTPException:
     if isinstance(exc, InviteGone):
         return HTTPException(410, str(exc))
-    if isinstance(exc, InviteUnknown):
+    if isinstance(exc, InviteUnknown | StudyUnknown):
         return HTTPException(404, str(exc))
     return HTTPException(400, str(exc))
 
@@ -59,28 +63,36 @@ def link(request: Request, token: str) -> str:
             "description": "With `Accept: application/json`: the link and when it expires",
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
-        **errors.responses(400, 401, 403),
+        **errors.responses(400, 401, 403, 404),
     },
 )
 def create_invite(
     request: Request,
     admin: AdminDep,
-    role: Annotated[str, Form(max_length=16)] = "annotator",
-    study_id: Annotated[str, Form(max_length=12, description="a study to assign, or empty")] = "",
+    role: Role = "annotator",
+    study_id: Annotated[
+        str,
+        Form(
+            max_length=12,
+            description="a study's id to assign, or empty",
+            json_schema_extra={"pattern": STUDY_ID_PATTERN},
+        ),
+    ] = "",
     days: Annotated[float, Form(gt=0, le=invites.MAX_DAYS)] = invites.DEFAULT_DAYS,
 ) -> Response:
     """Answers the accounts page with the new link (or, when the request accepts JSON, the
     link and its expiry): the token is not stored, so this is the only time it is shown."""
-    try:
-        study = int(study_id) if study_id.strip() else None
-        if study is not None and not 1 <= study <= DB_INT_MAX:
-            raise ValueError
-    except ValueError:
+    if re.fullmatch(STUDY_ID_PATTERN.strip("^$"), study_id) is None:
         return accounts_page_response(request, f"study {study_id!r} is not a study id", 400)
+    study = int(study_id) if study_id else None
     try:
+        if study is not None and not 1 <= study <= DB_INT_MAX:  # no such id can exist
+            raise invites.StudyUnknown(f"no study {study}; the studies are listed at /studies")
         token, expires_at = invites.create_invite(
             request.app.state.sessions, role, created_by=admin.id, study_id=study, days=days
         )
+    except invites.StudyUnknown as exc:
+        return accounts_page_response(request, str(exc), 404)
     except AccountError as exc:
         return accounts_page_response(request, str(exc), 400)
     url = link(request, token)
@@ -168,14 +180,14 @@ def invite_page(request: Request, settings: SettingsDep, token: Token) -> HTMLRe
     "/invite/{token}",
     response_class=HTMLResponse,
     summary="Sign up with an invite link (form post; signs in, on to the study)",
-    responses={303: {"description": "Signed up and in"}, **GONE, **errors.responses(403, 404)},
+    responses={303: {"description": "Signed up and in"}, **GONE, **errors.responses(403, 404, 409)},
 )
 async def accept_invite(
     request: Request,
     settings: SettingsDep,
     token: Token,
-    username: Annotated[str, Form(min_length=1, max_length=64)],
-    password: Annotated[str, Form(min_length=1, max_length=accounts.MAX_PASSWORD_LENGTH)],
+    username: NewUsername,
+    password: NewPassword,
     csrf_token: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     check_writable(request)
@@ -194,8 +206,9 @@ async def accept_invite(
     except (InviteGone, InviteUnknown) as exc:
         raise _refusal(exc) from exc
     except AccountError as exc:  # a name taken or not allowed, a short password: try again
+        status = 409 if isinstance(exc, NameTaken) else 400
         return _signup_page(request, token, _context(invite), csrf=fresh, secure=secure,
-                            error=str(exc), status=400, username=username)  # fmt: skip
+                            error=str(exc), status=status, username=username)  # fmt: skip
     ttl = timedelta(hours=settings.session_ttl_hours)
     session_token, _ = await run_in_threadpool(accounts.start_session, sessions, account.id, ttl)
     target = f"/studies/{invite.study_id}" if invite.study_id is not None else "/studies"

@@ -50,6 +50,11 @@ def _blank_is_none(value: object) -> object:
 
 
 Blank = BeforeValidator(_blank_is_none)
+
+
+def _blank_allowed(schema: dict[str, Any]) -> None:
+    """The schema of a ``Blank`` parameter: an empty value is allowed (and means no filter)."""
+    schema.setdefault("anyOf", []).append({"type": "string", "maxLength": 0})
 Fraction = Annotated[float, Field(ge=0, le=1)]
 SORT_KEYS = ("id", "density", "confidence", "llm_confidence")
 
@@ -68,19 +73,27 @@ def latent_list(
         str | None, Query(max_length=TEXT_FILTER_MAX, description="substring of the concept text")
     ] = None,
     min_confidence: Annotated[
-        Fraction | None, Blank, Query(description="confidence floor, 0–1; empty: no floor")
+        Fraction | None,
+        Blank,
+        Query(
+            description="confidence floor, 0–1; empty: no floor", json_schema_extra=_blank_allowed
+        ),
     ] = None,
     method: Annotated[
         ConceptMethod | None,
         Blank,
-        Query(description="only latents with a concept by this method (q, floor: its concept)"),
+        Query(
+            description="only latents with a concept by this method (q, floor: its concept)",
+            json_schema_extra=_blank_allowed,
+        ),
     ] = None,
     confound: Annotated[
         Confound | None,
         Blank,
         Query(
             description=f"confound flag: |r| >= {CONFOUND_MIN} with popularity, activity, either "
-            "(any), or both computed and below (none)"
+            "(any), or both computed and below (none)",
+            json_schema_extra=_blank_allowed,
         ),
     ] = None,
 ) -> Context:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from backend.auth import AccountDep, AdminDep
@@ -258,17 +259,47 @@ def set_status(
     return RedirectResponse(study_url(study.id), status_code=303)
 
 
+def _rating_schema(schema: dict[str, Any]) -> None:
+    """A form field is sent or left out, never null: ``value`` is an integer (empty: none)."""
+    for key in ("anyOf", "ge", "le"):
+        schema.pop(key, None)
+    schema.update(type="integer", minimum=1, maximum=4)
+
+
+# A rating has a value, or it is a skip with a reason (core/studies.py); the form's schema says so.
+_VALUE_OR_REASON = {
+    "anyOf": [
+        {"required": ["value"]},
+        {"required": ["skip_reason"], "properties": {"skip_reason": {"pattern": "\\S"}}},
+    ]
+}
+
+
 @router.post(
     "/studies/{study_id}/ratings",
     summary="Rate one item 1–4, or skip it with a reason (form post; JSON answer on request)",
     responses={**_DONE, **responses(403, 404, 409)},
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/x-www-form-urlencoded": {"schema": _VALUE_OR_REASON}}
+        }
+    },
 )
 def submit_rating(
     request: Request,
     account: AccountDep,
     study_id: StudyId,
     position: Annotated[int, Form(ge=0, le=DB_INT_MAX)],
-    value: Annotated[int | None, Form(ge=1, le=4)] = None,
+    value: Annotated[
+        int | None,
+        BeforeValidator(lambda v: None if v == "" else v),
+        Form(
+            ge=1,
+            le=4,
+            description="1–4; left out (or empty): a skip",
+            json_schema_extra=_rating_schema,
+        ),
+    ] = None,
     skip_reason: Annotated[str | None, Form(max_length=studies.SKIP_REASON_MAX)] = None,
 ) -> Response:
     """Record the signed-in annotator's rating of the item at ``position`` (a second submission

@@ -75,6 +75,19 @@ CSV_FIELDS = [
 ]  # fmt: skip
 
 
+# A spreadsheet reads a cell that starts with one of these as a formula (OWASP, "CSV
+# Injection"): text that does is written with a leading ' so it stays text. Numbers are left as
+# they are (a negative confidence is a number, not a formula).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """``value`` as a CSV cell no spreadsheet evaluates."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 @router.get(
     "/studies/{study_id}/results.csv",
     summary="A study's ratings as CSV, one row per rating (admin)",
@@ -85,7 +98,8 @@ def results_csv(study: StudyDep, _admin: AdminDep, session: SessionDep) -> Respo
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
     writer.writeheader()
-    writer.writerows(study_reads.export_rows(session, study))
+    for row in study_reads.export_rows(session, study):
+        writer.writerow({key: csv_cell(value) for key, value in row.items()})
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",

@@ -132,7 +132,7 @@ def test_invite_signup_errors_keep_the_invite_open(app: Any) -> None:
         signed_in(admin, "admin", "root")
         token = make_invite(admin)
         taken = sign_up(guest, token, "root")
-        assert taken.status_code == 400 and "exists already" in taken.text
+        assert taken.status_code == 409 and "exists already" in taken.text
         short = sign_up(guest, token, "fresh", password="short")
         assert short.status_code == 400 and "too short" in short.text
         forged = guest.post(
@@ -146,13 +146,14 @@ def test_invite_signup_errors_keep_the_invite_open(app: Any) -> None:
 def test_admin_invite_form_refuses_bad_input(app: Any) -> None:
     with TestClient(app) as admin:
         signed_in(admin, "admin", "root")
-        for data, message in (
-            ({"role": "owner"}, "role &#39;owner&#39; is unknown"),
-            ({"study_id": "99"}, "no study 99"),
-            ({"study_id": "x"}, "is not a study id"),
+        for data, status, message in (
+            ({"role": "owner"}, 400, "role &#39;owner&#39; is unknown"),
+            ({"study_id": "99"}, 404, "no study 99"),
+            ({"study_id": "x"}, 400, "is not a study id"),
+            ({"study_id": " 1"}, 400, "is not a study id"),
         ):
             answer = admin.post("/admin/invites", data=data)
-            assert answer.status_code == 400 and message in answer.text, answer.text
+            assert answer.status_code == status and message in answer.text, answer.text
         assert admin.post("/admin/invites", data={"days": "0"}).status_code == 422
         made = admin.post("/admin/invites", headers={"accept": "application/json"})
         assert made.status_code == 201 and "/invite/" in made.json()["link"]
