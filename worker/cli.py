@@ -18,7 +18,7 @@ import typer
 from core.llm.client import LLMError
 from core.rundir import ArtifactError
 from core.settings import Settings
-from worker import cli_accounts, cli_studies, cli_versions
+from worker import cli_accounts, cli_import, cli_studies, cli_versions
 from worker.config import DEMO_DATA, STAGES, RunConfig, recommender_modules
 from worker.data.readers import READERS, DataFormatError
 from worker.errors import ConfigError
@@ -34,6 +34,7 @@ app = typer.Typer(
 app.add_typer(cli_versions.app, name="versions")
 app.add_typer(cli_accounts.app, name="accounts")
 app.add_typer(cli_studies.app, name="studies")
+app.command("import")(cli_import.import_model)
 
 DEMO_MODELS = ("bprmf", "sasrec")
 DEMO_LLM_LATENTS = 6  # LLM concepts per demo model on the bundled SmolLM2: ~2 min each here

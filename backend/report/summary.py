@@ -109,4 +109,6 @@ def run_summary(run: Run) -> dict[str, Any]:
         "url": urls.run(run.id),
         "latents_url": urls.latents(run.id),
         "steer_url": urls.user(run.id, 0) if run.n_users else None,  # a first user to steer
+        # a model trained elsewhere (docs/import.md): its description and the ranking check
+        "imported": ((run.metrics or {}).get("recommender") or {}).get("imported"),
     }

@@ -121,6 +121,11 @@ class Recommender(nn.Module, ABC):
         """[B, n_items] scores of every item."""
         return rep_BD @ self.item_embeddings().T
 
+    def report_extras(self) -> dict[str, Any]:
+        """Entries the run report adds beside the metrics (an imported model: where it came
+        from and the check of its vectors, docs/import.md); none by default."""
+        return {}
+
     def partial_history_reps(
         self, users: np.ndarray, histories: Sequence[np.ndarray]
     ) -> np.ndarray | None:

@@ -27,6 +27,7 @@ def train_recommender(run: Run) -> None:
     mostpop = build_recommender("mostpop", dataset.n_users, dataset.n_items, config)
     mostpop.prepare(dataset)
     raw["mostpop_test_ci"] = ranking_report(evaluate(mostpop, dataset, TEST), seed=cfg.seed)
+    raw.update(model.report_extras())  # an imported model: its source and checks (docs/import.md)
     report = RecommenderReport.model_validate(jsonable(raw))
     run.write_report(RECOMMENDER_REPORT, report)
     run.log(

@@ -5,6 +5,7 @@ Table 7)."""
 from __future__ import annotations
 
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,19 +13,19 @@ import torch
 
 from core.jsonsafe import jsonable
 from core.reports import RankingCI, SAEReport
-from core.rundir import SAE_DIR, SAE_REPORT
+from core.rundir import SAE_CFG, SAE_DIR, SAE_REPORT
 from worker.cases import DEV, TEST, TRAIN, Cases
 from worker.data.dataset import Dataset
 from worker.device import resolve_device
 from worker.errors import ConfigError
 from worker.metrics.ranking import per_case_ndcg, ranking_report
-from worker.metrics.reconstruction import fvu
+from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu, l0
 from worker.probe import rank_targets, user_vector_cases
 from worker.recommenders.io import load_recommender
 from worker.run import Run, RunConfig
 from worker.sae.augment import FoldInConfig, fold_in_vectors
 from worker.sae.baselines import pca_fvu, random_sae, train_dense_ae
-from worker.sae.io import save_sae
+from worker.sae.io import load_sae, save_sae
 from worker.sae.model import TopKSAE
 from worker.sae.train import SAEConfig, encode_batched
 from worker.sae.train import train_sae as train
@@ -132,6 +133,10 @@ def _dense_reconstruct(ae: torch.nn.Module, x: np.ndarray) -> np.ndarray:
 def train_sae(run: Run) -> None:
     cfg, dataset, probe = run.config, run.dataset, run.probe
     cases, reps, item_emb = probe.cases, probe.reps, probe.item_emb
+    imported = imported_sae_dir(cfg)
+    if imported is not None:  # an SAE trained elsewhere (docs/import.md): measured, not trained
+        _use_imported_sae(run, imported)
+        return
     x_train, fold_info = fold_in_training_vectors(run, reps[cases.side == TRAIN])
     dev, dev_index = dev_cases(dataset, cases, probe.sequential)
     x_dev = reps[dev_index]
@@ -161,6 +166,44 @@ def train_sae(run: Run) -> None:
         f"random {report.random_sae_fvu_test:.3f}), dead {report.dead_fraction:.1%}, "
         f"NDCG@10 {ranking['sae']['ndcg@10'].mean:.4f} vs base "
         f"{ranking['base']['ndcg@10'].mean:.4f}, {report.vectors_per_second:.0f} vectors/s"
+    )
+
+
+def imported_sae_dir(cfg: RunConfig) -> Path | None:
+    """The SAE ``recsae import --sae`` left in the run's import directory, if any."""
+    if not cfg.recommender.startswith("imported"):
+        return None
+    path = Path(cfg.recommender_overrides.get("source", "")) / SAE_DIR
+    return path if (path / SAE_CFG).is_file() else None
+
+
+def _use_imported_sae(run: Run, directory: Path) -> None:
+    """Copy the imported SAE into the run and report it exactly as a trained one (held-out FVU,
+    PCA-k, random SAE, dense AE, Table 7); dead = never active on the TRAIN-side vectors."""
+    probe = run.probe
+    x_train = probe.reps[probe.cases.side == TRAIN]
+    x_dev = probe.reps[dev_cases(run.dataset, probe.cases, probe.sequential)[1]]
+    sae = load_sae(directory)
+    if sae.d_in != x_train.shape[1]:
+        raise ConfigError(f"{directory}: the SAE's d_in {sae.d_in} != d {x_train.shape[1]}")
+    d = x_train.shape[1]
+    config = SAEConfig(scale=max(1, round(sae.n_latents / d)), k=sae.k, seed=run.config.seed)
+    save_sae(sae, None, run.path(SAE_DIR))
+    idx_tr, val_tr, x_hat_tr = encode_batched(sae, x_train)
+    raw: dict[str, Any] = {
+        "imported_from": str(directory),
+        "n_latents": sae.n_latents,
+        "fvu_train": fvu(x_train, x_hat_tr),
+        "fvu_dev": fvu(x_dev, encode_batched(sae, x_dev)[2]),
+        "dead_fraction": dead_fraction(fire_counts(idx_tr, val_tr, sae.n_latents)),
+        "l0": l0(val_tr),
+    }
+    raw.update(_held_out(run, sae, config, x_train))
+    report = SAEReport.model_validate(jsonable(raw))
+    run.write_report(SAE_REPORT, report)
+    run.log(
+        f"  imported SAE: FVU test {report.fvu_test:.3f} (PCA-{config.k} "
+        f"{report.pca_fvu_test:.3f}), dead {report.dead_fraction:.1%}"
     )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from worker.data.dataset import RawDataset
 from worker.data.readers.common import ITEM_COLUMNS, NO_GENRES, DataFormatError
 from worker.data.readers.generic import read_generic
+from worker.data.readers.imported import read_imported
 from worker.data.readers.movielens import read_ml1m, read_ml100k, read_movielens_latest
 from worker.data.readers.rechorus import read_rechorus
 
@@ -31,6 +32,7 @@ __all__ = [
     "DataFormatError",
     "read_dataset",
     "read_generic",
+    "read_imported",
     "read_ml100k",
     "read_ml1m",
     "read_movielens_latest",
@@ -43,6 +45,7 @@ READERS: dict[str, Callable[..., RawDataset]] = {
     "ml-1m": read_ml1m,
     "rechorus": read_rechorus,
     "generic": read_generic,
+    "imported": read_imported,  # written by recsae import (docs/import.md)
 }
 
 
