@@ -245,6 +245,6 @@ async def _save(inputs: ExplainInputs, concept: LLMConcept, elapsed_s: float) ->
         "model": concept.model,
         "created_at": created_at.isoformat(),
         "elapsed_s": round(elapsed_s, 3),
-        **trust(concept.confidence, details),
+        **trust(concept.confidence, details, concept.status),
         "details": details,
     }

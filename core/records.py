@@ -53,6 +53,13 @@ class LatentRow:
     tuning: dict[str, Any]  # Table 8 for this latent ({} when not tuned)
     llm_confidence: float | None
     llm_concept: str | None
+    # The shown concepts' verdicts and nulls (core.reports.verdict, docs/method.md §1.11).
+    tfidf_verdict: str | None = None
+    tfidf_null_p: float | None = None
+    tfidf_null_n: int | None = None
+    llm_verdict: str | None = None
+    llm_null_p: float | None = None
+    llm_null_n: int | None = None
     # Lenses (docs/method.md §6): confound correlations and the latent map (None: undefined).
     activity_corr: float | None = None
     popularity_corr: float | None = None

@@ -21,9 +21,24 @@ from core.jsonsafe import jsonable
 
 # Paper §3.3.2 / Table 4: a concept needs confidence >= 0.8 to count as verified ...
 VERIFIED_CONFIDENCE = 0.8
-# ... and, docs/method.md §1.11, a confidence above this quantile of its permutation null.
-NULL_QUANTILE = 0.95
+# ... and, docs/method.md §1.11, its permutation null must reject at 5%: the rank p-value
+# (r + 1) / (n + 1) <= NULL_ALPHA, where r of the n null draws score at least as high. The
+# smallest p a null of n draws can give is 1 / (n + 1), so a 5% test needs n >= NULL_MIN_N.
+NULL_ALPHA = 0.05
+NULL_MIN_N = 19
+NULL_QUANTILE = 0.95  # the percentile shown beside the p-value (a description, not the test)
 _EPS = 1e-9  # confidences are ratios of small integers: compare with a tolerance
+
+# The verdict of a concept (docs/method.md §1.11), one code everywhere (latents table, pages,
+# JSON twins, reports): the list's badge, colour and ``verified`` filter follow it.
+VERDICT_VERIFIED = "verified"  # confidence >= 0.8 and null p <= 0.05 with n >= 19
+VERDICT_NOT_OVER_NULL = "not_over_null"  # >= 0.8, but the null does not reject
+VERDICT_BELOW = "below"  # a confidence below 0.8
+VERDICT_NO_NULL = "no_null"  # >= 0.8, but no null of >= 19 draws: not verified
+VERDICT_DEGENERATE = "degenerate"  # a label that names nothing (or could not be parsed)
+VERDICTS = (
+    VERDICT_VERIFIED, VERDICT_NOT_OVER_NULL, VERDICT_BELOW, VERDICT_NO_NULL, VERDICT_DEGENERATE
+)  # fmt: skip
 
 
 # Eq. 4 needs this share of the N cases of EACH side (positives: the latent's verification
@@ -42,22 +57,39 @@ def is_confident(confidence: float | None) -> bool:
     return confidence is not None and confidence >= VERIFIED_CONFIDENCE - _EPS
 
 
-def is_verified(confidence: float | None, null_p95: float | None) -> bool:
+def is_verified(confidence: float | None, null_p: float | None) -> bool:
     """THE definition of a verified concept (docs/method.md §1.9, §1.11): confidence >= 0.8
-    and strictly above the 95th percentile of its permutation null. Without a null (no other
-    concept to compare with) a concept cannot show it beats one, so it is not verified."""
-    if confidence is None or null_p95 is None:
+    and its null's rank p-value <= 0.05 (which needs n >= 19 null draws; ``details_null_p``
+    gives None below that). Without such a null a concept cannot show it beats one, so it is
+    not verified."""
+    if confidence is None or null_p is None:
         return False
-    return is_confident(confidence) and confidence > null_p95 + _EPS
+    return is_confident(confidence) and null_p <= NULL_ALPHA + _EPS
 
 
-def null_stats(values: list[float], seed: int | None = None) -> dict[str, Any]:
-    """What a concept keeps of its null (``details["null"]``, docs/method.md §1.11): the 95th
-    percentile (linear interpolation), mean, median and count; p95 None without values."""
+def rank_p_value(own: float, values: list[float]) -> tuple[float | None, int]:
+    """The permutation test's p-value (r + 1) / (n + 1) and r, the null draws scoring at least
+    ``own`` (ties count against the concept: confidences are ratios of small integers);
+    (None, 0) without draws."""
+    if not values:
+        return None, 0
+    r = sum(1 for v in values if v >= own - _EPS)
+    return (r + 1) / (len(values) + 1), r
+
+
+def null_stats(
+    values: list[float], seed: int | None = None, own: float | None = None
+) -> dict[str, Any]:
+    """What a concept keeps of its null (``details["null"]``, docs/method.md §1.11): the rank
+    p-value ``p`` of ``own`` and its ``r`` (with ``own``), the 95th percentile (linear
+    interpolation), mean, median and count ``n``; p95 and p None without values."""
     vals = sorted(float(v) for v in values)
     if not vals:
-        return {"p95": None, "mean": None, "median": None, "n": 0, "seed": seed}
+        return {"p": None, "r": 0, "p95": None, "mean": None, "median": None, "n": 0, "seed": seed}
+    p, r = rank_p_value(float(own), vals) if own is not None else (None, 0)
     return {
+        "p": p,
+        "r": r,
         "p95": _quantile(vals, NULL_QUANTILE),
         "mean": sum(vals) / len(vals),
         "median": _quantile(vals, 0.5),
@@ -73,11 +105,55 @@ def _quantile(sorted_vals: list[float], q: float) -> float:
     return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
 
 
+def _null_of(details: dict[str, Any] | None) -> dict[str, Any]:
+    null = (details or {}).get("null")
+    return null if isinstance(null, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) else None
+
+
 def details_null_p95(details: dict[str, Any] | None) -> float | None:
     """The null's 95th percentile a concept's ``details`` carry (None: no null computed)."""
-    null = (details or {}).get("null")
-    value = null.get("p95") if isinstance(null, dict) else None
-    return float(value) if isinstance(value, int | float) else None
+    return _number(_null_of(details).get("p95"))
+
+
+def details_null_n(details: dict[str, Any] | None) -> int:
+    """How many null draws a concept's ``details`` record (0: no null)."""
+    n = _number(_null_of(details).get("n"))
+    return int(n) if n is not None else 0
+
+
+def details_null_p_any(details: dict[str, Any] | None) -> float | None:
+    """The rank p-value a concept's null reports, whatever its size (shown, not a verdict)."""
+    return _number(_null_of(details).get("p"))
+
+
+def details_null_p(details: dict[str, Any] | None) -> float | None:
+    """The null's rank p-value when it is a test: None without one, or with fewer than
+    NULL_MIN_N draws (such a null cannot reject at 5%: "no null", docs/method.md §1.11)."""
+    if details_null_n(details) < NULL_MIN_N:
+        return None
+    return _number(_null_of(details).get("p"))
+
+
+def verdict(
+    confidence: float | None, details: dict[str, Any] | None, degenerate: bool = False
+) -> str | None:
+    """A concept's verdict code (``VERDICTS``); None: no confidence and not degenerate (the
+    concept's status says why, e.g. too rare)."""
+    if degenerate:
+        return VERDICT_DEGENERATE
+    if confidence is None:
+        return None
+    if not is_confident(confidence):
+        return VERDICT_BELOW
+    p = details_null_p(details)
+    if p is None:
+        return VERDICT_NO_NULL
+    return VERDICT_VERIFIED if is_verified(confidence, p) else VERDICT_NOT_OVER_NULL
 
 
 class Record(BaseModel):
@@ -275,12 +351,16 @@ class SweepRow(Record):
 
 class NullSummary(Record):
     """docs/method.md §1.11 for one method and representation: latents with confidence >= 0.8,
-    how many stay verified above their null's 95th percentile, and the nulls themselves."""
+    how many are verified (their null rejects at 5%: rank p <= 0.05, n >= 19 draws), and the
+    nulls themselves."""
 
     confident: int | None = None  # confidence >= 0.8 (the paper's P >= 0.8)
-    verified: int | None = None  # ... and above the null's p95: the verified count
+    verified: int | None = None  # ... and the null's rank p <= 0.05: the verified count
     with_confidence: int | None = None  # latents with a confidence
-    with_null: int | None = None  # ... and a null
+    with_null: int | None = None  # ... and a null (any size)
+    with_test: int | None = None  # ... of at least 19 draws (a 5% test is possible)
+    null_n_min: int | None = None  # the smallest null of any verified concept (>= 19)
+    null_n_median: float | None = None  # median null size over concepts with a null
     null_p95_mean: float | None = None  # mean over latents with a null of its p95
     null_p95_median: float | None = None
     margin_median: float | None = None  # TF-IDF: median weight margin of the concept term

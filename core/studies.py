@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.types import DateTime, Integer, Text
 
 from core import safe_text
-from core.reports import details_null_p95
+from core.reports import details_null_n, details_null_p95, details_null_p_any, verdict
 from core.store.schema import (
     Account,
     Concept,
@@ -163,6 +163,9 @@ def create_study(
                     text=c.text,
                     confidence=c.confidence,
                     null_p95=details_null_p95(c.details),
+                    null_p=details_null_p_any(c.details),
+                    null_n=details_null_n(c.details),
+                    verdict=verdict(c.confidence, c.details),
                     shown=examples_shown(session, run_id, c.latent_idx),
                 )  # fmt: skip
             )

@@ -122,6 +122,9 @@ def _item_row(item: StudyItem, values: np.ndarray, raters: list[str]) -> dict[st
         "text": item.text,
         "confidence": item.confidence,
         "null_p95": item.null_p95,
+        "null_p": item.null_p,
+        "null_n": item.null_n,
+        "verdict": item.verdict,
         "human_mean": float(known.mean()) if known.size else None,
         "n": int(known.size),
         "spread": float(known.std()) if known.size >= 2 else None,
@@ -178,7 +181,17 @@ def _by_latent(by_item: list[dict[str, Any]]) -> list[dict[str, Any]]:
     grouped: dict[int, dict[str, Any]] = defaultdict(dict)
     for row in by_item:
         grouped[row["latent_idx"]][row["method"]] = {
-            k: row[k] for k in ("text", "human_mean", "n", "confidence", "null_p95")
+            k: row[k]
+            for k in (
+                "text",
+                "human_mean",
+                "n",
+                "confidence",
+                "null_p95",
+                "null_p",
+                "null_n",
+                "verdict",
+            )
         }
     return [{"latent_idx": idx, **grouped[idx]} for idx in sorted(grouped)]
 
@@ -207,6 +220,9 @@ def export_rows(session: Session, study: Study) -> list[dict[str, Any]]:
                 "concept": item.text,
                 "confidence": item.confidence,
                 "null_p95": item.null_p95,
+                "null_p": item.null_p,
+                "null_n": item.null_n,
+                "verdict": item.verdict,
                 "rating": r.value,
                 "skip_reason": r.skip_reason,
                 "updated_at": r.updated_at.isoformat() if r.updated_at else None,

@@ -92,8 +92,9 @@ class RunConfig:
     llm_latents: int = 0
     llm_local: bool = False
     # The null of each LLM confidence (docs/method.md §1.11): how many other explained latents'
-    # concepts (a seeded sample) are verified on its cases; each costs 2N LLM requests.
-    llm_null: int = 8
+    # concepts (a seeded sample) are verified on its cases; each costs 2N LLM requests. A 5%
+    # rank test needs >= 19 (core.reports.NULL_MIN_N): below that no LLM concept is verified.
+    llm_null: int = 19
     sweep: bool = False  # sensitivity to s in {8, 16, 32} and k in {4, 8, 16} (paper §7)
 
     def __post_init__(self) -> None:

@@ -16,14 +16,14 @@ from core.reports import VERIFIED_CONFIDENCE, CoverageSubset, PaperReport, Simil
 
 V = f"{VERIFIED_CONFIDENCE:g}"  # how the page writes the threshold ("0.8")
 # docs/method.md §1.11: verified = confidence >= 0.8 and above the null's p95
-VERIFIED = f"verified (confidence ≥ {V} and above its null's 95th percentile)"
+VERIFIED = f"verified (confidence ≥ {V} and its null's rank p ≤ 0.05, n ≥ 19)"
 REPRESENTATIONS = (("sae", "SAE"), ("base", "Base"))
 
 
 def _similarity_row(key: str, label: str, part: Similarity) -> tuple[str, list[Cell]]:
     n = number(part.n_latents)
     unit = "latent" if key == "sae" else "dimension"
-    none_verified = f"no {label} {unit} is verified (confidence ≥ {V}, above its null)"
+    none_verified = f"no {label} {unit} is verified (confidence ≥ {V}, null p ≤ 0.05)"
     inter_why = none_verified if not n else "needs two verified latents"
     return (
         label,
@@ -175,7 +175,7 @@ NULL_METHODS = (("tfidf", "TF-IDF"), ("llm", "LLM"))
 
 def null_table(report: PaperReport) -> Table:
     """docs/method.md §1.11: per method and representation, latents with confidence >= 0.8 and
-    how many stay verified above their permutation null's 95th percentile."""
+    how many are verified (their permutation null rejects: rank p <= 0.05, n >= 19 draws)."""
     rows = []
     for method, name in NULL_METHODS:
         parts = (report.null or {}).get(method) or {}
@@ -192,18 +192,21 @@ def null_table(report: PaperReport) -> Table:
                         cell(part.with_confidence),
                         cell(part.confident),
                         cell(part.verified),
+                        cell(part.null_n_min, why="no verified concept"),
                         cell(part.null_p95_median, why=why),
                         cell(part.margin_median, why=margin_why),
                     ],
                 )
             )
     return table(
-        "Verified under the null: confidence ≥ 0.8, and above the 95th percentile of the "
-        "confidences other latents' concepts reach on the same cases",
+        "Verified under the null: confidence ≥ 0.8, and the permutation null (other latents' "
+        "concepts on the same cases, the same concept on other latents' cases) rejects at 5%: "
+        "rank p-value (r + 1) / (n + 1) ≤ 0.05, which needs n ≥ 19 draws",
         [
             "with a confidence",
             f"confidence ≥ {V}",
-            "verified (also > null p95)",
+            "verified (also null p ≤ 0.05)",
+            "smallest null n of a verified concept",
             "null p95 (median)",
             "TF-IDF margin (median)",
         ],

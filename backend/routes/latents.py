@@ -11,7 +11,7 @@ from pydantic import BeforeValidator, Field
 from backend import figures, urls
 from backend.deps import TEXT_FILTER_MAX, Context, LatentDep, RunDep, SessionDep, page
 from backend.errors import responses
-from backend.nulls import summary_trust, trust
+from backend.nulls import summary_trust, trust, verdict_of
 from backend.report import run_summary
 from core import study_reads
 from core.store import browse, reads
@@ -36,6 +36,16 @@ def latent_row(run_id: str, latent: Latent) -> dict[str, Any]:
         "tfidf_confidence": latent.tfidf_confidence,
         "llm_concept": latent.llm_concept,
         "llm_confidence": latent.llm_confidence,
+        # Each shown concept's verdict and null (docs/method.md §1.11): the badge follows it.
+        **{
+            f"{m}_{key}": value
+            for m in ("tfidf", "llm")
+            for key, value in verdict_of(
+                getattr(latent, f"{m}_verdict"),
+                getattr(latent, f"{m}_null_p"),
+                getattr(latent, f"{m}_null_n"),
+            ).items()
+        },
         # Confound correlations (NULL: not computed) and which are strong enough to flag.
         "popularity_corr": latent.popularity_corr,
         "activity_corr": latent.activity_corr,
@@ -55,6 +65,8 @@ Blank = BeforeValidator(_blank_is_none)
 def _blank_allowed(schema: dict[str, Any]) -> None:
     """The schema of a ``Blank`` parameter: an empty value is allowed (and means no filter)."""
     schema.setdefault("anyOf", []).append({"type": "string", "maxLength": 0})
+
+
 Fraction = Annotated[float, Field(ge=0, le=1)]
 SORT_KEYS = ("id", "density", "confidence", "llm_confidence")
 
@@ -87,6 +99,16 @@ def latent_list(
             json_schema_extra=_blank_allowed,
         ),
     ] = None,
+    verified: Annotated[
+        bool | None,
+        Blank,
+        Query(
+            description="true: only latents whose concept is verified (confidence >= 0.8 and its "
+            "null's rank p <= 0.05 over >= 19 draws, docs/method.md §1.11); false: only the "
+            "others; with method, that method's concept",
+            json_schema_extra=_blank_allowed,
+        ),
+    ] = None,
     confound: Annotated[
         Confound | None,
         Blank,
@@ -109,6 +131,7 @@ def latent_list(
             q=q or None,
             min_confidence=min_confidence,
             method=method,
+            verified=verified,
             page=number,
             per_page=size,
             also=also,
@@ -122,7 +145,9 @@ def latent_list(
     if page_no > pages:
         page_no = pages
         rows, total = fetch(page_no)
-    filters = {"q": q or None, "min_confidence": min_confidence, "method": method}
+    filters = {
+        "q": q or None, "min_confidence": min_confidence, "method": method, "verified": verified
+    }  # fmt: skip
     here = urls.latents(run.id, _sort=sort, _order=order, _size=size, **filters, confound=confound)
     return {
         "run": run_summary(run),
@@ -165,7 +190,7 @@ def _concept(c: Concept) -> dict[str, Any]:
         "created_at": c.created_at.isoformat() if c.created_at else None,
         "source": c.source,  # pipeline / web
         "run_version": c.run_version,  # the run version whose latent it explains
-        **trust(c.confidence, c.details),  # its null and verdict (docs/method.md §1.11)
+        **trust(c.confidence, c.details, c.status),  # its null and verdict (docs/method.md §1.11)
     }
 
 

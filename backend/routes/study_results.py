@@ -71,7 +71,8 @@ def results_page(study: StudyDep, _admin: AdminDep, session: SessionDep) -> Cont
 
 CSV_FIELDS = [
     "study_id", "run_id", "annotator", "position", "latent_idx", "concept_id", "method",
-    "concept", "confidence", "null_p95", "rating", "skip_reason", "updated_at",
+    "concept", "confidence", "null_p95", "null_p", "null_n", "verdict", "rating", "skip_reason",
+    "updated_at",
 ]  # fmt: skip
 
 

@@ -4,8 +4,10 @@ For latent l with explanation c_l and verification cases V_l, the null is eq. 4 
 latents' explanations c_m on V_l -- the same prompts, the same levels, the same minimum of parsed
 answers per side -- for a seeded sample of ``size`` of the run's other explained latents (texts
 equal to c_l's left out). Each null concept costs 2N requests, so ``size`` bounds the cost; the
-request cache makes a rerun free. Stored in ``concept.details["null"]`` (p95, mean, median, n,
-the null concepts and their confidences, the lift ``conf - median``).
+request cache makes a rerun free. Stored in ``concept.details["null"]`` (the rank p-value p =
+(r + 1) / (n + 1), r, p95, mean, median, n, the null concepts and their confidences, the lift
+``conf - median``). A 5% test needs n >= 19 null draws (``core.reports.NULL_MIN_N``): a smaller
+null is "no null", never verified, so ``size`` must be at least 19 for a concept to be verified.
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ def null_record(
     entries: list[dict[str, Any]], confidence: float | None, size: int, seed: int | None
 ) -> dict[str, Any]:
     """``details["null"]`` from the null concepts' entries (see the module doc)."""
-    null = null_stats([e["confidence"] for e in entries if e["confidence"] is not None], seed)
+    values = [e["confidence"] for e in entries if e["confidence"] is not None]
+    own = float(confidence) if confidence is not None else None
+    null = null_stats(values, seed, own=own)
     median = null["median"]
     return null | {
         "size": size,

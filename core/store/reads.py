@@ -13,6 +13,7 @@ from typing import Literal, NamedTuple, get_args
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from core.reports import VERDICT_VERIFIED
 from core.store.schema import Concept, Example, Item, Latent, RecordedCase, Run, User
 
 LatentSort = Literal["confidence", "llm_confidence", "density", "id"]
@@ -29,6 +30,8 @@ _CONCEPT_COLUMNS = {
     "tfidf": (Latent.tfidf_concept, Latent.tfidf_confidence),
     "llm": (Latent.llm_concept, Latent.llm_confidence),
 }
+# The verdict of each method's shown concept (core.reports.verdict).
+_VERDICT_COLUMNS = {"tfidf": Latent.tfidf_verdict, "llm": Latent.llm_verdict}
 ROLE_ORDER = ("construction", "verification", "random")
 
 
@@ -79,6 +82,7 @@ def list_latents(
     q: str | None = None,
     min_confidence: float | None = None,
     method: ConceptMethod | None = None,
+    verified: bool | None = None,
     page: int = 1,
     per_page: int = 50,
     also: Sequence[ColumnElement[bool]] = (),
@@ -88,8 +92,9 @@ def list_latents(
     ``method`` alone keeps the latents that have a concept by that method; ``also``: further
     conditions (e.g. ``core.store.browse.confound_where``).
 
-    ``q`` is a case-insensitive substring of the concept text and ``min_confidence`` a floor on
-    the confidence; both look at ``method``'s concept, or at either method when it is ``None``.
+    ``q`` is a case-insensitive substring of the concept text, ``min_confidence`` a floor on
+    the confidence and ``verified`` the verdict (True: "verified", docs/method.md §1.11; False:
+    any other); all look at ``method``'s concept, or at either method when it is ``None``.
     Latents without a confidence sort last in both orders: an unverified latent is never "the
     most" or "the least" confident. Ties break on the latent id so pages are stable.
     """
@@ -114,6 +119,9 @@ def list_latents(
         )
     if min_confidence is not None:
         where.append(or_(*(_CONCEPT_COLUMNS[m][1] >= min_confidence for m in methods)))
+    if verified is not None:
+        is_ok = or_(*(func.coalesce(_VERDICT_COLUMNS[m], "") == VERDICT_VERIFIED for m in methods))
+        where.append(is_ok if verified else ~is_ok)
     if method is not None:
         where.append(_CONCEPT_COLUMNS[method][0].is_not(None))
     condition = and_(*where, *also)

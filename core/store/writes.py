@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.reports import details_null_n, details_null_p_any, verdict
 from core.rundir import SAE_FILES
 from core.store.schema import (
     Concept,
@@ -222,27 +223,54 @@ def add_concept(sessions: sessionmaker[Session], row: dict[str, Any]) -> int:
 def refresh_latent_summary(session: Session, run_id: str, latent_idx: int) -> None:
     """Set the latent's ``tfidf_*`` / ``llm_*`` summary columns from its concepts.
 
-    Only concepts of the run's current version count (older ones are history). Per method: the
-    best confidence (a tie goes to the newest) and its text; with no verified concept, the newest
-    concept's text and no confidence; with none at all, nothing. Call it in the writing
-    transaction, holding the latent row's lock (as :func:`add_concept` does).
+    Only concepts of the run's current version count (older ones are history), and never one
+    that names nothing (status degenerate or unparseable: kept in the history with its reason,
+    docs/method.md §1.11). Per method: the best confidence (a tie goes to the newest), its text,
+    its verdict and its null's p-value and size (``core.reports.verdict``); with no confidence,
+    the newest concept's text and no confidence; with none at all, nothing. Call it in the
+    writing transaction, holding the latent row's lock (as :func:`add_concept` does).
     """
     version = select(Run.version).where(Run.id == run_id).scalar_subquery()
     values: dict[str, Any] = {}
     for method in ("tfidf", "llm"):
         best = session.execute(
-            select(Concept.confidence, Concept.text)
+            select(Concept.confidence, Concept.text, Concept.details)
             .where(
                 Concept.run_id == run_id,
                 Concept.latent_idx == latent_idx,
                 Concept.method == method,
                 Concept.run_version == version,
+                Concept.status.not_in(NAMES_NOTHING),
             )
             .order_by(Concept.confidence.is_(None), Concept.confidence.desc(), Concept.id.desc())
             .limit(1)
         ).first()
-        values[f"{method}_confidence"] = None if best is None else best.confidence
-        values[f"{method}_concept"] = None if best is None else (best.text or None)
+        values |= summary_values(
+            method,
+            None if best is None else best.confidence,
+            None if best is None else (best.text or None),
+            None if best is None else best.details,
+        )
     session.execute(
         update(Latent).where(Latent.run_id == run_id, Latent.idx == latent_idx).values(**values)
     )
+
+
+# A concept's status when its label names nothing (core.llm.concepts): never a latent's summary.
+NAMES_NOTHING = ("degenerate", "unparseable")
+
+
+def summary_values(
+    method: str, confidence: float | None, text: str | None, details: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The latent row's summary columns of one method for the concept it shows (publish and
+    :func:`refresh_latent_summary` alike): the null's p-value and n are kept whatever n is (shown
+    beside the confidence); only ``verdict`` decides."""
+    scored = confidence is not None
+    return {
+        f"{method}_confidence": confidence,
+        f"{method}_concept": text,
+        f"{method}_verdict": verdict(confidence, details),
+        f"{method}_null_p": details_null_p_any(details) if scored else None,
+        f"{method}_null_n": details_null_n(details) if scored else None,
+    }

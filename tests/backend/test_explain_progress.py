@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from core.settings import Settings
 from core.store.engine import session_factory
+from core.store.writes import publish_run
 from tests.backend.accounts import signed_in
-from tests.backend.factories import publish_fixture
-from tests.backend.test_explain_null import NO_LIMITS, URL, label_aware
+from tests.backend.test_explain_null import N_OTHERS, NO_LIMITS, URL, label_aware, many_labels_rows
 from tests.worker.test_llm_client import closed_port_url, scripted
 
 __all__ = ["scripted"]
@@ -27,7 +27,10 @@ STREAM = {"accept": "text/event-stream"}
 
 @pytest.fixture
 def published(fresh_settings: Settings) -> dict[str, Any]:
-    return publish_fixture(session_factory(fresh_settings.resolved_database_url))
+    # 19 distinct other LLM labels: a null large enough to be a 5% test (docs/method.md §1.11)
+    rows = many_labels_rows()
+    publish_run(session_factory(fresh_settings.resolved_database_url), **rows)
+    return rows
 
 
 def events(client: TestClient, url: str = URL) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
@@ -67,8 +70,8 @@ def test_explain_streams_its_stages_then_the_saved_explanation(
     assert list(dict.fromkeys(s["done"] for s in verify)) == [0, 1, 2, 3, 4]  # each answer
     assert verify[-1]["text"] == "verifying on 4 cases (4/4 answered)"
     nulls = [s for s in stages if s["stage"] == "null"]
-    assert nulls[-1]["done"] == nulls[-1]["total"] == 5
-    assert nulls[-1]["text"].startswith("null 5/5: other latents' labels")
+    assert nulls[-1]["done"] == nulls[-1]["total"] == N_OTHERS
+    assert nulls[-1]["text"].startswith(f"null {N_OTHERS}/{N_OTHERS}: other latents' labels")
     elapsed = [s["elapsed_s"] for s in stages]
     assert elapsed == sorted(elapsed) and elapsed[-1] >= 0
     name, done = stream[-1]

@@ -122,6 +122,7 @@ def _paper_report(table7: dict[str, dict[str, Interval]]) -> PaperReport:
                     verified=19,
                     with_confidence=640,
                     with_null=640,
+                    null_n_min=1270,
                     null_p95_mean=0.72,
                     null_p95_median=0.7125,
                     margin_median=0.0315,
@@ -261,7 +262,7 @@ def test_table3_null_renders_as_dash_with_why(page_html: str) -> None:
     t3 = section(page_html, "table3")
     assert "0.6123" in t3 and "0.1789" in t3
     assert (
-        t3.count('title="no Base dimension is verified (confidence ≥ 0.8, above its null)">—') == 2
+        t3.count('title="no Base dimension is verified (confidence ≥ 0.8, null p ≤ 0.05)">—') == 2
     )
     assert "0.698" in t3 and "0.4452" in t3 and "0.1745" in t3  # paper, SASRec
 
@@ -278,13 +279,13 @@ def test_table4_shows_tfidf_and_llm_and_the_papers(page_html: str) -> None:
 def test_table4_section_shows_how_many_stay_verified_under_the_null(page_html: str) -> None:
     """Issue 9 (docs/method.md §1.11): per method, confidence >= 0.8 vs also above the null."""
     t4 = section(page_html, "table4")
-    assert "Verified under the null" in t4 and "verified (also > null p95)" in t4
+    assert "Verified under the null" in t4 and "verified (also null p ≤ 0.05)" in t4
     row = re.search(
         r"<th scope=\"row\">TF-IDF · SAE</th>(.*?)</tr>", t4.split("Verified under")[1], re.S
     )
     assert row, t4
     cells = [plain(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)]
-    assert cells[:3] == ["640", "37", "19"] and cells[3].startswith("0.71")
+    assert cells[:4] == ["640", "37", "19", "1,270"] and cells[4].startswith("0.71")
     assert 'title="TF-IDF only">—' in t4  # the LLM has no term margin
 
 
@@ -348,7 +349,7 @@ def test_json_twin_carries_every_number_the_page_shows(client: TestClient, page_
     assert ctx["report"]["table3"]["rows"][1]["cells"][0] == {
         "value": None,
         "kind": "num",
-        "why": "no Base dimension is verified (confidence ≥ 0.8, above its null)",
+        "why": "no Base dimension is verified (confidence ≥ 0.8, null p ≤ 0.05)",
     }
     assert ctx["report"]["table8"]["paper"]["rows"][0]["cells"][1]["value"] == 0.357
     tables = [t for t in ctx["report"].values() if isinstance(t, dict) and "rows" in t]

@@ -79,22 +79,33 @@ def test_concept_counts() -> None:
 
 
 def test_verified_needs_confidence_and_the_null_in_every_table() -> None:
-    """docs/method.md §1.11: with nulls, a latent counts only above its null's p95."""
+    """docs/method.md §1.11: with nulls, a latent counts only when its null rejects at 5%."""
     texts, conf = ["action", "crime", "drama", "war"], [0.9, 0.8, 0.85, 0.95]
-    p95 = [0.7, 0.8, None, 0.5]  # crime ties its null; drama has none
-    counts = concept_counts(texts, conf, null_p95=p95)
+    null_p = [0.05, 0.1, None, 0.02]  # crime's null does not reject; drama has none
+    counts = concept_counts(texts, conf, null_p=null_p)
     assert (counts["latents_verified"], counts["concepts_verified"]) == (2, 2)
     assert concept_counts(texts, conf)["latents_verified"] == 4  # the paper's P >= 0.8 alone
     items = np.array([[0, 1], [0, 3], [1, 2], [2, 3]])
-    assert similarity_table(items, EMB, conf, null_p95=p95)["n_latents"] == 2
-    summary = null_summary([*conf, 0.3, None], [*p95, 0.1, None], [0.1, 0.0, 0.2, 0.3, 0.05, 0.4])
+    assert similarity_table(items, EMB, conf, null_p=null_p)["n_latents"] == 2
+    details = [
+        {"null": {"p": 0.05, "n": 19, "p95": 0.7}},  # verified: p = 1 / 20
+        {"null": {"p": 0.1, "n": 19, "p95": 0.8}},  # p = 2 / 20: not verified
+        {"null": {"p": 0.2, "n": 4, "p95": 0.5}},  # p would not matter: n < 19, no test
+        {"null": {"p": 1 / 41, "n": 40, "p95": 0.5}},  # verified
+        {"null": {"p": 0.5, "n": 30, "p95": 0.1}},  # below 0.8
+        None,
+    ]
+    summary = null_summary([*conf, 0.3, None], details, [0.1, 0.0, 0.2, 0.3, 0.05, 0.4])
     assert summary == {
         "confident": 4,
         "verified": 2,
         "with_confidence": 5,
-        "with_null": 4,
-        "null_p95_mean": pytest.approx((0.7 + 0.8 + 0.5 + 0.1) / 4),
-        "null_p95_median": pytest.approx(0.6),
+        "with_null": 5,
+        "with_test": 4,
+        "null_n_min": 19,
+        "null_n_median": 19.0,
+        "null_p95_mean": pytest.approx((0.7 + 0.8 + 0.5 + 0.5 + 0.1) / 5),
+        "null_p95_median": pytest.approx(0.5),
         "margin_median": pytest.approx(0.1),
     }
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.llm.concepts import CaseText, LatentCases, LLMConceptConfig, explain_latents
 from core.llm.null import llm_null
-from core.reports import is_verified
+from core.reports import details_null_p, is_verified, verdict
 from tests.worker.test_llm_client import Reply, chat_reply, fast_client, scripted
 from tests.worker.test_llm_concepts import CTX, _last_item
 
@@ -52,7 +52,10 @@ def test_null_is_other_latents_explanations_on_this_latents_cases(scripted: Call
     assert [e["text"] for e in null["concepts"]] == ["comedy films", "western films"]
     assert [e["confidence"] for e in null["concepts"]] == [0.5, 0.5]
     assert (null["p95"], null["n"], null["lift"]) == (0.5, 2, 0.5)
-    assert horror.confidence == 1.0 and is_verified(horror.confidence, null["p95"])
+    # neither reaches 1.0: r = 0, p = 1 / 3; but 2 draws are no 5% test (n >= 19 needed)
+    assert (null["r"], null["p"]) == (0, pytest.approx(1 / 3))
+    assert horror.confidence == 1.0 and verdict(horror.confidence, horror.details) == "no_null"
+    assert not is_verified(horror.confidence, details_null_p(horror.details))
     assert len(server.requests) - before == 3 * 2 * 6  # 3 latents x 2 null concepts x 2N cases
     assert "null" not in concepts[3].details
 
@@ -82,4 +85,4 @@ def test_a_lone_concept_has_no_null_and_is_not_verified(scripted: Callable) -> N
     null = concepts[0].details["null"]
     assert null["n"] == 0 and null["p95"] is None
     assert concepts[0].confidence == pytest.approx(1.0)
-    assert not is_verified(concepts[0].confidence, null["p95"])
+    assert null["p"] is None and not is_verified(concepts[0].confidence, null["p"])

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core.reports import PaperReport, details_null_p95, is_confident, is_verified
+from core.reports import PaperReport, details_null_p, details_null_p95, is_confident, is_verified
 from core.rundir import REPORT
 from core.settings import Settings
 from core.store import reads
@@ -69,11 +69,14 @@ def test_every_tfidf_confidence_has_its_null_and_verified_uses_it(
         for c in scored:
             null = c.details["null"]
             assert null["n"] >= 1 and 0.0 <= null["p95"] <= 1.0 and null["mean"] <= 1.0
+            # the rank p-value by hand from r and n (docs/method.md §1.11)
+            assert null["p"] == pytest.approx((null["r"] + 1) / (null["n"] + 1))
+            assert null["n"] == null["n_other_concepts"] + null["n_other_cases"]
             assert null["lift"] == pytest.approx(c.confidence - null["median"])
             assert "margin" in c.details
         summary = report.null["tfidf"][name]
         confident = sum(is_confident(c.confidence) for c in concepts)
-        verified = sum(is_verified(c.confidence, details_null_p95(c.details)) for c in concepts)
+        verified = sum(is_verified(c.confidence, details_null_p(c.details)) for c in concepts)
         assert (summary.confident, summary.verified) == (confident, verified)
         assert summary.verified <= summary.confident
         assert report.table4[name].latents_verified == verified
@@ -92,6 +95,7 @@ def test_published_concepts_carry_the_null(run: tuple[Run, list[str]]) -> None:
         published = next(c for c in rows if c.method == "tfidf")
         assert published.confidence == pytest.approx(scored.confidence)
         assert details_null_p95(published.details) == pytest.approx(scored.details["null"]["p95"])
+        assert details_null_p(published.details) == scored.details["null"]["p"]
         assert published.details["margin"] == pytest.approx(scored.details["margin"])
 
 
@@ -113,7 +117,7 @@ def test_llm_concepts_carry_a_bounded_null_and_degenerate_labels_stay_out_of_the
     summary = report.null["llm"]["sae"]
     assert summary.with_confidence == len(scored)
     assert summary.verified == sum(
-        is_verified(c.confidence, details_null_p95(c.details)) for c in concepts
+        is_verified(c.confidence, details_null_p(c.details)) for c in concepts
     )
     with session_factory(r.settings.resolved_database_url)() as session:
         latent = reads.get_latent(session, r.config.run_id, degenerate[0].latent_id)

@@ -125,25 +125,29 @@ def test_a_term_shared_by_construction_items_beats_a_rarer_title_word() -> None:
 
 
 def test_tfidf_null_scores_the_other_latents_concepts_on_this_latents_cases() -> None:
-    """docs/method.md §1.11: null(l) = {conf(c_m, V_l) : m != l}, by hand on the toy data."""
+    """docs/method.md §1.11: null(l) = {conf(c_m, V_l) : m != l} and the base rate
+    {conf(c_l, V_m) : m != l}, by hand on the toy data."""
     concepts = tfidf_concepts(_examples(), ITEMS)
     # latent 1 ("crime", 0.75): V_1 = positives Se7en, Warriors; negatives Toy Story, Antz.
-    # "animation" (latent 0): 0 hits, both negatives carry it -> 0 / 4; "action" (latent 2):
-    # Warriors hit, both negatives correct -> 3 / 4.
+    # Other concepts on V_1: "animation" (latent 0): 0 hits, both negatives carry it -> 0 / 4;
+    # "action" (latent 2): Warriors hit, both negatives correct -> 3 / 4.
+    # Its term on V_2 (Heat, Toy Story | Se7en, Star Wars): Heat hit, Se7en wrong -> 2 / 4.
     null = concepts[1].details["null"]
-    assert null["n"] == 2 and null["mean"] == pytest.approx(0.375)
-    assert null["p95"] == pytest.approx(0.75 * 0.95) and null["lift"] == pytest.approx(0.375)
-    # latent 2 ("action", 0.5): "animation" 3 / 4, "crime" 2 / 4
-    assert concepts[2].details["null"]["p95"] == pytest.approx(0.5 + 0.25 * 0.95)
+    assert (null["n"], null["n_other_concepts"], null["n_other_cases"]) == (3, 2, 1)
+    assert null["mean"] == pytest.approx(1.25 / 3) and null["median"] == pytest.approx(0.5)
+    assert null["p95"] == pytest.approx(0.5 + 0.25 * 0.9) and null["lift"] == pytest.approx(0.25)
+    assert (null["r"], null["p"]) == (1, pytest.approx(2 / 4))  # 0.75 >= 0.75 once
+    # latent 2 ("action", 0.5): "animation" 3 / 4, "crime" 2 / 4 on V_2; "action" on V_1 3 / 4
+    null2 = concepts[2].details["null"]
+    assert (null2["n"], null2["r"], null2["p"]) == (3, 3, pytest.approx(1.0))
     assert "null" not in concepts[0].details  # too rare: no confidence, no null
-    assert not is_verified(concepts[1].confidence, null["p95"])  # 0.75 < 0.8
-    assert is_verified(0.9, 0.7125) and not is_verified(0.9, 0.9) and not is_verified(0.9, None)
+    assert not is_verified(concepts[1].confidence, null["p"])  # 0.75 < 0.8
 
 
 def test_tfidf_null_sample_is_seeded_and_bounded() -> None:
     a = tfidf_concepts(_examples(), ITEMS, TfidfConfig(null_size=1, null_seed=3))
     b = tfidf_concepts(_examples(), ITEMS, TfidfConfig(null_size=1, null_seed=3))
-    assert a[1].details["null"]["n"] == 1
+    assert a[1].details["null"]["n"] == 2  # one of each part
     assert a[1].details["null"] == b[1].details["null"]
 
 

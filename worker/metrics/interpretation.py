@@ -4,7 +4,8 @@ arrays.
 - Table 3: intra- and inter-latent similarity of the item embeddings of latents' top items.
 - Table 4: number of latents and unique concepts, verified and all.
 - The null's effect (docs/method.md §1.11): latents with confidence >= 0.8, and how many of them
-  are verified -- also above their permutation null's 95th percentile (``null_summary``).
+  are verified -- also rejecting their permutation null at 5% (rank p-value, n >= 19 draws;
+  ``null_summary``).
 
 "Verified" is ``core.reports.is_verified`` when the nulls are given (the pipeline always gives
 them), else the paper's confidence >= 0.8 alone.
@@ -23,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from core.reports import VERIFIED_CONFIDENCE, is_confident, is_verified
+from core.reports import (
+    VERIFIED_CONFIDENCE,
+    details_null_n,
+    details_null_p,
+    details_null_p95,
+    is_confident,
+    is_verified,
+)
 from worker.interpret.examples import top_distinct
 from worker.interpret.levels import N_LEVELS, check_codes
 
@@ -33,35 +41,44 @@ _EPS = 1e-9  # confidences are ratios of small integers; compare with a toleranc
 def verified_mask(
     confidence: Sequence[float | None],
     threshold: float = VERIFIED_CONFIDENCE,
-    null_p95: Sequence[float | None] | None = None,
+    null_p: Sequence[float | None] | None = None,
 ) -> np.ndarray:
-    """[L] bool: confidence is known and >= threshold; given each latent's null p95, also
-    verified by the one definition, ``core.reports.is_verified`` (docs/method.md §1.11)."""
+    """[L] bool: confidence is known and >= threshold; given each latent's null p-value
+    (``core.reports.details_null_p``: None below 19 draws), also verified by the one
+    definition, ``core.reports.is_verified`` (docs/method.md §1.11)."""
     ok = [c is not None and c >= threshold - _EPS for c in confidence]
-    if null_p95 is not None:
-        if len(null_p95) != len(confidence):
-            raise ValueError(f"{len(null_p95)} null p95s for {len(confidence)} confidences")
-        ok = [o and is_verified(c, p) for o, c, p in zip(ok, confidence, null_p95, strict=True)]
+    if null_p is not None:
+        if len(null_p) != len(confidence):
+            raise ValueError(f"{len(null_p)} null p-values for {len(confidence)} confidences")
+        ok = [o and is_verified(c, p) for o, c, p in zip(ok, confidence, null_p, strict=True)]
     return np.array(ok, dtype=bool)
 
 
 def null_summary(
     confidence: Sequence[float | None],
-    null_p95: Sequence[float | None],
+    details: Sequence[dict[str, Any] | None],
     margins: Sequence[float | None] | None = None,
 ) -> dict[str, Any]:
     """docs/method.md §1.11 for one method and representation (``core.reports.NullSummary``):
-    latents with confidence >= 0.8, how many stay verified above their null's p95, the nulls'
-    p95 (mean, median) and, for TF-IDF, the median margin of the concept term."""
-    scored = [(c, p) for c, p in zip(confidence, null_p95, strict=True) if c is not None]
-    p95s = [p for _, p in scored if p is not None]
+    latents with confidence >= 0.8, how many are verified (null p <= 0.05 with n >= 19), the
+    nulls' sizes (smallest over verified concepts: ``null_n_min``), p95 (mean, median) and, for
+    TF-IDF, the median margin of the concept term. ``details``: each concept's details."""
+    if len(details) != len(confidence):
+        raise ValueError(f"{len(details)} details for {len(confidence)} confidences")
+    scored = [(c, d) for c, d in zip(confidence, details, strict=True) if c is not None]
+    p95s = [p for _, d in scored if (p := details_null_p95(d)) is not None]
+    verified = [d for c, d in scored if is_verified(c, details_null_p(d))]
+    sizes = [details_null_n(d) for _, d in scored if details_null_n(d) > 0]
     kept = [m for (c, m) in zip(confidence, margins or [], strict=False) if c is not None]
     kept_margins = [m for m in kept if m is not None]
     return {
         "confident": sum(is_confident(c) for c, _ in scored),
-        "verified": sum(is_verified(c, p) for c, p in scored),
+        "verified": len(verified),
         "with_confidence": len(scored),
-        "with_null": len(p95s),
+        "with_null": len(sizes),
+        "with_test": sum(details_null_p(d) is not None for _, d in scored),  # n >= 19
+        "null_n_min": min((details_null_n(d) for d in verified), default=None),
+        "null_n_median": float(np.median(sizes)) if sizes else None,
         "null_p95_mean": float(np.mean(p95s)) if p95s else None,
         "null_p95_median": float(np.median(p95s)) if p95s else None,
         "margin_median": float(np.median(kept_margins)) if kept_margins else None,
@@ -139,12 +156,12 @@ def similarity_table(
     item_emb: np.ndarray,
     confidence: Sequence[float | None],
     threshold: float = VERIFIED_CONFIDENCE,
-    null_p95: Sequence[float | None] | None = None,
+    null_p: Sequence[float | None] | None = None,
 ) -> dict[str, float | int]:
     """Table 3 row: {"intra", "inter", "n_latents"} over verified latents (``verified_mask``)."""
     if len(confidence) != len(items):
         raise ValueError(f"{len(confidence)} confidences for {len(items)} latents")
-    sel = verified_mask(confidence, threshold, null_p95)
+    sel = verified_mask(confidence, threshold, null_p)
     intra = intra_latent_similarity(items[sel], item_emb) if sel.any() else np.array([])
     intra = intra[~np.isnan(intra)]
     return {
@@ -158,7 +175,7 @@ def concept_counts(
     concepts: Sequence[str | None],
     confidence: Sequence[float | None],
     threshold: float = VERIFIED_CONFIDENCE,
-    null_p95: Sequence[float | None] | None = None,
+    null_p: Sequence[float | None] | None = None,
 ) -> dict[str, int]:
     """Table 4 cell: latents and unique concepts, verified (>= threshold) and all.
 
@@ -169,7 +186,7 @@ def concept_counts(
         raise ValueError(f"{len(concepts)} concepts for {len(confidence)} confidences")
     texts = [(c or "").strip().lower() for c in concepts]
     has = np.array([bool(t) for t in texts], dtype=bool)
-    ver = verified_mask(confidence, threshold, null_p95) & has
+    ver = verified_mask(confidence, threshold, null_p) & has
     return {
         "latents_verified": int(ver.sum()),
         "concepts_verified": len({t for t, v in zip(texts, ver, strict=True) if v}),

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from core.jsonsafe import jsonable
-from core.reports import PaperReport, details_null_p95, is_verified
+from core.reports import PaperReport, details_null_p, is_verified
 from core.rundir import REPORT, TUNING
 from core.text import analyze, item_token_sets
 from worker.artifacts import save_tuning
@@ -43,7 +43,7 @@ def _per_representation(
 ) -> dict[str, dict[int, str]]:
     """Tables 3 and 4, Figures 2 and 5 and the null's effect for the SAE and the Base; returns
     their verified concepts ({latent: term} per representation). Verified: confidence >= 0.8
-    and above the null's p95, ``core.reports.is_verified`` (docs/method.md §1.11)."""
+    and the null's rank p <= 0.05 with n >= 19, ``core.reports.is_verified`` (§1.11)."""
     cases, item_emb = run.probe.cases, run.probe.item_emb
     top1 = run.record.top_items[:, 0]
     verified_concepts: dict[str, dict[int, str]] = {}
@@ -51,18 +51,19 @@ def _per_representation(
         idx, val = _codes(run, name)
         part = run.interpretation.part(name)
         conf = [c.confidence for c in part.concepts]
-        p95 = [details_null_p95(c.details) for c in part.concepts]
+        null_p = [details_null_p(c.details) for c in part.concepts]
         texts = [c.text or None for c in part.concepts]
         items = top_latent_items(idx, val, top1, part.n_latents, n=5)
-        report["table3"][name] = similarity_table(items, item_emb, conf, null_p95=p95)
-        report["table4"][name] = concept_counts(texts, conf, null_p95=p95)
+        report["table3"][name] = similarity_table(items, item_emb, conf, null_p=null_p)
+        report["table4"][name] = concept_counts(texts, conf, null_p=null_p)
         report["figure2"][name] = confidence_histogram(conf)
         margins = [c.details.get("margin") for c in part.concepts]
-        report["null"]["tfidf"][name] = null_summary(conf, p95, margins)
+        details = [c.details for c in part.concepts]
+        report["null"]["tfidf"][name] = null_summary(conf, details, margins)
         verified_concepts[name] = {
             c.latent: c.text
             for c in part.concepts
-            if c.text and is_verified(c.confidence, details_null_p95(c.details))
+            if c.text and is_verified(c.confidence, details_null_p(c.details))
         }
         for levels_name in ("levels", "pooled_levels"):
             report["figure5"][f"{name}_{levels_name}"] = hit_ratio_by_level(
@@ -109,12 +110,12 @@ def evaluate(run: Run) -> None:
     llm = run.llm_concepts
     if llm:  # Table 4 for the LLM method, over the latents it explained
         conf = [c.confidence for c in llm]
-        p95 = [details_null_p95(c.details) for c in llm]
+        null_p = [details_null_p(c.details) for c in llm]
         report["table4_llm"] = {
-            "sae": concept_counts([c.text or None for c in llm], conf, null_p95=p95)
+            "sae": concept_counts([c.text or None for c in llm], conf, null_p=null_p)
         }
         report["figure2_llm"] = {"sae": confidence_histogram(conf)}
-        report["null"]["llm"] = {"sae": null_summary(conf, p95)}
+        report["null"]["llm"] = {"sae": null_summary(conf, [c.details for c in llm])}
 
     genres = [[g for g in gs if g != NO_GENRES] for gs in dataset.item_genres]
     terms = sorted(set(verified_concepts["sae"].values()))
@@ -140,5 +141,6 @@ def evaluate(run: Run) -> None:
         null = parts["sae"]
         run.log(
             f"  {method}: {null['confident']} SAE latents with confidence >= 0.8, "
-            f"{null['verified']} also above their null's p95 (median p95 {null['null_p95_median']})"
+            f"{null['verified']} also reject their null (p <= 0.05, n >= 19; smallest null of a "
+            f"verified concept {null['null_n_min']}, {null['with_test']} nulls of n >= 19)"
         )

@@ -19,7 +19,7 @@ from core.llm.null import llm_null
 from core.llm.prompts import PromptContext, oneshot_kind
 from core.llm.server import LocalLLM
 from core.net import free_port
-from core.reports import details_null_p95, is_confident, is_verified
+from core.reports import details_null_p, is_confident, is_verified
 from core.rundir import LLM_CONCEPTS
 from core.settings import Settings
 from worker.artifacts import save_llm_concepts
@@ -108,8 +108,8 @@ def explain_llm(run: Run) -> None:
     save_llm_concepts(run.dir, concepts)
     run.llm_concepts = concepts
     n_conf = sum(is_confident(c.confidence) for c in concepts)
-    n_ok = sum(is_verified(c.confidence, details_null_p95(c.details)) for c in concepts)
+    n_ok = sum(is_verified(c.confidence, details_null_p(c.details)) for c in concepts)
     run.log(
         f"  LLM concepts: {len(concepts)} latents explained, {n_conf} with confidence >= 0.8, "
-        f"{n_ok} of them also above their null's p95"
+        f"{n_ok} of them also reject their null (p <= 0.05, n >= 19)"
     )

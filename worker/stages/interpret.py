@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.reports import details_null_p95, is_verified
+from core.reports import details_null_p, is_verified
 from worker.cases import DEV, TEST, TRAIN, Cases
 from worker.data.dataset import Dataset
 from worker.interpret.baseline import base_latents
@@ -74,8 +74,8 @@ def interpret(run: Run) -> None:
     result = Interpretation(sae_part, base_part, promoted, suppressed)
     result.save(run.dir)
     run.interpretation = result
-    n_ok = sum(is_verified(c.confidence, details_null_p95(c.details)) for c in sae_part.concepts)
+    n_ok = sum(is_verified(c.confidence, details_null_p(c.details)) for c in sae_part.concepts)
     run.log(
-        f"  verified TF-IDF concepts (>= 0.8 and above their null's p95): {n_ok} of "
+        f"  verified TF-IDF concepts (>= 0.8 and null p <= 0.05, n >= 19): {n_ok} of "
         f"{sae.n_latents} latents"
     )

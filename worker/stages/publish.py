@@ -17,13 +17,13 @@ import numpy as np
 
 from core import atomic, records
 from core.jsonsafe import jsonable
-from core.llm.concepts import STATUS_DEGENERATE, STATUS_VERIFIED
+from core.llm.concepts import STATUS_VERIFIED
 from core.reports import RunMetrics
 from core.rundir import CONFIG
 from core.store import reads
 from core.store.engine import session_factory
 from core.store.migrate import upgrade
-from core.store.writes import HistoryWouldBeLost, publish_run
+from core.store.writes import NAMES_NOTHING, HistoryWouldBeLost, publish_run, summary_values
 from core.versions import create_version, mark_published, next_number, stored_dir
 from worker.cases import SIDE_NAMES
 from worker.errors import ConfigError
@@ -73,7 +73,7 @@ def latent_rows(run: Run) -> list[records.LatentRow]:
     interp, tuning = run.interpretation, run.tuning
     # a degenerate LLM label names nothing (docs/method.md §1.8): kept as a concept row, not
     # as the latent's summary
-    llm = {c.latent_id: c for c in run.llm_concepts if c.status != STATUS_DEGENERATE}
+    llm = {c.latent_id: c for c in run.llm_concepts if c.status not in NAMES_NOTHING}
     part = interp.sae
     stats, examples = part.statistics, part.examples
     lenses = run_lenses(run)  # confounds and the latent map (docs/method.md §6)
@@ -82,6 +82,12 @@ def latent_rows(run: Run) -> list[records.LatentRow]:
         c = part.concepts[lat]
         verified = c.status == STATUS_VERIFIED
         tfidf_confidence = float(c.confidence) if verified and c.confidence is not None else None
+        shown = lat in llm
+        summary = summary_values("tfidf", tfidf_confidence, c.text or None, c.details) | (
+            summary_values("llm", llm[lat].confidence, llm[lat].text or None, llm[lat].details)
+            if shown
+            else summary_values("llm", None, None, None)
+        )  # the verdicts and nulls (docs/method.md §1.11)
         out.append(
             records.LatentRow(
                 idx=lat,
@@ -96,11 +102,8 @@ def latent_rows(run: Run) -> list[records.LatentRow]:
                 too_rare=bool(examples.too_rare[lat]),
                 promoted=jsonable(interp.promoted[lat]),
                 suppressed=jsonable(interp.suppressed[lat]),
-                tfidf_confidence=tfidf_confidence,
-                tfidf_concept=c.text or None,
                 tuning=jsonable(tuning.get(lat, {})),
-                llm_confidence=llm[lat].confidence if lat in llm else None,
-                llm_concept=(llm[lat].text or None) if lat in llm else None,
+                **summary,
                 **lenses.row(lat),
             )  # fmt: skip
         )
