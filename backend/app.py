@@ -23,7 +23,7 @@ from backend.routes import auth, explain, find, invites, items, latents, runs, s
 from backend.routes.lenses import router as lenses_router  # map, neighbours (issue 11)
 from backend.routes.studies import router as studies_router  # human evaluation (issue 10)
 from backend.routes.study_results import router as study_results_router
-from backend.steering.cache import DATA_DIR
+from backend.steering.cache import DATA_DIR, freeze_heap
 from core.settings import Settings, get_settings
 from core.store import migrate
 from core.store.engine import session_factory
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate.upgrade(url)
         # One thread per pooled connection and a few more (backend/limits.py, docs/scaling.md)
         to_thread.current_default_thread_limiter().total_tokens = limits.thread_tokens(settings)
+        freeze_heap(starting=True)  # what starting built never pauses a request's collection
         yield
 
     app = FastAPI(

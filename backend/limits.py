@@ -4,11 +4,12 @@ Admission (docs/scaling.md, "Admission"): each route class (light: pages, their 
 steering, ``/api/me``; heavy: segment steering; explain: LLM explanations) has its own cap on
 the requests running at once in this process (``RECSAE_CONCURRENCY_*``). A request that finds
 its class full waits at most ``RECSAE_ADMISSION_WAIT_S`` for a slot (first come, first served;
-an explanation as long as ``RECSAE_LLM_EXPLAIN_QUEUE_WAIT_S``), then answers 503 with
-``Retry-After`` and a body saying what is busy: a burst is refused in under a second instead of
-queueing on the thread pool and the database pool for 30 s (and then failing with 500s). The
-caps size the database pool and the thread pool together (:func:`pool_size`,
-:func:`thread_tokens`), so an admitted request never waits on either.
+an explanation as long as ``RECSAE_LLM_EXPLAIN_QUEUE_WAIT_S``; at most ``cap`` requests wait,
+more are refused at once), then answers 503 with ``Retry-After`` and a body saying what is
+busy: a burst is refused in under a second instead of queueing on the thread pool and the
+database pool for 30 s (and then failing with 500s). The caps size the database pool and the
+thread pool together (:func:`pool_size`, :func:`thread_tokens`), so an admitted request never
+waits on either.
 
 Bodies (issue 8 §4): ``RECSAE_MAX_BODY_BYTES``, 64 KiB by default.
 
@@ -175,12 +176,14 @@ class Admission:
         self.waits_s = waits_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._waiting = dict.fromkeys(caps, 0)
 
     def _semaphore(self, name: str) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # one per event loop (a test client may start several)
             self._loop = loop
             self._slots = {n: asyncio.Semaphore(cap) for n, cap in self.caps.items()}
+            self._waiting = dict.fromkeys(self.caps, 0)
         return self._slots[name]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -190,12 +193,20 @@ class Admission:
             return
         slots = self._semaphore(name)
         if slots.locked():
+            # At most ``cap`` requests queue behind the running ones; past that no slot can be
+            # expected within the wait, so the answer is an immediate 503.
+            if self._waiting[name] >= self.caps[name]:
+                await self._refuse(send, name, scope["method"] in ("GET", "HEAD"))
+                return
+            self._waiting[name] += 1
             try:
                 async with asyncio.timeout(self.waits_s[name]):
                     await slots.acquire()
             except TimeoutError:
                 await self._refuse(send, name, scope["method"] in ("GET", "HEAD"))
                 return
+            finally:
+                self._waiting[name] -= 1
         else:
             await slots.acquire()
         try:

@@ -71,7 +71,7 @@ from backend.steering import (
     UnknownUserError,
     engine_for_run,
 )
-from backend.steering.cache import refuse_non_finite
+from backend.steering.cache import finite_json, refuse_non_finite
 from core.store import reads
 from core.store.schema import Run
 
@@ -133,39 +133,36 @@ async def _engine_fast(request: Request, run_id: str) -> SteeringEngine:
     summary="Steer one user's recommendations",
     responses=POST_ERRORS,
 )
-async def steer_user(run_id: str, idx: Idx, body: SteerRequest, request: Request) -> JSONResponse:
+async def steer_user(run_id: str, idx: Idx, body: SteerRequest, request: Request) -> Response:
     """Rerank all items for user ``idx`` with the edits applied; top 10, diff, test-item rank."""
     engine = await _engine_fast(request, run_id)
     if SteerMode(body.mode) is SteerMode.REPLACE and not engine.reconstruction_ready:
         # Replace mode's baseline ranks every user's x̂ once: never on the event loop.
         await run_in_threadpool(engine.reconstruction_lists)
     result = _steer(engine, idx, to_edits(body.edits), body.mode)
-    answer = result_json(engine, result)
-    refuse_non_finite(engine, answer, f"user {idx}'s steering")
-    return JSONResponse(answer)
+    answer = finite_json(engine, result_json(engine, result), f"user {idx}'s steering")
+    return Response(answer, media_type="application/json")
 
 
 @router.post(
     "/api/runs/{run_id}/segment/steer", summary="Steer every test-side user", responses=POST_ERRORS
 )
-async def steer_segment(body: SegmentSteerRequest, run_id: str, request: Request) -> JSONResponse:
+async def steer_segment(body: SegmentSteerRequest, run_id: str, request: Request) -> Response:
     """The same scales for every test-side user: NDCG@10 and concept presence before/after."""
     # No database session is held while the segment is steered (tens to hundreds of ms): the
     # engine comes from the recent-run cache (docs/scaling.md, "Admission").
     engine = await _engine_fast(request, run_id)
 
-    def steer() -> dict[str, Any]:
+    def steer() -> bytes:
         try:
             result = engine.steer_segment(to_edits(body.edits), body.mode, body.include_inactive)
         except UnknownLatentError as exc:
             raise HTTPException(404, str(exc)) from None
         except SteeringError as exc:
             raise HTTPException(422, str(exc)) from None
-        answer = segment_json(result)
-        refuse_non_finite(engine, answer, "the segment's steering")
-        return answer
+        return finite_json(engine, segment_json(result), "the segment's steering")
 
-    return JSONResponse(await run_in_threadpool(steer))
+    return Response(await run_in_threadpool(steer), media_type="application/json")
 
 
 @router.get(
