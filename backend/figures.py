@@ -18,6 +18,9 @@ from core.store.schema import Latent
 Figure = dict[str, Any]
 _AXIS = {"gridcolor": "#eaeef2", "zerolinecolor": "#d0d7de", "linecolor": "#d0d7de"}
 _COLORS = ["#0b62c4", "#d1242f", "#1a7f37", "#9a6700", "#8250df"]
+# Legends sit above the plot area, anchored by their bottom edge, so however many rows they
+# wrap to they grow upwards into the (auto-expanded) top margin and never cover a trace.
+_LEGEND = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02, "yanchor": "bottom"}
 
 
 def _layout(xtitle: str, ytitle: str, height: int = 260, **extra: Any) -> dict[str, Any]:
@@ -89,7 +92,7 @@ def tuning_curve(tuning: dict[str, Any]) -> Figure | None:
             "activation scale",
             "presence ratio in top 10",
             height=280,
-            legend={"orientation": "h", "y": 1.12},
+            legend=_LEGEND,
         ),
     )
     return fig.to_plotly_json()
@@ -116,7 +119,7 @@ def confidence_distribution(values: dict[str, list[float]]) -> Figure | None:
             "latents",
             height=280,
             barmode="overlay",
-            legend={"orientation": "h", "y": 1.12},
+            legend=_LEGEND,
         ),
     )
     fig.update_xaxes(range=[-0.05, 1.05])
@@ -164,7 +167,7 @@ def confidence_bars(figure2: dict[str, Any]) -> Figure | None:
             height=280,
             barmode="group",
             shapes=[line],
-            legend={"orientation": "h", "y": 1.14},
+            legend=_LEGEND,
         ),
     )
     fig.update_xaxes(range=[0, 1])
@@ -211,7 +214,7 @@ def hit_ratio_by_level(series: dict[str, dict[str, Any]]) -> Figure | None:
             "activation level",
             "concept hit ratio in top 1",
             height=300,
-            legend={"orientation": "h", "y": 1.2},
+            legend=_LEGEND,
         ),
     )
     fig.update_xaxes(dtick=1)
@@ -259,7 +262,7 @@ def sweep_lines(
             x if x == "k" else "scale s (latents = s × d)",
             ytitle,
             height=260,
-            legend={"orientation": "h", "y": 1.16},
+            legend=_LEGEND,
         ),
     )
     fig.update_xaxes(type="log", tickvals=sorted({r[x] for r in rows if r.get(x) is not None}))

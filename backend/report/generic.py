@@ -64,6 +64,7 @@ SHOWN: dict[type[BaseModel], frozenset[str]] = {
             "table4",
             "table4_llm",
             "figure2",
+            "figure2_llm",
             "figure5",
             "table6",
             "table7",
@@ -146,16 +147,12 @@ def metric_tables(data: dict[str, Any], title: str) -> list[dict[str, Any]]:
     A dict's scalar entries become one two-column table; two or more sibling dicts that hold
     only scalars become one matrix (rows = the siblings, columns = the union of their keys: e.g.
     ``recommender`` → mostpop / base / sae × ndcg@10 / hr@10); deeper dicts recurse with their
-    path as title. Anything else (long lists) is shown as its length, never dropped silently.
+    path as title. Long lists (per-epoch series, histograms' ``edges``/``counts``) are no table
+    cell: the page counts them (:func:`series_count`) and the JSON twin holds them.
     Returns ``[{"title", "columns", "rows": [[label, cell...]]}]``.
     """
     tables: list[dict[str, Any]] = []
     scalars = [[k, v] for k, v in data.items() if is_scalar(v)]
-    scalars += [
-        [k, f"[{len(v)} values]"]
-        for k, v in data.items()
-        if isinstance(v, list) and not is_scalar(v)
-    ]
     if scalars:
         tables.append({"title": title, "columns": ["", "value"], "rows": scalars})
     children = {k: v for k, v in data.items() if isinstance(v, dict)}
@@ -177,14 +174,25 @@ def metric_tables(data: dict[str, Any], title: str) -> list[dict[str, Any]]:
     return tables
 
 
+def series_count(data: Any) -> int:
+    """How many long lists :func:`metric_tables` leaves to the JSON twin, at any depth."""
+    if isinstance(data, dict):
+        return sum(series_count(v) for v in data.values())
+    return int(isinstance(data, list) and not is_scalar(data))
+
+
 def sections(rest: dict[str, Any]) -> list[dict[str, Any]]:
     """The bottom of the page: one section of tables per top-level key of :func:`leftover`."""
     out = []
     for key, value in rest.items():
         if isinstance(value, dict):
-            out.append({"name": key, "tables": metric_tables(value, key)})
+            tables = metric_tables(value, key)
+            if tables:
+                out.append({"name": key, "tables": tables})
+        elif not is_scalar(value):
+            continue  # a long list: counted by series_count, in the JSON twin
         else:
-            row = [key, value if is_scalar(value) else str(value)]
+            row = [key, value]
             out.append(
                 {"name": key, "tables": [{"title": key, "columns": ["", "value"], "rows": [row]}]}
             )

@@ -7,7 +7,7 @@ from typing import Any
 from backend import figures, paper
 from backend.report import concepts, quality
 from backend.report.cells import number
-from backend.report.generic import leftover, metric_tables, sections
+from backend.report.generic import leftover, metric_tables, sections, series_count
 from backend.report.summary import headline, run_summary
 from core.reports import RunMetrics
 from core.store.schema import Run
@@ -27,12 +27,23 @@ def paper_note(run: Run, m: RunMetrics, ref: dict[str, Any]) -> str:
     )
 
 
+def _config_shown(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's configuration as a reader needs it: no filesystem paths (where the worker read
+    its files is no property of the run), and ``sae_scale`` 0 in words (docs/method.md: the
+    worker then chooses s itself; the SAE config below shows the s it chose)."""
+    shown = {k: v for k, v in config.items() if not k.endswith(("_path", "_dir"))}
+    if shown.get("sae_scale") == 0:
+        shown["sae_scale"] = "chosen by the worker (see SAE config: scale)"
+    return shown
+
+
 def report_context(run: Run, m: RunMetrics, confidences: dict[str, list[float]]) -> dict[str, Any]:
     """The run report: the paper's tables and figures on this run, beside the paper's own.
 
     ``confidences``: each latent's best confidence per method (``reads.confidence_values``).
     """
     report = m.report
+    rest = leftover(m)
     ref = paper.for_recommender(run.recommender)
     return {
         "run": {**run_summary(run), "headline": headline(run, m)},
@@ -55,10 +66,14 @@ def report_context(run: Run, m: RunMetrics, confidences: dict[str, list[float]])
         "figures": {
             "figure2": figures.confidence_bars({k: v.to_json() for k, v in report.figure2.items()}),
             "confidence": figures.confidence_distribution(confidences),
+            "figure2_llm": figures.confidence_bars(
+                {k: v.to_json() for k, v in (report.figure2_llm or {}).items()}
+            ),
             "table8": figures.tuning_curve(report.table8.to_json() if report.table8 else {}),
         },
-        "sections": sections(leftover(m)),
-        "config": metric_tables(run.config or {}, "config")
+        "sections": sections(rest),
+        "series": series_count(rest),
+        "config": metric_tables(_config_shown(run.config or {}), "config")
         + metric_tables(m.recommender.config, "recommender config")
         + metric_tables(m.sae.config, "SAE config"),
     }

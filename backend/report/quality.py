@@ -116,6 +116,8 @@ def table7_by_users(m: RunMetrics) -> Table:
         base, sae = cis.get("base", {}), cis.get("sae", {})
         why = "the worker did not split Table 7 by users (rerun train_sae)"
         b, s = base.get("ndcg@10"), sae.get("ndcg@10")
+        if entry_count == 0 and b is None and s is None:
+            continue  # no such users (e.g. every user trained the SAE): no row of dashes
         cells = [
             cell(entry_count, why=why),
             ci_cell(b, why),

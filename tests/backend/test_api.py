@@ -39,12 +39,15 @@ def test_run_json_turns_nested_metrics_into_tables(client: TestClient) -> None:
 
 def test_metric_tables_handle_any_nesting() -> None:
     from backend.report import metric_tables
+    from backend.report.generic import series_count
 
     tables = metric_tables(
         {"a": 1, "ci": [0.1, 0.2], "long": list(range(100)), "x": {"y": {"p": 1}, "z": {"p": 2}}},
         "m",
     )
-    assert tables[0]["rows"] == [["a", 1], ["ci", [0.1, 0.2]], ["long", "[100 values]"]]
+    # A long list is no cell (never "long [100 values]"): it is counted, the JSON twin holds it.
+    assert tables[0]["rows"] == [["a", 1], ["ci", [0.1, 0.2]]]
+    assert series_count({"long": list(range(100)), "x": {"e": list(range(17)), "c": [1, 2]}}) == 2
     assert tables[1] == {"title": "m › x", "columns": ["", "p"], "rows": [["y", 1], ["z", 2]]}
 
 
