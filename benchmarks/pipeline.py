@@ -75,6 +75,37 @@ def speed(model: str, sae: dict, ran: dict[str, float], theirs: dict[str, Any]) 
     }
 
 
+def verification_figures(report: dict[str, Any]) -> dict[str, Any]:
+    """docs/method.md §1.7, §1.11: the users shared by the construction / verification /
+    evaluation sets (0), the case sets' sizes, the smallest null of any verified concept (TF-IDF
+    and LLM; >= 19), the verified and confident TF-IDF counts and Table 8's related share at
+    +10x minus at -10x on the evaluation cases."""
+    sets = report.get("case_sets") or {}
+    nulls = report.get("null") or {}
+    tfidf = (nulls.get("tfidf") or {}).get("sae") or {}
+    sizes = [
+        part.get("null_n_min")
+        for method in nulls.values()
+        for part in method.values()
+        if part.get("null_n_min") is not None
+    ]
+    t8 = report.get("table8") or {}
+    scales, share = t8.get("scales") or [], t8.get("related_share") or []
+    gain = None
+    if -10.0 in scales and 10.0 in scales and share:
+        gain = share[scales.index(10.0)] - share[scales.index(-10.0)]
+    return {
+        "case_overlap_users": sets.get("overlap_users"),
+        "case_sets": sets,
+        "null_n_min": min(sizes) if sizes else None,
+        "verified_tfidf": tfidf.get("verified"),
+        "confident_tfidf": tfidf.get("confident"),
+        "table8_related_gain": gain,
+        "table8_related_share": dict(zip(map(str, scales), share, strict=False)),
+        "table8_n_latents": t8.get("n_latents"),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -111,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "n_fold_in_vectors": sae.get("n_fold_in_vectors"),
             "tfidf_verified": report["table4"]["sae"]["latents_verified"],
             "tfidf_verified_base": report["table4"]["base"]["latents_verified"],
+            **verification_figures(report),
             "their_ndcg@10": theirs["ndcg@10"].get(model),
             **speed(model, sae, bench.ran, theirs),
             "stages_ran": bench.ran,

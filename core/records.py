@@ -20,6 +20,8 @@ class ItemRow:
     title: str
     genres: list[str]
     tags: list[str]
+    # the verification text (worker.interpret.tfidf.descriptive_text: genres, tags, free text;
+    # titles only with tfidf_title_words): concept presence everywhere (docs/method.md §1.8)
     text: str
     popularity: int  # training interactions
 

@@ -385,6 +385,9 @@ class PaperReport(Record):
     sweep: list[SweepRow] | None = None
     # docs/method.md §1.11: method ("tfidf", "llm") -> representation -> the null's effect
     null: dict[str, dict[str, NullSummary]] | None = None
+    # docs/method.md §1.7: construction / verification / evaluation cases and users, and the
+    # users shared by any two sets (``overlap_users``, 0 by construction)
+    case_sets: dict[str, int] | None = None
 
 
 class RunMetrics(Record):

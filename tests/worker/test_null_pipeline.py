@@ -19,6 +19,7 @@ from tests.worker.test_llm_client import Reply, ScriptedLLM, chat_reply
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv
 from worker.interpret.result import Interpretation
 from worker.pipeline import Run, RunConfig, run_pipeline
+from worker.stages.evaluate import evaluation_mask
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +125,26 @@ def test_llm_concepts_carry_a_bounded_null_and_degenerate_labels_stay_out_of_the
         assert latent is not None and latent.llm_concept is None
         rows = reads.latent_concepts(session, r.config.run_id, degenerate[0].latent_id)
         assert any(c.method == "llm" and c.status == "degenerate" for c in rows)
+
+
+def test_construction_verification_and_evaluation_share_no_user(
+    run: tuple[Run, list[str]],
+) -> None:
+    """docs/method.md §1.7: the users whose cases built any concept, verified any concept, and
+    the users Figure 5 / Table 8 are measured on are three disjoint sets."""
+    r, _ = run
+    interp = Interpretation.load(r.dir)
+    cases = r.probe.cases
+    report = PaperReport.model_validate_json((r.dir / REPORT).read_text())
+    assert report.case_sets is not None and report.case_sets["overlap_users"] == 0
+    sizes = [report.case_sets[f"{s}_users"] for s in ("construction", "verification", "evaluation")]
+    assert all(n > 0 for n in sizes)
+    for name in ("sae", "base"):
+        ex = interp.part(name).examples
+        built = set(cases.user[ex.construction.case[ex.construction.case >= 0]].tolist())
+        verified = set(cases.user[ex.verification.case[ex.verification.case >= 0]].tolist())
+        negatives = set(cases.user[ex.random.case[ex.random.case >= 0]].tolist())
+        assert built and verified and not (built & verified) and not (built & negatives)
+        evaluation = set(cases.user[evaluation_mask(r)].tolist())
+        assert len(evaluation) == report.case_sets["evaluation_users"]
+        assert not (evaluation & built) and not (evaluation & verified | evaluation & negatives)

@@ -11,7 +11,7 @@ from core.reports import PaperReport, details_null_p, is_verified
 from core.rundir import REPORT, TUNING
 from core.text import analyze, item_token_sets
 from worker.artifacts import save_tuning
-from worker.cases import TRAIN
+from worker.cases import EVALUATION, case_roles, case_sets_report
 from worker.data.readers import NO_GENRES
 from worker.interpret.result import PARTS
 from worker.interpret.tfidf import descriptive_text
@@ -38,14 +38,22 @@ def _codes(run: Run, name: str) -> tuple[np.ndarray, np.ndarray]:
     return codes
 
 
+def evaluation_mask(run: Run) -> np.ndarray:
+    """[C] bool: the evaluation cases (``worker.cases.case_roles``): held-out cases of users
+    whose cases neither built nor verified any concept (docs/method.md §1.7)."""
+    probe = run.probe
+    return case_roles(probe.cases, probe.sequential, run.config.seed) == EVALUATION
+
+
 def _per_representation(
     run: Run, report: dict[str, Any], item_tokens: list[frozenset[str]]
 ) -> dict[str, dict[int, str]]:
     """Tables 3 and 4, Figures 2 and 5 and the null's effect for the SAE and the Base; returns
     their verified concepts ({latent: term} per representation). Verified: confidence >= 0.8
     and the null's rank p <= 0.05 with n >= 19, ``core.reports.is_verified`` (§1.11)."""
-    cases, item_emb = run.probe.cases, run.probe.item_emb
+    item_emb = run.probe.item_emb
     top1 = run.record.top_items[:, 0]
+    evaluation = evaluation_mask(run)  # docs/method.md §1.7: never a verifying user's case
     verified_concepts: dict[str, dict[int, str]] = {}
     for name in PARTS:
         idx, val = _codes(run, name)
@@ -68,7 +76,7 @@ def _per_representation(
         for levels_name in ("levels", "pooled_levels"):
             report["figure5"][f"{name}_{levels_name}"] = hit_ratio_by_level(
                 idx, getattr(part, levels_name), top1, verified_concepts[name], item_tokens,
-                case_mask=cases.side != TRAIN,
+                case_mask=evaluation,
             )  # fmt: skip
     return verified_concepts
 
@@ -86,7 +94,7 @@ def _tuning(
         return None
     dataset, probe, rec, sae = run.dataset, run.probe, run.record, run.sae
     cases = probe.cases
-    test_mask = cases.side != TRAIN  # the verification pool (DEV and TEST)
+    test_mask = evaluation_mask(run)  # the evaluation users' held-out cases (§1.7)
     known = [dataset.sequences[u][:n] for u, n in zip(cases.user, cases.length, strict=True)]
     tuning = targeted_tuning(
         rec.latent_idx, rec.latent_val, sae.W_dec.detach().numpy(), sae.b_dec.detach().numpy(),
@@ -106,6 +114,10 @@ def evaluate(run: Run) -> None:
         "table3": {}, "table4": {}, "figure2": {}, "figure5": {}, "null": {"tfidf": {}}
     }  # fmt: skip
     verified_concepts = _per_representation(run, report, item_tokens)
+    probe = run.probe
+    report["case_sets"] = case_sets_report(
+        probe.cases, case_roles(probe.cases, probe.sequential, run.config.seed)
+    )  # the three sets' sizes and their shared users (0), docs/method.md §1.7
 
     llm = run.llm_concepts
     if llm:  # Table 4 for the LLM method, over the latents it explained

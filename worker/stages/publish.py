@@ -29,12 +29,16 @@ from worker.cases import SIDE_NAMES
 from worker.errors import ConfigError
 from worker.interpret.examples import ROLES, ExampleSet, example_history
 from worker.interpret.lenses import run_lenses
+from worker.interpret.tfidf import descriptive_text
 from worker.run import Run
 
 
 def item_rows(run: Run) -> list[records.ItemRow]:
     dataset = run.dataset
     popularity = np.bincount(dataset.train_pairs()[:, 1], minlength=dataset.n_items)
+    # One text for concept presence (docs/method.md §1.8): the verification text, built once
+    # here; steering and segment steering tokenise it, as verification, Figure 5 and Table 8 do.
+    text = descriptive_text(dataset, run.config.tfidf_title_words)
     return [
         records.ItemRow(
             idx=i,
@@ -42,7 +46,7 @@ def item_rows(run: Run) -> list[records.ItemRow]:
             title=dataset.item_title[i],
             genres=dataset.item_genres[i],
             tags=dataset.item_tags[i],
-            text=dataset.item_text[i],
+            text=text[i],
             popularity=int(popularity[i]),
         )  # fmt: skip
         for i in range(dataset.n_items)
