@@ -129,18 +129,51 @@
     timer = setTimeout(refresh, delay);
   }
 
+  // Accessible names that say which concept a control moves, and the value in words.
+  function label(row) {
+    const input = row.querySelector("input[type=range]");
+    const box = row.querySelector("input.val");
+    const remove = row.querySelector("button.remove");
+    const concept = row.dataset.concept ? ` (${row.dataset.concept})` : "";
+    const what = `latent ${row.dataset.latent}${concept}`;
+    const scale = row.dataset.kind === "scale";
+    input.setAttribute("aria-label", `${what}: ${scale ? "scale" : "absolute activation"}`);
+    input.setAttribute("aria-valuetext", scale ? `${fmt(input.value)}× the activation` : `activation ${fmt(input.value)}`);
+    box.setAttribute("aria-label", `${what}: ${scale ? "scale, ×" : "absolute activation"}, typed`);
+    if (remove) remove.setAttribute("aria-label", `remove the slider of ${what}`);
+  }
+
+  // The slider, the box and the URL hold one value: the box's text as the server rendered or
+  // the user typed it. The slider has step="any" (docs/architecture.md, steering: a shared
+  // value such as 20 is never snapped to the step grid); arrow keys move by data-step.
   function bindRow(row) {
     const input = row.querySelector("input[type=range]");
     const box = row.querySelector("input.val");
-    input.addEventListener("input", () => {
+    if (row.dataset.value === undefined) row.dataset.value = box.value;
+    input.value = box.value;
+    label(row);
+    const moved = () => {
       box.value = fmt(input.value);
-      row.dataset.value = input.value;
+      input.value = box.value;
+      row.dataset.value = box.value;
+      label(row);
       lastRow = row;
       schedule(60);
+    };
+    input.addEventListener("input", moved);
+    input.addEventListener("keydown", (event) => {
+      const sign = { ArrowRight: 1, ArrowUp: 1, ArrowLeft: -1, ArrowDown: -1 }[event.key];
+      const step = Number(input.dataset.step);
+      if (!sign || !(step > 0)) return;
+      event.preventDefault();
+      const next = Math.round(Number(input.value) / step + sign) * step;
+      input.value = String(Math.min(Number(input.max), Math.max(Number(input.min), next)));
+      moved();
     });
     box.addEventListener("change", () => {
       row.dataset.value = box.value;
       input.value = box.value; // the slider clamps; the server judges the typed value
+      label(row);
       lastRow = row;
       schedule(0);
     });
@@ -156,6 +189,7 @@
     row.dataset.latent = lat.latent;
     row.dataset.kind = s.kind;
     row.dataset.neutral = s.neutral;
+    row.dataset.concept = lat.tfidf_concept || lat.llm_concept || "";
     const info = document.createElement("div");
     const name = document.createElement("strong");
     name.textContent = `#${lat.latent} `;
@@ -168,13 +202,12 @@
     info.append(name, concept, kind);
     const input = document.createElement("input");
     input.type = "range";
-    input.min = s.min; input.max = s.max; input.step = s.step; input.value = s.value;
-    input.setAttribute("aria-label", `latent ${lat.latent} ${s.kind}`);
+    input.min = s.min; input.max = s.max; input.step = "any"; input.dataset.step = s.step;
+    input.value = s.value;
     const val = document.createElement("input");
     val.type = "number";
     val.className = "val";
     val.min = s.min; val.max = s.max; val.step = "any"; val.value = fmt(s.value);
-    val.setAttribute("aria-label", `latent ${lat.latent} ${s.kind} value`);
     const remove = document.createElement("button");
     remove.type = "button"; remove.className = "remove"; remove.title = "remove this slider";
     remove.textContent = "×";
@@ -207,6 +240,7 @@
       const add = document.createElement("button");
       add.type = "button";
       add.textContent = "add";
+      add.setAttribute("aria-label", `add a slider for latent ${lat.latent} (${lat.tfidf_concept || lat.llm_concept || "no concept"})`);
       add.addEventListener("click", () => { addRow(lat); li.remove(); });
       const text = document.createElement("span");
       const conf = lat.tfidf_confidence == null ? "" : ` (${lat.tfidf_confidence.toFixed(2)})`;
@@ -285,7 +319,8 @@
     loadPlotly(whyPanel.dataset.plotly).then(() => {
       if (!plot.isConnected) return; // the results were swapped meanwhile
       const fig = whyFigure(w);
-      Plotly.react(plot, fig.data, fig.layout, { displaylogo: false, responsive: true });
+      // No mode bar: it would sit over the title (the table below has the numbers).
+      Plotly.react(plot, fig.data, fig.layout, { displayModeBar: false, responsive: true });
       plot.dataset.drawn = String(idx);
     }).catch((err) => {
       plot.textContent = `The chart could not be drawn (${err.message}); the table below has the numbers.`;
@@ -401,6 +436,7 @@
       input.value = row.dataset.neutral;
       row.dataset.value = row.dataset.neutral;
       row.querySelector("input.val").value = fmt(input.value);
+      label(row);
     });
     const ep = panel.querySelector("input[name=mode][value=error_preserving]");
     if (ep) ep.checked = true;
