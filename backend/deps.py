@@ -154,6 +154,7 @@ templates.env.filters["pct"] = pct
 templates.env.filters["conf"] = nulls.conf  # every confidence and null percentile: 0.86
 templates.env.filters["duration"] = numbers.duration
 templates.env.filters["words"] = numbers.words
+templates.env.filters["when"] = numbers.when
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
 # Every printed value: control and bidi characters spelled out ("[U+202E]"), so stored text
