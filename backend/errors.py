@@ -206,10 +206,16 @@ def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this request's path (a path such as ``/login`` has a
     GET route and a POST route: Starlette's own 405 names only the first route's methods)."""
     path = get_route_path(request.scope)
+    matching = [
+        route
+        for route in iter_route_contexts(request.app.routes)
+        if route.methods and route.path_regex.match(path)
+    ]
+    if path.endswith(".json"):  # a JSON twin's path: its own methods, not its page's
+        matching = [r for r in matching if str(r.path).endswith(".json")] or matching
     methods: set[str] = set()
-    for route in iter_route_contexts(request.app.routes):
-        if route.methods and route.path_regex.match(path):
-            methods.update(route.methods)
+    for route in matching:
+        methods.update(route.methods or ())
     if methods:
         methods.add("OPTIONS")
     return sorted(methods, key=lambda m: (*_METHOD_ORDER, m).index(m))

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -40,13 +41,23 @@ _EDIT_RE = re.compile(_EDIT)
 UNIQUE_LATENTS = "each latent at most once"
 
 
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" is any number without a fraction: 12.0 is latent 12.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+LatentIndex = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 class EditIn(BaseModel):
     """One slider: ``value`` is a scale if the latent is active for the user, else an absolute
     activation (ranges in :mod:`backend.steering`)."""
 
     # Strict: ``true`` is not latent 1, ``"2"`` is not 2.0 (JSON numbers only).
     model_config = ConfigDict(extra="forbid")
-    latent: StrictInt = Field(ge=0, le=DB_INT_MAX, description="latent index")
+    latent: LatentIndex = Field(ge=0, le=DB_INT_MAX, description="latent index")
     # The hard ceiling in the schema itself, so the OpenAPI document says what is accepted.
     value: StrictFloat = Field(
         allow_inf_nan=False, ge=-VALUE_HARD_LIMIT, le=VALUE_HARD_LIMIT,
