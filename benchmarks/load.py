@@ -1,33 +1,38 @@
-"""Load: locust's simulated users against uvicorn with two workers, over SQLite and PostgreSQL.
+"""Load: capacity under an open-loop arrival rate, over SQLite and PostgreSQL, two workers.
 
-    .venv/bin/python benchmarks/load.py                      # 60 s per engine, 50 users
-    .venv/bin/python benchmarks/load.py --seconds 20 --engines sqlite
+    .venv/bin/python benchmarks/load.py                      # both engines, default steps
+    .venv/bin/python benchmarks/load.py --engines sqlite --steps 25,50,100 --seconds 10
 
 Per engine, a throw-away database (PostgreSQL: a server started for the run, as the tests start
 theirs, tests/postgres_server.py) holds one large synthetic run (tests/backend/synthetic_run.py,
 the factory of benchmarks/steer.py: 100,000 items, 2,000 users, 1,024 latents, 5 examples per
 role and latent). ``python -m backend.serve --workers 2`` serves it on loopback; every worker's
-steering engine is loaded and each page rendered before the clock starts. Then ``locust
---headless`` runs in its own process (gevent's monkey-patching never reaches the server or this
-driver) for ``--seconds`` with ``--users`` users arriving 10 a second
-(benchmarks/load_locustfile.py): the latent list, latent pages, user pages and steering (a
-same-origin JSON POST) in the ratio 2:3:2:3, with 0.5–1.5 s of think time between clicks. The
-figures cover the whole run, arrivals included.
+steering engine is loaded and each page rendered before the clock starts.
 
-Prints a table, one JSON line with the details (requests, build time, first errors), and as
-the LAST line one JSON object with exactly these keys::
+The load comes from a generator in its own process (this file with ``--generate``): requests
+are *scheduled* on a clock at a fixed arrival rate, whatever the server answers (open loop; the
+latency of each runs from its scheduled time, so queueing is not hidden), each on its own
+connection, in the mix of a person browsing (benchmarks/load_locustfile.py): the latent list,
+latent pages, user pages and steering (a same-origin JSON POST) in the ratio 2:3:2:3. The rate
+rises in ``--steps``; ``capacity_rps`` is the highest step held with p99 < 250 ms for every
+page, p99 < 50 ms for steering and no error (a 503 refusal counts as an error). Then
+``--rate`` is run once more for the per-route figures (``errors`` there must be 0). The
+generator's own CPU time over the wall time of all cores is ``generator_cpu_share`` (a share
+near the cores' count over the processes' would mean the generator, not the server, is
+measured).
 
-    {"engines": {"sqlite": {"rps": ..., "errors": ...,
+Prints a table, one JSON line with the details (every step), and as the LAST line one JSON
+object::
+
+    {"engines": {"sqlite": {"capacity_rps": ..., "errors": ...,
                             "routes": {"steer": {"p50_ms": ..., "p99_ms": ...}, ...}},
-                 "postgres": {...}}}
-
-Targets: ``errors`` = 0; steer ``p99_ms`` < 50; the pages' ``p99_ms`` < 250.
+                 "postgres": {...}},
+     "generator_cpu_share": ...}
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import signal
@@ -48,7 +53,6 @@ if str(REPO) not in sys.path:
 from core.net import free_port  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
-LOCUSTFILE = REPO / "benchmarks" / "load_locustfile.py"
 ROUTES = ("latent list", "latent page", "user page", "steer")
 PAGES = ("latent list", "latent page", "user page")
 RUN_ID = "load"
@@ -155,53 +159,119 @@ def warm(base: str, args: argparse.Namespace) -> None:
         list(pool.map(visit, range(12 * args.workers)))
 
 
-def run_locust(base: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    """``locust --headless`` for ``args.seconds``; the figures from its CSV statistics."""
-    prefix = out / "locust"
-    cmd = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-        "--users", str(args.users), "--spawn-rate", str(args.spawn_rate),
-        "--run-time", f"{args.seconds}s", "--stop-timeout", "10", "--host", base,
-        "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
-        "--exit-code-on-error", "0",
-    ]  # fmt: skip
-    env = {
-        **os.environ,
-        "LOAD_RUN_ID": RUN_ID,
-        "LOAD_N_USERS": str(args.users_in_run),
-        "LOAD_N_LATENTS": str(args.latents),
+# --- the generator (its own process) ------------------------------------------------------------
+
+
+def _mix(rng: Any, n_users: int, n_latents: int) -> tuple[str, str, str, bytes]:
+    """One request of a person browsing: (route, method, path, body), ratio 2:3:2:3."""
+    route = rng.choices(ROUTES, weights=(2, 3, 2, 3))[0]
+    if route == "latent list":
+        sort = rng.choice(("confidence", "llm_confidence", "density", "id"))
+        return route, "GET", f"/runs/{RUN_ID}/latents?_sort={sort}&_page={rng.randint(1, 5)}", b""
+    if route == "latent page":
+        return route, "GET", f"/runs/{RUN_ID}/latents/{rng.randrange(n_latents)}", b""
+    if route == "user page":
+        return route, "GET", f"/runs/{RUN_ID}/users/{rng.randrange(n_users)}", b""
+    latents = rng.sample(range(n_latents), rng.randint(1, 3))
+    body = {
+        "edits": [{"latent": j, "value": round(rng.uniform(-3, 3), 3)} for j in latents],
+        "mode": "replace" if rng.random() < 0.3 else "error_preserving",
     }
-    proc = subprocess.run(
-        cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=args.seconds + 120
+    path = f"/api/runs/{RUN_ID}/users/{rng.randrange(n_users)}/steer"
+    return route, "POST", path, json.dumps(body).encode()
+
+
+async def _one(host: str, port: int, method: str, path: str, body: bytes) -> int | str:
+    """One request on its own connection; the status, or what went wrong."""
+    import asyncio
+
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+        f"Accept: text/html\r\nOrigin: http://{host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
-    stats_file = Path(f"{prefix}_stats.csv")
-    if proc.returncode != 0 or not stats_file.is_file():
-        raise RuntimeError(f"locust failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    with stats_file.open() as f:
-        rows = {row["Name"]: row for row in csv.DictReader(f)}
-    with Path(f"{prefix}_exceptions.csv").open() as f:
-        exceptions = sum(int(row["Count"]) for row in csv.DictReader(f))
-    with Path(f"{prefix}_failures.csv").open() as f:
-        failures = [
-            f"{r['Method']} {r['Name']}: {r['Error']} x{r['Occurrences']}"
-            for r in csv.DictReader(f)
-        ]
-    total = rows["Aggregated"]
-    return {
-        "rps": round(float(total["Requests/s"]), 1),
-        "errors": int(total["Failure Count"]) + exceptions,
-        "requests": int(total["Request Count"]),
-        "routes": {
-            name: {
-                "p50_ms": float(rows[name]["50%"]),
-                "p99_ms": float(rows[name]["99%"]),
-                "requests": int(rows[name]["Request Count"]),
+    try:
+        async with asyncio.timeout(30):
+            reader, writer = await asyncio.open_connection(host, port)
+            writer.write(head.encode() + body)
+            raw = await reader.read()
+            writer.close()
+    except TimeoutError:
+        return "timeout"
+    except OSError as exc:
+        return type(exc).__name__
+    status = raw.split(b"\r\n", 1)[0].split(b" ")
+    return int(status[1]) if len(status) > 1 and status[1].isdigit() else "no answer"
+
+
+async def _generate(base: str, rate: float, seconds: float, n_users: int, n_latents: int) -> dict:
+    """Requests scheduled at ``rate`` per second for ``seconds``; latency from the schedule."""
+    import asyncio
+    import random
+    import resource
+
+    host, port = base.removeprefix("http://").split(":")
+    rng = random.Random(0)
+    n = int(rate * seconds)
+    plan = [_mix(rng, n_users, n_latents) for _ in range(n)]
+    results: list[tuple[str, float, int | str]] = []
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.perf_counter() + 0.1
+
+    async def send(i: int) -> None:
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        route, method, path, body = plan[i]
+        status = await _one(host, int(port), method, path, body)
+        results.append((route, (time.perf_counter() - due) * 1000, status))
+
+    await asyncio.gather(*(send(i) for i in range(n)))
+    wall = time.perf_counter() - start
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    routes: dict[str, Any] = {}
+    for route in ROUTES:
+        lat = sorted(ms for r, ms, _ in results if r == route)
+        if lat:
+            routes[route] = {
+                "p50_ms": round(lat[len(lat) // 2], 1),
+                "p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
+                "requests": len(lat),
             }
-            for name in ROUTES
-            if name in rows
-        },
-        "first_errors": failures[:5],
+    errors = [str(st) for _, _, st in results if st != 200]
+    return {
+        "rate": rate,
+        "achieved_rps": round(len(results) / wall, 1),
+        "errors": len(errors),
+        "first_errors": sorted(set(errors))[:5],
+        "routes": routes,
+        "generator_cpu_s": round(cpu, 2),
+        "wall_s": round(wall, 2),
     }
+
+
+def generate(base: str, rate: float, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the generator in its own process (this file, ``--generate``) and read its answer."""
+    cmd = [
+        sys.executable, str(Path(__file__)), "--generate", base, "--rate", str(rate),
+        "--seconds", str(args.seconds), "--users-in-run", str(args.users_in_run),
+        "--latents", str(args.latents),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.seconds + 90)
+    if proc.returncode != 0:
+        raise RuntimeError(f"generator failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def held(step: dict[str, Any]) -> bool:
+    """The targets: no error, p99 < 250 ms for every page, < 50 ms for steering."""
+    routes = step["routes"]
+    return (
+        step["errors"] == 0
+        and routes.get("steer", {}).get("p99_ms", 1e9) < 50
+        and all(routes.get(p, {}).get("p99_ms", 1e9) < 250 for p in PAGES)
+    )
 
 
 def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -212,62 +282,82 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
             settings = Settings(data_dir=data_dir, database_url=url)
             with server(settings, args.workers) as base:
                 warm(base, args)
-                result = run_locust(base, args, data_dir)
-    return {**result, "build_s": round(build_s, 1)}
+                steps = []
+                capacity = 0.0
+                for rate in (float(r) for r in args.steps.split(",")):
+                    step = generate(base, rate, args)
+                    steps.append(step)
+                    if not held(step):
+                        break
+                    capacity = rate
+                fixed = generate(base, args.rate, args)
+    return {"capacity_rps": capacity, "fixed": fixed, "steps": steps, "build_s": round(build_s, 1)}
 
 
-def last_line(result: dict[str, Any]) -> dict[str, Any]:
-    """Only the keys the last line promises: rps, errors, routes.<route>.p50_ms / p99_ms."""
-    return {
-        "rps": result["rps"],
-        "errors": result["errors"],
-        "routes": {
-            route: {"p50_ms": f["p50_ms"], "p99_ms": f["p99_ms"]}
-            for route, f in result["routes"].items()
-        },
-    }
-
-
-def targets(result: dict[str, Any]) -> dict[str, bool]:
-    routes = result["routes"]
-    return {
-        "zero_errors": result["errors"] == 0,
-        "steer_p99_lt_50ms": routes.get("steer", {}).get("p99_ms", 1e9) < 50,
-        "pages_p99_lt_250ms": all(routes.get(p, {}).get("p99_ms", 1e9) < 250 for p in PAGES),
-    }
+def cpu_share(results: dict[str, dict[str, Any]]) -> float:
+    """The generator's CPU seconds over the wall seconds of every core, over all its runs."""
+    runs = [s for r in results.values() for s in (*r["steps"], r["fixed"])]
+    cpu = sum(s["generator_cpu_s"] for s in runs)
+    wall = sum(s["wall_s"] for s in runs) * (os.cpu_count() or 1)
+    return round(cpu / wall, 3) if wall else 0.0
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--seconds", type=int, default=60, help="locust's run time per engine")
-    p.add_argument("--users", type=int, default=50, help="concurrent simulated users")
-    p.add_argument("--spawn-rate", type=float, default=10, help="users started per second")
+    p.add_argument("--seconds", type=float, default=20, help="seconds per rate step")
+    p.add_argument("--steps", default="25,50,100,200,400", help="arrival rates tried, req/s")
+    p.add_argument("--rate", type=float, default=50, help="the fixed rate of the route figures")
     p.add_argument("--engines", default="sqlite,postgres")
     p.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--users-in-run", type=int, default=2000, help="the run's recommender users")
     p.add_argument("--latents", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--generate", metavar="BASE_URL", help=argparse.SUPPRESS)  # the generator
     args = p.parse_args()
+    if args.generate:
+        import asyncio
+
+        figures = _generate(args.generate, args.rate, args.seconds, args.users_in_run, args.latents)
+        print(json.dumps(asyncio.run(figures)))
+        return
 
     engines = {name: measure(name, args) for name in args.engines.split(",")}
+    share = cpu_share(engines)
     print(
-        f"{args.users} users for {args.seconds}s per engine; uvicorn workers={args.workers}; "
-        f"run: {args.items:,} items, {args.users_in_run:,} users, {args.latents} latents"
+        f"open loop, {args.seconds}s per step, steps {args.steps} req/s, fixed {args.rate} req/s; "
+        f"uvicorn workers={args.workers}; run: {args.items:,} items, {args.users_in_run:,} users, "
+        f"{args.latents} latents; generator CPU share {share}"
     )
-    print(f"{'engine':<10}{'route':<14}{'requests':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    print(
+        f"{'engine':<10}{'rate':>6}{'got':>7}{'errors':>8}  " + "".join(f"{r:>14}" for r in ROUTES)
+    )
     for name, r in engines.items():
-        for route, figures in r["routes"].items():
-            print(
-                f"{name:<10}{route:<14}{figures['requests']:>10}{figures['p50_ms']:>9.0f}"
-                f"{figures['p99_ms']:>9.0f}"
+        for step in (*r["steps"], r["fixed"]):
+            p99 = "".join(
+                f"{step['routes'].get(route, {}).get('p99_ms', float('nan')):>11.0f} ms"
+                for route in ROUTES
             )
-        print(f"{name:<10}{'all':<14}{r['requests']:>10}  {r['rps']} req/s, {r['errors']} errors")
-        for line in r["first_errors"]:
-            print(f"  error: {line}")
-        print(f"  targets: {targets(r)}")
-    print(json.dumps({"details": engines}))  # the same with requests, build time, first errors
-    print(json.dumps({"engines": {name: last_line(r) for name, r in engines.items()}}))
+            print(
+                f"{name:<10}{step['rate']:>6.0f}{step['achieved_rps']:>7.0f}"
+                f"{step['errors']:>8}  {p99}"
+            )
+        print(
+            f"{name:<10}capacity {r['capacity_rps']} req/s (p99 columns; last row: the fixed rate)"
+        )
+    print(json.dumps({"details": engines}))
+    last = {
+        name: {
+            "capacity_rps": r["capacity_rps"],
+            "errors": r["fixed"]["errors"],
+            "routes": {
+                route: {"p50_ms": f["p50_ms"], "p99_ms": f["p99_ms"]}
+                for route, f in r["fixed"]["routes"].items()
+            },
+        }
+        for name, r in engines.items()
+    }
+    print(json.dumps({"engines": last, "generator_cpu_share": share}))
 
 
 if __name__ == "__main__":
