@@ -141,8 +141,15 @@ def create_study(
                 f"confidence >= {min_confidence}; lower the minimum or choose other methods"
             )
         rng = np.random.default_rng(seed)
-        latents = sorted(best)
-        chosen = rng.choice(latents, size=min(size, len(latents)), replace=False)
+        # "both": latents with a concept of each method first, so the methods are rated on the
+        # same latents; the others only fill up to the size (docs/method.md §5, the sample).
+        wanted = len(METHODS[methods])
+        full = sorted(i for i in best if len(best[i]) == wanted)
+        rest = sorted(i for i in best if len(best[i]) < wanted)
+        chosen = [int(i) for i in rng.choice(full, size=min(size, len(full)), replace=False)]
+        if len(chosen) < size and rest:
+            more = rng.choice(rest, size=min(size - len(chosen), len(rest)), replace=False)
+            chosen += [int(i) for i in more]
         pairs = [best[int(i)][m] for i in chosen for m in METHODS[methods] if m in best[int(i)]]
         order = rng.permutation(len(pairs))  # methods interleaved: nothing tells them apart
         study = Study(

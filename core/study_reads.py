@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from core import agreement
 from core.store import reads
-from core.store.schema import Account, Rating, Run, Study, StudyAnnotator, StudyItem
+from core.store.schema import Account, Item, Rating, Run, Study, StudyAnnotator, StudyItem
 
 METHOD_ORDER = ("tfidf", "llm")
 MOST_DISAGREED = 10
@@ -51,17 +51,32 @@ def item_at(session: Session, study_id: int, position: int) -> StudyItem | None:
     return session.get(StudyItem, (study_id, position))
 
 
+SHOWN_TAGS = 5  # tags beside a title: enough to say what it is about, short enough to read
+
+
+def _about(item: Item) -> str:
+    """An item's descriptive fields in one line: "Comedy, Romance · tags: quirky, paris"."""
+    parts = [", ".join(str(g) for g in item.genres or [])]
+    tags = [str(t) for t in (item.tags or [])[:SHOWN_TAGS]]
+    if tags:
+        parts.append("tags: " + ", ".join(tags))
+    return " · ".join(p for p in parts if p)
+
+
 def examples_shown(session: Session, run_id: str, latent_idx: int) -> dict[str, list[Any]]:
     """The construction and verification examples of a latent of the run's current version, as a
     rater sees them: levels and titles only (no link leads to a page that shows the concept's
-    confidence or method). A study copies them into its items when it is made, so raters see the
-    same examples whatever is published later (docs/architecture.md, human work)."""
+    confidence or method), each title with its descriptive fields (genres, a few tags: what a
+    concept is about, ``*_about``). A study copies them into its items when it is made, so raters
+    see the same examples whatever is published later (docs/architecture.md, human work)."""
     examples = [
         e for e in reads.latent_examples(session, run_id, latent_idx)
         if e.role in ("construction", "verification")
     ]  # fmt: skip
     wanted = [i for e in examples for i in e.history] + [e.predicted_item for e in examples]
-    titles = {i: item.title for i, item in reads.items_by_idx(session, run_id, wanted).items()}
+    found = reads.items_by_idx(session, run_id, wanted)
+    titles = {i: item.title for i, item in found.items()}
+    about = {i: _about(item) for i, item in found.items()}
     grouped: dict[str, list[Any]] = {"construction": [], "verification": []}
     for e in examples:
         grouped[e.role].append(
@@ -69,6 +84,8 @@ def examples_shown(session: Session, run_id: str, latent_idx: int) -> dict[str, 
                 "level": e.level,
                 "predicted": titles.get(e.predicted_item, f"item {e.predicted_item}"),
                 "history": [titles.get(i, f"item {i}") for i in e.history],
+                "predicted_about": about.get(e.predicted_item, ""),
+                "history_about": [about.get(i, "") for i in e.history],
             }
         )
     return grouped
@@ -85,6 +102,18 @@ def rating_counts(session: Session, study_id: int) -> dict[int, int]:
     rows = session.execute(
         select(Rating.account_id, func.count())
         .filter_by(study_id=study_id)
+        .group_by(Rating.account_id)
+    )
+    return {int(a): int(n) for a, n in rows}
+
+
+def skip_counts(session: Session, study_id: int) -> dict[int, int]:
+    """Skips (a rating without a value, with a reason) per account in a study: the part of
+    :func:`rating_counts` that is no rating on the scale."""
+    rows = session.execute(
+        select(Rating.account_id, func.count())
+        .filter_by(study_id=study_id)
+        .where(Rating.value.is_(None))
         .group_by(Rating.account_id)
     )
     return {int(a): int(n) for a, n in rows}

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
+from backend import urls
 from backend.auth import AccountDep, AdminDep
 from backend.deps import DB_INT_MAX, Context, SessionDep, page
 from backend.errors import responses
@@ -103,8 +104,10 @@ def study_list(account: AccountDep, session: SessionDep) -> Context:
 def study_page(study: StudyDep, account: AccountDep, session: SessionDep) -> Context:
     """One study: its settings, annotators and their progress (admins), one's own progress."""
     check_may_see(session, study, account)
-    total = len(study_reads.items(session, study.id))
+    study_items = study_reads.items(session, study.id)
+    total = len(study_items)
     counts = study_reads.rating_counts(session, study.id)
+    skips = study_reads.skip_counts(session, study.id)
     people = study_reads.annotators(session, study.id)
     is_admin = account.role == "admin"
     run = session.get(Run, study.run_id)
@@ -113,11 +116,22 @@ def study_page(study: StudyDep, account: AccountDep, session: SessionDep) -> Con
         "items": total,
         "is_admin": is_admin,
         "assigned": any(a.id == account.id for a in people),
-        "my_rated": counts.get(account.id, 0),
+        # Answered = rated on the scale + skipped; done when every item is answered.
+        "my_rated": counts.get(account.id, 0) - skips.get(account.id, 0),
+        "my_skipped": skips.get(account.id, 0),
+        "my_done": total > 0 and counts.get(account.id, 0) >= total,
         "annotators": [
-            {"username": a.username, "rated": counts.get(a.id, 0)} for a in people
+            {"username": a.username, "rated": counts.get(a.id, 0) - skips.get(a.id, 0),
+             "skipped": skips.get(a.id, 0)}
+            for a in people
         ] if is_admin else [],
         "scale": [{"value": v, "meaning": m} for v, m in SCALE],
+        # What was sampled (admins only: raters must not see the method, docs/method.md §5).
+        "sampled": [
+            {"position": i.position + 1, "latent": i.latent_idx, "method": i.method,
+             "concept": i.text, "url": urls.latent(study.run_id, i.latent_idx)}
+            for i in study_items
+        ] if is_admin else [],
     }  # fmt: skip
 
 

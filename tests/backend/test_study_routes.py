@@ -57,7 +57,7 @@ def test_admin_creates_a_study_by_form_and_assigns_an_annotator(app_client: Test
     url = made.headers["location"]
     detail = app_client.get(f"{url}.json").json()
     assert detail["study"]["size"] == 3 and detail["annotators"] == [
-        {"username": "ann", "rated": 0}
+        {"username": "ann", "rated": 0, "skipped": 0}
     ]
     bad = app_client.post("/studies", data={**form, "min_confidence": "1", "methods": "tfidf"})
     assert bad.status_code == 400 and "lower the minimum" in bad.json()["detail"]

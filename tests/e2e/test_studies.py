@@ -58,7 +58,7 @@ def test_admin_creates_annotator_rates_with_keys_admin_sees_results(
     page.wait_for_url(re.compile(r"annotate\?n=2$"))
     page.keyboard.press("1")
     page.wait_for_url(study_url)  # the last item leads back to the study
-    assert "you rated 3" in page.inner_text("main")
+    assert "3 rated — done" in page.inner_text("main")
     page.goto(f"{study_url}/annotate?n=0")  # S: skip with a reason, from the keyboard
     page.keyboard.press("s")
     page.keyboard.type("examples unclear")
