@@ -249,6 +249,9 @@ class SAEReport(Record):
     # figure for one-vector models) and over the users it trained on, beside it (docs §1.9).
     ranking_heldout: dict[str, RankingCI] = Field(default_factory=dict)
     ranking_trained: dict[str, RankingCI] = Field(default_factory=dict)
+    # Paired over the same users (docs/method.md §1.9): representation -> {"metric", "diff"
+    # (NDCG(x_hat) - NDCG(x)), "retained" (% of base), each {"mean", "lo", "hi"}, "n", "seed"}
+    ranking_paired: dict[str, dict[str, Any]] = Field(default_factory=dict)
     n_heldout_users: int | None = None
     n_trained_users: int | None = None
     # One-vector models: fold-in vectors of sub-sampled training histories the SAE also trained

@@ -55,6 +55,7 @@ SHOWN: dict[type[BaseModel], frozenset[str]] = {
             "ae",
             "config",
             "ranking",
+            "ranking_paired",
         }
     ),
     r.DenseAEReport: frozenset({"fvu_train", "fvu_dev", "best_epoch", "epochs", "train_seconds"}),

@@ -51,6 +51,7 @@ def report_context(run: Run, m: RunMetrics, confidences: dict[str, list[float]])
         "report": {
             "table7": quality.table7(m, ref["table7"]),
             "table7_users": quality.table7_by_users(m),
+            "table7_paired": quality.table7_paired(m),
             "reconstruction": quality.reconstruction(m, run.k),
             "table3": concepts.table3(report, ref["table3"]),
             "table4": concepts.table4(report, ref["table4"]),

@@ -104,6 +104,32 @@ def table7(m: RunMetrics, ref: dict[str, Any]) -> Table:
     return out
 
 
+def table7_paired(m: RunMetrics) -> Table:
+    """Table 7 paired (docs/method.md §1.9): per reconstruction, NDCG@10(x̂) − NDCG@10(x) over
+    the same users and the share of the base kept, each with a bootstrap CI that resamples users
+    (seeded with the run's seed)."""
+    rows = []
+    why = "the worker did not compute the paired comparison (rerun train_sae)"
+    for key, entry in (m.sae.ranking_paired or {}).items():
+        diff, kept = entry.get("diff") or {}, entry.get("retained") or {}
+        rows.append(
+            (
+                RANKING_ROWS.get(key, key),
+                [
+                    cell(entry.get("n"), why=why),
+                    cell(diff.get("mean"), why=why, lo=diff.get("lo"), hi=diff.get("hi")),
+                    cell(kept.get("mean"), why=why, lo=kept.get("lo"), hi=kept.get("hi")),
+                ],
+            )
+        )
+    return table(
+        "Table 7 paired: the same users with x and with x̂ (95% bootstrap CI over users)",
+        ["users", "NDCG@10(x̂) − NDCG@10(x)", "share of base kept (x̂ ÷ x)"],
+        rows,
+        empty="the worker did not compute the paired comparison (rerun train_sae)",
+    )
+
+
 def table7_by_users(m: RunMetrics) -> Table:
     """Table 7's SAE row split by whether the user's vectors trained the SAE: the held-out
     users' figure is the honest one for one-vector models (docs/method.md §1.9)."""

@@ -196,6 +196,15 @@ def real_metrics() -> dict[str, Any]:
             steps=9999,  # a field no report table shows: shown at the bottom
             config={"scale": 16, "k": 8, "seed": 0},
             ranking=table7,
+            ranking_paired={
+                "sae": {
+                    "metric": "ndcg@10",
+                    "n": 601,
+                    "seed": 0,
+                    "diff": {"mean": -0.00541, "lo": -0.0081, "hi": -0.0027},
+                    "retained": {"mean": 0.9, "lo": 0.851, "hi": 0.949},
+                }
+            },  # fmt: skip
         ),
         report=_paper_report(table7),
         timings={"prepare": 1.5, "train_recommender": 300.25, "evaluate": 2.25},
@@ -249,6 +258,9 @@ def test_table7_shows_ours_with_ci_and_retention_and_the_papers(page_html: str) 
     assert "0.04871" in t7 and "90.0%" in t7  # SAE and 0.04871 / 0.05412 retained
     assert "0.1049" in t7 and "0.0973" in t7 and "92.8%" in t7  # paper, SASRec, MovieLens-1M
     assert "Table 7, §6, MovieLens-1M" in t7
+    # paired over the same users (docs/method.md §1.9): the difference and % of base, with CIs
+    assert "Table 7 paired" in t7 and "601" in t7
+    assert "-0.00541 [-0.0081, -0.0027]" in t7 and "0.9 [0.851, 0.949]" in t7
 
 
 def test_reconstruction_compares_with_baselines(page_html: str) -> None:

@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from worker.metrics.ranking import bootstrap_ci, hit_ndcg, per_case_ndcg, ranking_report
+from worker.metrics.ranking import (
+    bootstrap_ci,
+    hit_ndcg,
+    paired_ndcg_difference,
+    per_case_ndcg,
+    ranking_report,
+)
 
 
 def test_hit_ndcg_hand_computed() -> None:
@@ -48,3 +54,22 @@ def test_ranking_report_keys() -> None:
     rep = ranking_report(np.array([0, 5, 30]), ks=(10,), n_boot=50)
     assert set(rep) == {"hr@10", "ndcg@10"}
     assert rep["hr@10"]["mean"] == pytest.approx(2 / 3)
+
+
+def test_paired_ndcg_difference_by_hand_and_paired() -> None:
+    """docs/method.md §1.9: Table 7's paired figure, NDCG@10(x_hat) - NDCG@10(x) per user."""
+    model, base = np.array([0, 1, 10, 0]), np.array([0, 0, 0, 1])
+    out = paired_ndcg_difference(model, base, k=10, seed=3)
+    g = 1 / np.log2(3)  # rank 1 (0-based): 1 / log2(1 + 2)
+    assert out["diff"]["mean"] == pytest.approx((0 + (g - 1) + (0 - 1) + (1 - g)) / 4)
+    assert out["retained"]["mean"] == pytest.approx((2 + g) / (3 + g))
+    assert out["diff"]["lo"] <= out["diff"]["mean"] <= out["diff"]["hi"]
+    assert (out["n"], out["seed"]) == (4, 3) and out == paired_ndcg_difference(model, base, seed=3)
+    # paired: the same ranks on both sides give a difference of exactly 0, interval included,
+    # however spread the users' NDCGs are (two separate intervals would be wide)
+    spread = np.arange(20) % 12
+    same = paired_ndcg_difference(spread, spread, seed=0)
+    assert (same["diff"]["lo"], same["diff"]["hi"]) == (0.0, 0.0)
+    assert same["retained"]["lo"] == pytest.approx(1.0) and same["retained"]["hi"] == pytest.approx(
+        1.0
+    )

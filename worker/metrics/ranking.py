@@ -8,6 +8,7 @@ of the rank array alone, so it is tested against hand-computed values.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,3 +76,46 @@ def ranking_report(
             mean, lo, hi = bootstrap_ci(fn(ranks_C, k), n_boot=n_boot, seed=seed)
             out[f"{name}@{k}"] = {"mean": mean, "lo": lo, "hi": hi}
     return out
+
+
+def paired_ndcg_difference(
+    ranks_model_C: np.ndarray,
+    ranks_base_C: np.ndarray,
+    k: int = 10,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict[str, Any]:
+    """Table 7's paired comparison (docs/method.md §1.9): the per-user difference NDCG@k(x̂) −
+    NDCG@k(x) and the share of the base NDCG kept, each with a percentile bootstrap CI that
+    resamples *users* (the same draw on both sides: the data are paired, so two separate
+    intervals overstate the uncertainty). ranks_*_C [C] the target's rank per user, same users.
+    """
+    a = per_case_ndcg(np.asarray(ranks_model_C), k)
+    b = per_case_ndcg(np.asarray(ranks_base_C), k)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(
+            f"paired ranks must be two equal non-empty 1-d arrays: {a.shape}, {b.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    idx_RC = rng.integers(0, a.size, size=(n_boot, a.size))
+    diff_R = (a - b)[idx_RC].mean(axis=1)
+    base_R = b[idx_RC].mean(axis=1)
+    kept_R = np.divide(
+        a[idx_RC].mean(axis=1), base_R, out=np.full(n_boot, np.nan), where=base_R > 0
+    )
+    q = [alpha / 2.0, 1.0 - alpha / 2.0]
+    lo, hi = np.quantile(diff_R, q)
+    kept = float(a.mean() / b.mean()) if b.mean() > 0 else None
+    kept_lo, kept_hi = np.nanquantile(kept_R, q) if np.isfinite(kept_R).any() else (None, None)
+    return {
+        "metric": f"ndcg@{k}",
+        "diff": {"mean": float((a - b).mean()), "lo": float(lo), "hi": float(hi)},
+        "retained": {
+            "mean": kept,
+            "lo": None if kept_lo is None else float(kept_lo),
+            "hi": None if kept_hi is None else float(kept_hi),
+        },
+        "n": int(a.size),
+        "seed": seed,
+    }

@@ -56,13 +56,17 @@ def llm_latent_cases(run: Run) -> list[LatentCases]:
 
 
 def llm_priority(run: Run) -> list[int]:
-    """Latents worth an LLM's time first: verifiable ones, best TF-IDF confidence, then density."""
+    """The order in which latents get an LLM explanation: the verifiable ones (enough
+    verification cases) first, then the too-rare ones, each in a seeded random order; dead
+    latents never. Not by TF-IDF confidence: that is measured on the verification cases, so
+    choosing by it would pick the latents whose verification cases happen to look good, and the
+    LLM's verified count would carry that selection (docs/method.md §1.8)."""
     part = run.interpretation.sae
     too_rare = part.examples.too_rare
-    conf = [c.confidence if c.confidence is not None else -1.0 for c in part.concepts]
-    density = part.statistics.density
-    order = sorted(range(part.n_latents), key=lambda i: (bool(too_rare[i]), -conf[i], -density[i]))
-    return [i for i in order if not part.statistics.dead[i]]
+    rng = np.random.default_rng([run.config.seed, 1_000_003])
+    order = rng.permutation(part.n_latents)
+    order = order[np.argsort(too_rare[order], kind="stable")]  # verifiable first, order kept
+    return [int(i) for i in order if not part.statistics.dead[i]]
 
 
 def _llm_settings(run: Run, stack: contextlib.ExitStack) -> Settings:

@@ -18,7 +18,7 @@ from worker.cases import DEV, TEST, TRAIN, Cases
 from worker.data.dataset import Dataset
 from worker.device import resolve_device
 from worker.errors import ConfigError
-from worker.metrics.ranking import per_case_ndcg, ranking_report
+from worker.metrics.ranking import paired_ndcg_difference, per_case_ndcg, ranking_report
 from worker.metrics.reconstruction import dead_fraction, fire_counts, fvu, l0
 from worker.probe import rank_targets, user_vector_cases
 from worker.recommenders.io import load_recommender
@@ -216,8 +216,10 @@ def _held_out(run: Run, sae: TopKSAE, config: SAEConfig, x_fit: np.ndarray) -> d
     x_dev = reps[dev_cases(dataset, cases, probe.sequential)[1]]
     user_cases = user_vector_cases(dataset)
     user_vectors = run.user_vectors
+    # The SAE's own initial b_dec: the mean of what it trained on, fold-ins included
+    # (worker/sae/train.py: init_sae), so the two differ in training alone (docs/method.md §1.9).
     rand = random_sae(reps.shape[1], config.scale * reps.shape[1], config.k,
-                      b_dec=x_train.mean(0), seed=seed)  # fmt: skip
+                      b_dec=x_fit.mean(0), seed=seed)  # fmt: skip
     # The SAE's data and batch size (fold-ins make it tens of thousands of vectors).
     ae, ae_report = train_dense_ae(
         x_fit, x_dev, hidden=8, seed=seed, batch_size=config.batch_size,
@@ -234,13 +236,15 @@ def _held_out(run: Run, sae: TopKSAE, config: SAEConfig, x_fit: np.ndarray) -> d
         ranks[name] = rank_targets(item_emb, x_hat, dataset, user_cases)
     ranking: dict[str, dict[str, Any]] = {
         "mostpop": {metric: ci.to_json() for metric, ci in mostpop.items()},
-        **{name: ranking_report(r) for name, r in ranks.items()},
+        **{name: ranking_report(r, seed=seed) for name, r in ranks.items()},
     }
+    # Paired: the same users with x and with x_hat (docs/method.md §1.9), seeded with the run's.
+    paired = {name: paired_ndcg_difference(ranks[name], ranks["base"], seed=seed) for name in recon}
     # Users any of whose vectors trained the SAE vs the rest: for one-vector models the mix
     # above is partly measured on the SAE's own training vectors (docs/method.md §1.9).
     trained = np.isin(user_cases.user, np.unique(cases.user[cases.side == TRAIN]))
     splits = {
-        f"ranking_{split}": {name: ranking_report(r[mask]) for name, r in ranks.items()}
+        f"ranking_{split}": {name: ranking_report(r[mask], seed=seed) for name, r in ranks.items()}
         for split, mask in (("heldout", ~trained), ("trained", trained))
         if mask.any()
     }
@@ -259,4 +263,5 @@ def _held_out(run: Run, sae: TopKSAE, config: SAEConfig, x_fit: np.ndarray) -> d
         n_test_vectors=len(x_test),
         config=asdict(config),
         ranking=ranking,
+        ranking_paired=paired,
     )
