@@ -178,12 +178,25 @@ def _item_ref(run_id: str, idx: int, items: dict[int, Item]) -> dict[str, Any]:
     }
 
 
+def _by_weight(terms: list[Any] | None) -> list[Any] | None:
+    """TF-IDF terms ``[[term, weight], ...]`` heaviest first (as the worker stored them, a term
+    picked for the concept could come before a heavier one); terms without a weight last."""
+    if not terms:
+        return terms
+
+    def weight(t: Any) -> float:
+        w = t[1] if isinstance(t, list | tuple) and len(t) > 1 else None
+        return float(w) if isinstance(w, int | float) else float("-inf")
+
+    return sorted(terms, key=weight, reverse=True)
+
+
 def _concept(c: Concept) -> dict[str, Any]:
     return {
         "id": c.id,
         "method": c.method,
         "text": c.text,
-        "terms": c.terms,
+        "terms": _by_weight(c.terms),
         "confidence": c.confidence,
         "status": c.status,
         "model": c.model,

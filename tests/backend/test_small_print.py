@@ -13,7 +13,10 @@ from fastapi.testclient import TestClient
 from backend.app import create_app
 from backend.numbers import when
 from core.settings import Settings
+from core.store.engine import session_factory
+from core.store.writes import publish_run
 from tests.backend.accounts import signed_in
+from tests.backend.factories import fixture_rows
 from tests.backend.test_invites import make_invite
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
@@ -57,3 +60,35 @@ def test_explain_is_disabled_with_a_sign_in_link_when_signed_out(published: Sett
         page = client.get("/runs/fixture/latents/0", headers={"accept": "text/html"}).text
         button = _explain_button(page)
         assert button and "disabled" not in button[1]
+
+
+def test_top_terms_are_heaviest_first(fresh_settings: Settings) -> None:
+    sessions = session_factory(fresh_settings.resolved_database_url)
+    rows = fixture_rows()
+    first = next(c for c in rows["concepts"] if c["latent_idx"] == 0 and c["method"] == "tfidf")
+    first["terms"] = [["comedy", 0.218], ["romance", 0.135], ["einstein", 0.326]]  # as stored
+    publish_run(sessions, **rows)
+    with TestClient(create_app(fresh_settings)) as client:
+        body = client.get("/runs/fixture/latents/0.json").json()
+        page = client.get("/runs/fixture/latents/0", headers={"accept": "text/html"}).text
+    terms = [c["terms"] for c in json_concepts(body) if c.get("method") == "tfidf"][0]
+    assert [t[0] for t in terms] == ["einstein", "comedy", "romance"]
+    assert re.search(r"top terms: einstein \(0\.326\), comedy \(0\.218\), romance", page)
+
+
+def json_concepts(body: Any) -> list[dict[str, Any]]:
+    """Every dict with "terms" anywhere in the latent page's JSON twin."""
+    found: list[dict[str, Any]] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            if "terms" in x:
+                found.append(x)
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(body)
+    return found
