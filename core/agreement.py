@@ -20,7 +20,7 @@ from typing import Any
 
 import krippendorff
 import numpy as np
-from scipy.stats import pearsonr, rankdata, spearmanr
+from scipy.stats import rankdata, spearmanr
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
@@ -109,10 +109,18 @@ def krippendorff_ordinal(matrix: np.ndarray) -> Stat:
     return _stat(value, n)
 
 
-def spearman(x: list[float | None], y: list[float | None], level: float = 0.95) -> Stat:
+def spearman(
+    x: list[float | None],
+    y: list[float | None],
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Stat:
     """Spearman's ρ of the pairs where both are known (``scipy.stats.spearmanr``) with a
-    ``level`` CI: Pearson's r of the ranks (the same ρ) and its Fisher-z interval
-    (``pearsonr(...).confidence_interval``)."""
+    ``level`` percentile bootstrap CI over the pairs (docs/method.md §5): ``n_boot`` seeded
+    resamples of the latents, each ρ recomputed; a resample where one side is constant has no
+    ρ and is left out (the CI says how many were used). Fisher's z with Pearson's standard
+    error is not Spearman's, and assumes a normality ranks do not have."""
     pairs = [(a, b) for a, b in zip(x, y, strict=True) if a is not None and b is not None]
     pairs = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)]
     n = len(pairs)
@@ -124,8 +132,17 @@ def spearman(x: list[float | None], y: list[float | None], level: float = 0.95) 
     rho = float(_quiet(spearmanr, xs, ys).statistic)
     lo = hi = None
     if n > 3:
-        ci = pearsonr(rankdata(xs), rankdata(ys)).confidence_interval(confidence_level=level)
-        lo, hi = float(ci.low), float(ci.high)
+        idx_RN = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+        # Spearman's ρ of each resample: Pearson's r of its average ranks (ties as spearmanr)
+        ra, rb = rankdata(xs[idx_RN], axis=1), rankdata(ys[idx_RN], axis=1)
+        ra -= ra.mean(axis=1, keepdims=True)
+        rb -= rb.mean(axis=1, keepdims=True)
+        norm = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+        ok = norm > 0  # a resample with one side constant has no ρ
+        draws = (ra * rb).sum(axis=1)[ok] / norm[ok]
+        if draws.size:
+            q = (1 - level) / 2
+            lo, hi = (float(v) for v in np.quantile(draws, [q, 1 - q]))
     return _stat(rho, n, None if lo is not None else "no CI below 4 latents", lo=lo, hi=hi)
 
 
