@@ -292,3 +292,53 @@ def test_an_sae_trained_elsewhere_is_used_instead_of_training(
     assert report["n_latents"] == 32 and report["imported_from"]
     assert report["fvu_test"] is not None and report["pca_fvu_test"] is not None
     assert 0.0 <= report["dead_fraction"] <= 1.0
+
+
+def test_a_pytorch_sequential_model_with_an_item_bias_imports_by_its_recipe(
+    tmp_path: Path,
+) -> None:
+    """examples/torch_hook_export.py: a GRU whose output layer has a bias, every position
+    exported by a forward hook; the explorer's top 10 is the model's own."""
+    from torch_hook_export import export_gru
+
+    out = tmp_path / "gru"
+    export_gru(out, n_users=110, n_items=40, d=8, length=8, epochs=1)
+    settings = Settings(data_dir=tmp_path / "var", allowed_hosts=["testserver"])
+    run = import_run(out, "gru", settings=settings, log=lambda _: None, sae_scale=2, sae_k=4,
+                     sae_overrides={"max_epochs": 20}, tuning=False)  # fmt: skip
+    report = json.loads((run.dir / RECOMMENDER_REPORT).read_text())
+    assert report["name"] == "imported-sequential"
+    assert report["imported"]["score"] == "dot+bias"
+    assert report["imported"]["ranking_reproduced"] == 1.0
+    assert run.probe.sequential and run.probe.item_emb.shape[1] == 9  # d + the bias column
+    bias = np.load(out / "item_bias.npy")
+    ids = pd.read_csv(out / "item_ids.csv", dtype=str)["item"].tolist()
+    rows = [ids.index(i) for i in run.dataset.item_ids]
+    np.testing.assert_array_equal(run.probe.item_emb[:, -1], bias[rows])
+    ranking = pd.read_csv(out / "ranking.csv", dtype=str)
+    with TestClient(create_app(settings)) as client:
+        for u in (0, 50):
+            body = client.get(f"/runs/gru/users/{u}.json").json()
+            shown = [run.dataset.item_ids[int(it["idx"])] for it in body["steer"]["items"][:10]]
+            user = run.dataset.user_ids[u]
+            assert shown == ranking[ranking["user"] == user]["item"].tolist()
+
+
+def test_recsae_import_prints_the_refusal_and_writes_nothing(
+    exported: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+
+    bad = _copy(exported, tmp_path)
+    _unknown_item(bad)
+    env = {**os.environ, "RECSAE_DATA_DIR": str(tmp_path / "var")}
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "import", str(bad), "--name", "cli-bad"],
+        cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "error: interactions.csv in" in done.stderr
+    assert "data row 5: item 'no-such-item' has no embedding" in done.stderr
+    assert not (tmp_path / "var" / "runs" / "cli-bad").exists()
