@@ -23,6 +23,7 @@ import torch
 from safetensors.numpy import load_file
 
 from worker.data.dataset import Dataset
+from worker.errors import ConfigError
 from worker.recommenders.base import Batch, Recommender, RecommenderConfig
 
 VECTORS = "vectors.safetensors"  # item_emb [I_src, d'], case_reps [C, d'] (float32)
@@ -55,6 +56,11 @@ class Imported(Recommender):
 
     def prepare(self, dataset: Dataset) -> None:
         """Load the imported vectors into the buffers, in the dataset's dense id order."""
+        if not self.config.source:
+            raise ConfigError(
+                f"{self.name} loads a model trained elsewhere: make its run with "
+                "recsae import DIR --name NAME (docs/import.md), not recsae run"
+            )
         source = Path(self.config.source)
         arrays = load_file(str(source / VECTORS))
         ids = json.loads((source / IDS).read_text())
