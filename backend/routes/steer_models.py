@@ -35,7 +35,9 @@ VALUE_HARD_LIMIT = 1e6
 EDITS_QUERY_MAX = MAX_EDITS * 24
 # ``_edits``: up to MAX_EDITS comma-separated latent:value pairs (a value as %g or JavaScript
 # writes it); the schema states it (``pattern``) and :func:`parse_edits_query` checks it.
-_EDIT = r"[0-9]{1,10}:[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?"
+# A value below 1e6 in size (VALUE_HARD_LIMIT): at most six digits before the point and no
+# positive exponent, so the pattern itself states the ceiling.
+_EDIT = r"[0-9]{1,10}:[-+]?(?:[0-9]{1,6}(?:\.[0-9]*)?|\.[0-9]+)(?:[eE](?:-[0-9]{1,3}|\+?0{1,3}))?"
 EDITS_PATTERN = rf"^(?:{_EDIT}(?:,{_EDIT}){{0,{MAX_EDITS - 1}}})?$"
 _EDIT_RE = re.compile(_EDIT)
 UNIQUE_LATENTS = "each latent at most once"
@@ -141,7 +143,8 @@ def parse_edits_query(raw: str | None) -> list[Edit]:
         if _EDIT_RE.fullmatch(part) is None:
             known = latent_s.isascii() and latent_s.isdigit() and len(latent_s) <= 10
             raise SteeringError(
-                f"_edits must look like '12:2.5,40:-1' (latent:value), got {part!r}",
+                f"_edits must look like '12:2.5,40:-1' (latent:value, each value below 1e6 in "
+                f"size), got {part!r}",
                 int(latent_s) if known else None,
             )
         latent, value = int(latent_s), float(value_s)

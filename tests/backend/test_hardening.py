@@ -371,7 +371,8 @@ def _edits_pattern(schema: dict[str, Any]) -> str:
 # schema's pattern does not match (the latent 0 is active for user 0 or not: a value in ±1
 # is in range either way).
 EDITS = ["0:0.5", "0:-1", "0:5e-1", "0:.5", "0:1.", "0:+1", "", "0:1\n", "00000000000000",
-         "0:1,", "0: 1", "0:1e5000", "x:1", "0:1:2", "0:0x1", ",".join(["0:1"] * 33)]  # fmt: skip
+         "0:1,", "0: 1", "0:1e5000", "x:1", "0:1:2", "0:0x1", ",".join(["0:1"] * 33),
+         "0:1e6", "0:1000000", "0:000001", "0:1e-400", "0:1e+00"]  # fmt: skip
 
 
 def test_edits_query_is_refused_exactly_where_the_schema_pattern_fails(
