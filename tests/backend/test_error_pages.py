@@ -193,7 +193,7 @@ def test_home_and_latent_list_columns_are_explained(client: TestClient) -> None:
 def test_report_figures_have_a_text_alternative(client: TestClient) -> None:
     html = client.get("/runs/fixture", headers=BROWSER).text
     plots = re.findall(r'<div class="plot"[^>]*>', html)
-    assert plots and all('role="img"' in p and "aria-label=" in p for p in plots)
+    assert plots and all('role="figure"' in p and "aria-label=" in p for p in plots)
     assert html.count('<details class="fig-data">') == len(plots)
 
 
