@@ -2,6 +2,8 @@
 
 The server is Debian's ``postgresql`` package (installed by ``scripts/setup.sh --test``), run from
 a throw-away data directory; as root it runs as the ``postgres`` system user, as postgres insists.
+Tests get one server per pytest process (each xdist worker starts its own, on its own free port)
+and one empty database per test (:func:`fresh_database`), so no test sees another's rows.
 """
 
 from __future__ import annotations
@@ -46,16 +48,26 @@ def postgres_server(database: str = "recsae_test", options: str = "") -> Iterato
         shutil.chown(root, "postgres")
         shutil.chown(sock, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
 
     def run(*args: str) -> None:
         subprocess.run([*as_user, *args], check=True, capture_output=True, cwd=root)
 
     run(str(bin_dir / "initdb"), "-D", str(data), "-U", "recsae", "-A", "trust", "--no-sync")
-    run(
-        str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
-        "-o", f"-h 127.0.0.1 -p {port} -k {sock} -F {options}".rstrip(), "start",
-    )  # fmt: skip
+    # A free port can be taken between free_port() and the server's bind (another xdist worker
+    # starting its own server): try another one.
+    for attempt in range(3):
+        port = free_port()
+        started = subprocess.run(
+            [*as_user, str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"),
+             "-w", "-o", f"-h 127.0.0.1 -p {port} -k {sock} -F {options}".rstrip(), "start"],
+            capture_output=True, cwd=root,
+        )  # fmt: skip
+        if started.returncode == 0:
+            break
+        if attempt == 2:
+            log = (root / "server.log").read_text(errors="replace")[-2000:]
+            shutil.rmtree(root, ignore_errors=True)
+            raise RuntimeError(f"postgres did not start: {started.stderr.decode()}{log}")
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -76,3 +88,29 @@ def postgres_server(database: str = "recsae_test", options: str = "") -> Iterato
             capture_output=True, cwd=root,
         )  # fmt: skip
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _admin(url: str, statement: str, database: str) -> None:
+    """``statement`` with the quoted name ``database`` for ``{}``, run outside a transaction
+    (CREATE / DROP DATABASE) on ``url``'s server."""
+    import psycopg
+    from psycopg import sql
+
+    conninfo = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(sql.SQL(statement).format(sql.Identifier(database)))
+
+
+@contextmanager
+def fresh_database(server_url: str, name: str) -> Iterator[str]:
+    """An empty database ``name`` on the server of ``server_url``; yields its URL, drops it (and
+    ends whatever connections are left in it) on exit."""
+    from core.store.engine import engine_for
+
+    _admin(server_url, "CREATE DATABASE {}", name)
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()  # the pooled connections of the store's cached engine
+        _admin(server_url, "DROP DATABASE {} WITH (FORCE)", name)

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.store import migrate
 from core.store.engine import session_factory
 from core.store.schema import Concept, Latent, Run
-from core.store.writes import add_concept, delete_run, publish_run, refresh_latent_summary
+from core.store.writes import add_concept, publish_run, refresh_latent_summary
 
 THREADS = 32
 ROUNDS = 5
@@ -83,14 +83,9 @@ def _race(sessions: sessionmaker[Session], run_id: str) -> None:
 
 @pytest.fixture
 def pg_sessions(postgres_url: str) -> Iterator[sessionmaker[Session]]:
-    """The session-wide PostgreSQL database, left as found: the runs written here are removed
-    (other tests count its rows)."""
+    """This test's own PostgreSQL database (tests/conftest.py), migrated."""
     migrate.upgrade(postgres_url)
-    sessions = session_factory(postgres_url)
-    yield sessions
-    with sessions.begin() as s:
-        for run_id in ("pg-concurrency", "pg-republish"):
-            delete_run(s, run_id)
+    yield session_factory(postgres_url)
 
 
 @pytest.mark.postgres

@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +47,7 @@ ARGS = ["-r", "bprmf", "--format", "generic", "--name", "syn", "--scale", "1",
         "--set", "recommender.epochs=2", "--set", "recommender.threads=1",
         "--set", "sae.max_epochs=5"]  # fmt: skip
 USERS = (0, 3, 10)  # whose pages and steering answers are compared
+DB_NAME = "recsae.db"
 
 
 @dataclass
@@ -72,18 +76,71 @@ class Workspace:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """A small BPRMF run on planted synthetic data, published once with k = 8 (version 1)."""
+def published_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Path]:
+    """A small BPRMF run on planted synthetic data, published once with k = 8 (version 1), and a
+    copy of its data directory as it is then."""
     root = tmp_path_factory.mktemp("versions")
     # 600 users: record.npz is larger than a pipe's buffer (the kill test relies on it).
     raw, _ = generate(SyntheticConfig(n_users=600, n_items=100, n_tags=4, mean_history=20, seed=1))
     settings = Settings(
         data_dir=root / "var",
-        database_url=f"sqlite:///{root / 'var' / 'recsae.db'}",
+        database_url=f"sqlite:///{root / 'var' / DB_NAME}",
         allowed_hosts=["testserver"],
     )
     ws = Workspace(settings, write_generic_csv(raw, root / "csv"), settings.runs_dir / RUN_ID)
     run_pipeline(ws.config(8), settings=settings, log=lambda _: None)
+    pristine = root / "pristine"
+    pristine.mkdir()
+    _copy_files(Path(settings.data_dir), pristine)
+    with (
+        closing(sqlite3.connect(Path(settings.data_dir) / DB_NAME)) as source,
+        closing(sqlite3.connect(pristine / DB_NAME)) as target,
+    ):
+        source.backup(target)
+    return ws, pristine
+
+
+def _copy_files(source: Path, target: Path) -> None:
+    """Everything in ``source`` but the database (its files: recsae.db, -wal, -shm)."""
+    for path in source.iterdir():
+        if path.name.startswith(DB_NAME):
+            continue
+        if path.is_dir():
+            shutil.copytree(path, target / path.name, symlinks=True)
+        else:
+            shutil.copy2(path, target / path.name)
+
+
+def _remove_tree(path: Path) -> None:
+    # Published versions are read-only (docs/architecture.md, run versions); removing them as a
+    # user that is not root needs write permission on their directories.
+    for d in [path, *(p for p in path.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        d.chmod(d.stat().st_mode | stat.S_IWUSR)
+    shutil.rmtree(path)
+
+
+@pytest.fixture
+def workspace(published_once: tuple[Workspace, Path]) -> Workspace:
+    """The run as first published (version 1, k = 8), whatever the tests before this one did to
+    it: each test here starts from the same state, in any order."""
+    ws, pristine = published_once
+    clear_cache()
+    data_dir = Path(ws.settings.data_dir)
+    for path in data_dir.iterdir():
+        if path.name.startswith(DB_NAME):
+            continue
+        if path.is_dir():
+            _remove_tree(path)
+        else:
+            path.unlink()
+    _copy_files(pristine, data_dir)
+    # The database is written back in place (SQLite's backup API), not replaced: connections
+    # that engines cached elsewhere (the app's, the CLI's) hold see the restored rows too.
+    with (
+        closing(sqlite3.connect(pristine / DB_NAME)) as source,
+        closing(sqlite3.connect(data_dir / DB_NAME)) as target,
+    ):
+        source.backup(target)
     return ws
 
 
@@ -219,7 +276,11 @@ def test_versions_list_and_remove_refuses_current(
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     runner = CliRunner()
+    # Version 1 published, then the same working directory published again as version 2.
+    run_pipeline(workspace.config(8), settings=workspace.settings, stages=("publish",),
+                 log=lambda _: None)  # fmt: skip
     current = workspace.current()[0]
+    assert current == 2
     # A publish that died after copying its files and before its transaction:
     dead = create_version(RUN_ID, workspace.run_dir, next_number(workspace.run_dir, current))
 
