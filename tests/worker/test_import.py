@@ -342,3 +342,31 @@ def test_recsae_import_prints_the_refusal_and_writes_nothing(
     assert "error: interactions.csv in" in done.stderr
     assert "data row 5: item 'no-such-item' has no embedding" in done.stderr
     assert not (tmp_path / "var" / "runs" / "cli-bad").exists()
+
+
+def test_an_sae_for_a_biased_score_is_widened_to_pass_the_constant_through(
+    tmp_path: Path,
+) -> None:
+    """x' = [x, 1] (docs/import.md, the bias): the widened SAE gives x's codes and [x_hat, 1]."""
+    from worker.importer import check_sae
+
+    sae_dir = _saelens_sae(tmp_path / "sae", 6, d_sae=12, k=3)
+    cfg, tensors = check_sae(sae_dir, 6, bias=True)
+    assert (cfg["d_in"], cfg["d_sae"], cfg["k"]) == (7, 12, 3)
+    original = TopKSAE(6, 12, 3)
+    widened = TopKSAE(7, 12, 3)
+    from safetensors.numpy import load_file
+
+    with torch.no_grad():
+        for name, value in load_file(str(sae_dir / "sae_weights.safetensors")).items():
+            getattr(original, name).copy_(torch.from_numpy(value))
+        for name, value in tensors.items():
+            getattr(widened, name).copy_(torch.from_numpy(value))
+    x = torch.randn(20, 6, generator=torch.Generator().manual_seed(1))
+    x1 = torch.cat([x, torch.ones(20, 1)], dim=1)
+    with torch.no_grad():
+        z, z1 = original.encode_dense(x), widened.encode_dense(x1)
+        np.testing.assert_allclose(z1.numpy(), z.numpy(), atol=1e-6)
+        np.testing.assert_allclose(widened.decode(z1)[:, :6].numpy(), original.decode(z).numpy(),
+                                   atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(widened.decode(z1)[:, 6].numpy(), 1.0, atol=1e-6)
