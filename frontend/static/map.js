@@ -72,11 +72,39 @@
   };
   const config = { displaylogo: false, responsive: true };
 
+  // Find: the latents whose concept contains the text get a red ring, drawn on top.
+  const find = document.getElementById("map-find");
+  const findStatus = document.getElementById("map-find-status");
+
+  function found() {
+    const q = find ? find.value.trim().toLowerCase() : "";
+    if (!q) return null;
+    const hits = points.filter((p) => p.concept && p.concept.toLowerCase().includes(q));
+    const t = trace(`concept contains “${find.value.trim()}”`, hits, {
+      color: "rgba(0,0,0,0)",
+      size: hits.map((p) => size(p) + 8),
+      line: { width: 2.5, color: "#d1242f" },
+    });
+    t.marker.symbol = "circle";
+    return { q: find.value.trim(), hits, trace: t };
+  }
+
   function draw() {
-    Plotly.react(div, traces(select ? select.value : "method"), layout, config);
+    const all = traces(select ? select.value : "method");
+    const hit = found();
+    if (hit) all.push(hit.trace);
+    if (findStatus) {
+      findStatus.textContent = !hit ? "" : hit.hits.length
+        ? `${hit.hits.length} latent${hit.hits.length === 1 ? "" : "s"} with a concept containing “${hit.q}”, ringed in red`
+        : `no latent's concept contains “${hit.q}”`;
+    }
+    div.dataset.found = hit ? String(hit.hits.length) : "";
+    Plotly.react(div, all, layout, config);
   }
   draw();
   if (select) select.addEventListener("change", draw);
+  let findTimer = null;
+  if (find) find.addEventListener("input", () => { clearTimeout(findTimer); findTimer = setTimeout(draw, 150); });
   div.on("plotly_click", (event) => {
     const point = event.points && event.points[0];
     if (point && point.customdata) window.location.assign(point.customdata);
