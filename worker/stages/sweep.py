@@ -6,7 +6,7 @@ from core.reports import SweepRow
 from core.rundir import SWEEP
 from worker.cases import DEV, TEST, TRAIN
 from worker.run import Run
-from worker.stages.train_sae import sae_config
+from worker.stages.train_sae import fold_in_training_vectors, sae_config
 from worker.sweep import sensitivity_sweep
 
 
@@ -17,7 +17,9 @@ def sweep(run: Run) -> None:
         return
     probe = run.probe
     cases, reps = probe.cases, probe.reps
-    x_train = reps[cases.side == TRAIN]
+    # The shipped SAE's own training vectors, fold-ins included for one-vector models
+    # (docs/method.md §1.4), so the sweep's row at the run's (s, k) is trained like it.
+    x_train, _ = fold_in_training_vectors(run, reps[cases.side == TRAIN])
     base = sae_config(run.config, probe.sequential, x_train.shape)
     raw = sensitivity_sweep(
         x_train, reps[cases.side == DEV], reps[cases.side == TEST], seed=run.config.seed,
