@@ -86,11 +86,16 @@ def _tuning(
 ) -> dict[str, Any] | None:
     """Table 8 (paper §8) over the verified SAE concepts; writes the per-latent rows too.
 
-    None (and no per-latent file) when the run turned tuning off or nothing was verified.
+    None when the run turned tuning off (no per-latent file) or nothing was verified (an empty
+    per-latent file: the stage ran and had no latent to tune; a 5% null on a small run may
+    verify none, docs/method.md §1.11).
     """
     if not (run.config.tuning and concepts):
-        run.path(TUNING).unlink(missing_ok=True)
         run.tuning = {}
+        if run.config.tuning:
+            save_tuning(run.dir, {})
+        else:
+            run.path(TUNING).unlink(missing_ok=True)
         return None
     dataset, probe, rec, sae = run.dataset, run.probe, run.record, run.sae
     cases = probe.cases
