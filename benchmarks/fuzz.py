@@ -14,7 +14,9 @@ POST anonymously, with a fifth of the examples, where writes must answer a docum
 
 Checks, chosen for what the explorer promises (issue 8 §4, "one error shape everywhere"):
 
-- ``not_a_server_error``: no input gives a 5xx, save the documented 503 of a broken run;
+- ``not_a_server_error``: no input gives a 5xx, save a 503 that ``explained_503`` accepts;
+- ``explained_503`` (``tests/e2e/fuzz_hooks.py``): a 503 passes only where the route documents
+  it and the answer says why (a non-empty ``detail``, or error.html's message on a page);
 - ``status_code_conformance``: every status a route answers is documented in the schema;
 - ``content_type_conformance``: the Content-Type is the documented one (JSON, or HTML pages);
 - ``response_schema_conformance``: every body matches its documented schema, errors included
@@ -22,10 +24,15 @@ Checks, chosen for what the explorer promises (issue 8 §4, "one error shape eve
 - ``response_headers_conformance``: documented headers (``Retry-After`` on 429) are sent;
 - ``negative_data_rejection``: input that breaks the schema (a bool for an int, an id out of
   range) is refused with a 4xx, never processed;
-- ``unsupported_method``: a method a path does not declare answers 405.
+- ``unsupported_method``: a method a path does not declare answers 405;
+- ``allow_header_conformance``: OPTIONS names exactly the methods the schema declares;
+- ``positive_data_acceptance``: input valid under the schema is accepted (2xx, a redirect), or
+  refused only for what the data decides and the schema cannot know: 401/403 (who asks), 404
+  (an unknown run, latent, study or account), 409 (a name taken, a closed study), 503 (a run
+  without its files, no LLM configured). A 400/422 on valid input means the schema does not
+  state a constraint the server enforces (docs/architecture.md, "Text, names and errors").
 
-Left out: ``positive_data_acceptance`` (schema-valid input may still be refused for what the
-schema cannot say: an unknown run, a latent past ``n_latents``), the stateful checks
+Left out: the stateful checks
 (``use_after_free``, ``ensure_resource_availability``: the API has no create/delete links) and
 ``ignored_auth`` (sign-in is a cookie, not a security scheme in the schema).
 
@@ -64,13 +71,16 @@ CHECKS = (
     "response_headers_conformance",
     "negative_data_rejection",
     "unsupported_method",
+    "allow_header_conformance",
+    "positive_data_acceptance",
+    "explained_503",  # tests/e2e/fuzz_hooks.py
 )
 RUN_IDS = ("fixture", "steer-synthetic")
 HOOKS = "tests.e2e.fuzz_hooks"
 PASSWORD = "fuzzing password, not a secret"  # of the throw-away admin account
 CONFIG_REPORT_EVENTS = ("schemathesis.toml", "schemathesis.json", "events.ndjson")
 # The factory run has no artifact directory: its 503 ("the run's files are missing") is the
-# documented answer, not a crash; status_code_conformance still checks that it is documented.
+# documented answer, not a crash; explained_503 checks that it is documented and says why.
 # No cache: a run never replays crashes remembered from an earlier one (the same seed, the same
 # cases).
 CONFIG = """
@@ -79,6 +89,18 @@ enabled = false
 
 [checks.not_a_server_error]
 expected-statuses = ["2xx", "3xx", "4xx", "503"]
+
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "503"]
+
+# Naming an account that does not exist answers 400 (core/studies.py: "no account 'x'; an admin
+# adds it"): which names exist is data, like which runs do.
+[[operations]]
+include-path-regex = '^/studies(/[{]study_id[}]/annotators)?$'
+include-method = "POST"
+
+[operations.checks.positive_data_acceptance]
+expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "503"]
 """
 
 
@@ -174,7 +196,13 @@ def run_schemathesis(
             f"schemathesis wrote no report (exit {proc.returncode}):\n{proc.stdout[-4000:]}"
             f"\n{proc.stderr[-4000:]}"
         )
-    result = summarise(json.loads(report.read_text()), events.read_text().splitlines())
+    summary = json.loads(report.read_text())
+    if not summary.get("operations"):  # schemathesis stopped before testing (its output says why)
+        raise RuntimeError(
+            f"schemathesis tested nothing (exit {proc.returncode}):\n{proc.stdout[-4000:]}"
+            f"\n{proc.stderr[-4000:]}"
+        )
+    result = summarise(summary, events.read_text().splitlines())
     result.seconds = time.perf_counter() - started
     return result
 
@@ -283,10 +311,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         settings, headers = fuzz_database(Path(tmp))
-        with background_server(settings) as base:
+        with background_server(settings, timeout_s=180) as base:  # a busy machine starts slowly
             result = fuzz(base, headers, Path(tmp), args.max_examples, args.seed)
     for failure in result.failures:
         print(describe(failure))
+    for error in result.errors:
+        print(f"ERROR (schemathesis could not test): {error}")
     print(json.dumps(result.summary()))
 
 
