@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from backend import urls
@@ -306,7 +305,6 @@ def submit_rating(
     position: Annotated[int, Form(ge=0, le=DB_INT_MAX)],
     value: Annotated[
         int | None,
-        BeforeValidator(lambda v: None if v == "" else v),
         Form(
             ge=1,
             le=4,
