@@ -150,10 +150,10 @@ async def explain_latent(
         row={"run_id": run.id, "account_id": account.id, "run_version": run.version},
     )
     held = await hold(request, session, account, settings)
-    job = explain_job.start(inputs, held, started)
     # The reads are done: give the connection back while the LLM works (seconds); the job saves
     # through its own session (docs/scaling.md, "Admission").
     session.close()
+    job = explain_job.start(inputs, held, started)
     assert job.task is not None
     if EVENT_STREAM in request.headers.get("accept", ""):
         return StreamingResponse(
