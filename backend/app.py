@@ -20,8 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from backend import assets, errors, limits, security, urls
 from backend.deps import STATIC_DIR
 from backend.routes import auth, explain, find, invites, items, latents, runs, steer
-from backend.routes.lenses import router as lenses_router  # map, neighbours (issue 11)
-from backend.routes.studies import router as studies_router  # human evaluation (issue 10)
+from backend.routes.lenses import router as lenses_router  # map, neighbours
+from backend.routes.studies import router as studies_router  # human evaluation
 from backend.routes.study_results import router as study_results_router
 from backend.steering.cache import DATA_DIR, freeze_heap
 from core.settings import Settings, get_settings

@@ -1,4 +1,4 @@
-"""Who is signed in, and the checks every mutating route makes (issue 8 §2, core/accounts.py).
+"""Who is signed in, and the checks every mutating route makes (core/accounts.py).
 
 A browser signs in at /login and gets the ``recsae_session`` cookie (HttpOnly, SameSite=Lax).
 Mutating routes take :data:`AccountDep`: it answers 401 without a live session, 403 when the

@@ -31,7 +31,7 @@ STATIC_DIR = REPO_ROOT / "frontend" / "static"
 
 Context = dict[str, Any]
 
-# --- bounded inputs (issue 8 §4) -------------------------------------------------------------
+# --- bounded inputs -------------------------------------------------------------
 
 # The database's INTEGER is 32-bit on PostgreSQL (64-bit on SQLite): an id beyond it cannot
 # exist, so it answers 404 like any other missing id, before it reaches a query (where it would

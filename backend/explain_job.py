@@ -1,4 +1,4 @@
-"""One live re-explanation as a task whose progress a page can watch (issue 11 §6).
+"""One live re-explanation as a task whose progress a page can watch.
 
 :func:`start` runs explain → verify → null → save as an asyncio task holding one of the
 process's explanation slots (:mod:`backend.explain_limits`); the route either awaits it (JSON)

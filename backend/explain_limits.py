@@ -1,4 +1,4 @@
-"""The LLM under control (issue 8 §3): the limits every re-explanation passes
+"""The LLM under control: the limits every re-explanation passes
 (backend/routes/explain.py).
 
 Every explanation costs about 1 + 2N LLM requests (and up to 2N more per null concept), so

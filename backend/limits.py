@@ -11,7 +11,7 @@ database pool for 30 s (and then failing with 500s). The caps size the database 
 thread pool together (:func:`pool_size`, :func:`thread_tokens`), so an admitted request never
 waits on either.
 
-Bodies (issue 8 §4): ``RECSAE_MAX_BODY_BYTES``, 64 KiB by default.
+Bodies: ``RECSAE_MAX_BODY_BYTES``, 64 KiB by default.
 
 Every body the app takes is a small JSON document (steering edits) or a form (sign-in), so a
 large one is a mistake or an attack: eight 50 MB bodies once took the server from 133 MB to

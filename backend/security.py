@@ -1,4 +1,4 @@
-"""The app's security middleware (issue 8 §2), installed by :func:`install` in ``create_app``.
+"""The app's security middleware, installed by :func:`install` in ``create_app``.
 
 From the outside in:
 

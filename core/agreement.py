@@ -1,5 +1,5 @@
-"""Agreement between annotators and between humans and the automatic confidence (issue 10;
-definitions in docs/method.md §5).
+"""Agreement between annotators and between humans and the automatic confidence
+(definitions in docs/method.md §5).
 
 Every statistic comes from a reference library — scikit-learn (Cohen's κ), statsmodels
 (Fleiss' κ), ``krippendorff`` (α, ordinal) and SciPy (Spearman's ρ; its CI from Pearson's r on

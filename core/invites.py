@@ -1,4 +1,4 @@
-"""Single-use invitations to create an account (issue 10 §1; README "Human evaluation").
+"""Single-use invitations to create an account (README "Human evaluation").
 
 An admin creates an invite (a role, optionally a study to assign, an expiry) and hands its
 link on; the database keeps only the token's sha256, like a login session's

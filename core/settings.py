@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     # SQLAlchemy URL; SQLite in data_dir by default, e.g. postgresql+psycopg://u:p@host/db.
     database_url: str | None = None
 
-    # Any OpenAI-compatible /v1/chat/completions endpoint (issue 4).
+    # Any OpenAI-compatible /v1/chat/completions endpoint.
     llm_base_url: str | None = None  # e.g. http://127.0.0.1:8080/v1
     llm_model: str = "local"
     llm_api_key: str | None = None
@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     llm_seed: int = 0
     llm_rate_limit_per_minute: int = 20  # re-explain requests from the browser
-    # The LLM under control (issue 8 §3): explanations running at once in one server process,
+    # The LLM under control: explanations running at once in one server process,
     # how long a request waits for a free slot before a 503, the deadline of one explanation
     # (explain + verify, all retries), and explanations per signed-in account per hour (0: none).
     llm_explain_concurrency: int = 2
@@ -38,14 +38,14 @@ class Settings(BaseSettings):
     llm_explain_deadline_s: float = 30.0
     llm_explains_per_hour: int = 30
 
-    # torch threads of the worker's training (RECSAE_THREADS; issue 12): 0 picks them at every
+    # torch threads of the worker's training (RECSAE_THREADS): 0 picks them at every
     # epoch from the cores other processes leave free (worker/threads.py), N > 0 fixes N.
     threads: int = 0
     # torch device of the worker's training (RECSAE_DEVICE, `recsae run --device`): cpu, cuda,
     # cuda:N or mps (worker/device.py; docs/scaling.md).
     device: str = "cpu"
 
-    # The largest request body accepted, in bytes (issue 8 §4; 0: no limit).
+    # The largest request body accepted, in bytes (0: no limit).
     max_body_bytes: int = 64 * 1024
 
     # Bounded concurrency per server process (docs/scaling.md, "Admission"): requests running at
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     admission_wait_s: float = 0.5
     db_pool_timeout_s: float = 1.0
 
-    # Accounts and security (issue 8 §2; README "Accounts and security").
+    # Accounts and security (README "Accounts and security").
     session_ttl_hours: float = 12.0  # a login session ends this long after sign-in
     # Host headers answered (DNS rebinding); comma-separated in the environment.
     allowed_hosts: Annotated[list[str], NoDecode] = ["localhost", "127.0.0.1", "[::1]"]

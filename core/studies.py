@@ -1,4 +1,4 @@
-"""Human evaluation studies (issue 10; docs/method.md §5): create, assign, open/close, rate.
+"""Human evaluation studies (docs/method.md §5): create, assign, open/close, rate.
 
 A study is a seeded random sample of a run's latents that have a concept of the chosen
 method(s) with confidence at least the minimum; each sampled (latent, concept) pair is a study

@@ -1,4 +1,4 @@
-"""What the study pages show (issue 10; docs/method.md §5): who sees which study, an annotator's
+"""What the study pages show (docs/method.md §5): who sees which study, an annotator's
 progress, and a study's results — ratings per method, agreement (core.agreement), the items
 annotators disagree on most, and human ratings beside the automatic confidence and its null.
 """

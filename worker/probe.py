@@ -53,7 +53,7 @@ def probe(model: Recommender, dataset: Dataset, cases: Cases, batch_size: int = 
     max_history = int(getattr(model.config, "max_history", 20))
     was_training = model.training
     model.eval()
-    # One output array filled batch by batch (issue 12): a list of per-batch arrays kept every
+    # One output array filled batch by batch: a list of per-batch arrays kept every
     # batch's allocation alive between the next batch's temporaries, and the heap grew to 3.7 GB
     # at the ML-1M shape (994k cases; 5.5 GB while each part was a view of [B, L, d]).
     out: np.ndarray | None = None
@@ -174,7 +174,7 @@ def top_items(
 def top_n_stable(scores_BN: torch.Tensor, n: int) -> torch.Tensor:
     """[B, n] the first n columns of a stable descending sort of ``scores_BN`` (ties: lower item
     id first), without sorting every item: a full sort of [cases, items] was 162 of record's
-    185 s at the ML-1M shape (issue 12). ``topk`` finds the n best; where no other item ties
+    185 s at the ML-1M shape. ``topk`` finds the n best; where no other item ties
     the n-th best score those n are the sort's set, ordered here by score then id; the rare rows
     with a tie at the boundary (or fewer than n unmasked items) are sorted whole."""
     values_Bn, ids_Bn = torch.topk(scores_BN, n, dim=1)

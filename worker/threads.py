@@ -1,6 +1,6 @@
 """How many torch threads the worker computes with: the cores other processes leave free.
 
-Measured (docs/method.md §1.2, issue 12): torch's CPU build runs its intra-op pool on GNU
+Measured (docs/method.md §1.2): torch's CPU build runs its intra-op pool on GNU
 OpenMP, whose threads spin while they wait for each other. Beside other busy processes a thread
 that has lost its core makes the others spin until it is scheduled again, so two threads on a
 busy 2-core machine trained the SAE 5-10x slower than one. So the worker
@@ -28,7 +28,7 @@ from pathlib import Path
 # alternating runs): default 5-7k vectors/s, GOMP_SPINCOUNT=10000 23-31k, PASSIVE 30-63k, one
 # thread 43-47k. Spinning 30,000 iterations instead made an idle SASRec epoch 2-15% faster but
 # the SAE beside two busy loops 2.86x its idle time instead of 2.26x, over the issue's 2.5x
-# (docs/method.md §1.2, issue 12).
+# (docs/method.md §1.2).
 WAIT_POLICY = "PASSIVE"
 PROC_STAT = Path("/proc/stat")
 MIN_INTERVAL_S = 0.5  # shorter windows say little about the load

@@ -1,4 +1,4 @@
-"""Signing in and out, who am I, and the admin's account list (issue 8 §2, core/accounts.py).
+"""Signing in and out, who am I, and the admin's account list (core/accounts.py).
 
 The login form has no session yet, so it carries its own CSRF token: a random value in a cookie
 and the same value in a hidden field (double submit); backend/security.py also refuses it from

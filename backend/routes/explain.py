@@ -1,4 +1,4 @@
-"""Re-explain one latent with the configured LLM, from the browser (issue 4 §3, issue 11 §6).
+"""Re-explain one latent with the configured LLM, from the browser.
 
 POST /api/runs/{run_id}/latents/{idx}/explain: explain the latent from its stored construction
 examples, verify the explanation on its stored verification + random examples (paper §3.3,

@@ -1,4 +1,4 @@
-"""Single-use invite links (issue 10 §1; core/invites.py): an admin creates one on
+"""Single-use invite links (core/invites.py): an admin creates one on
 /admin/accounts and sees its link once; the invitee opens ``/invite/<token>``, picks a username
 and password, and is signed in, assigned to the invite's study if it names one.
 

@@ -244,7 +244,7 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
         latest = current[0] if current else None  # earlier versions' history: other latents
         summary["latest"] = _concept(latest) if latest else None
         summary.update(summary_trust(summary, current))  # the shown concept's null, verdict
-        # Its mean human rating, once rated in a closed study (issue 10; docs/method.md §5).
+        # Its mean human rating, once rated in a closed study (docs/method.md §5).
         summary["human"] = human.get(f"{method}:{summary['text']}")
 
     return {

@@ -24,6 +24,6 @@ def runs_index(session: SessionDep) -> Context:
 def run_report(run: RunDep, session: SessionDep) -> Context:
     """A run's report: the paper's tables and figures on this run, beside the paper's own."""
     ctx = report_context(run, load_metrics(run), reads.confidence_values(session, run.id))
-    # The paper's human-evaluation table from the run's closed studies (issue 10, paper §5.4).
+    # The paper's human-evaluation table from the run's closed studies (paper §5.4).
     ctx["report"]["human"] = human_table(study_reads.human_evaluation_table(session, run.id))
     return ctx

@@ -1,4 +1,4 @@
-"""Human evaluation (issue 10; docs/method.md §5): studies, their annotators, the blind
+"""Human evaluation (docs/method.md §5): studies, their annotators, the blind
 annotation page and rating submissions. Results are in backend/routes/study_results.py.
 
 Who may do what: admins create studies, assign annotators, open and close them; an annotator

@@ -1,4 +1,4 @@
-"""A study's results, for admins (issue 10 §4; docs/method.md §5): ratings per method, agreement,
+"""A study's results, for admins (docs/method.md §5): ratings per method, agreement,
 the items annotators disagree on most, and human vs automatic in one table and one plot; the
 page's JSON twin is the JSON export, ``results.csv`` the CSV one (a row per rating)."""
 

@@ -1,4 +1,4 @@
-"""What one explanation is doing, for the explorer's live view (issue 11 §6).
+"""What one explanation is doing, for the explorer's live view.
 
 The LLM steps call a :data:`Progress` with ``(stage, done, total)`` as they go; the explorer
 turns it into the words the page shows. Stages, in order: ``explain`` (asking for a description

@@ -129,7 +129,7 @@ class Latent(Base):
     # Targeted tuning (paper §8, docs/method.md §1.9 Table 8): {"scales": [...], "related": [...],
     # "other": [...], "n_cases": int}; empty when the latent has no verified concept.
     tuning: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # Lenses (issue 11; docs/method.md): confounds, Spearman correlation of the latent's activation
+    # Lenses (docs/method.md): confounds, Spearman correlation of the latent's activation
     # with the user's history length, and of its decoder effect with item popularity over the
     # items it promotes (None: not computed, e.g. a run published before the lenses existed).
     activity_corr: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -249,7 +249,7 @@ class LoginSession(Base):
     __table_args__ = (Index("ix_login_sessions_account", "account_id"),)
 
 
-# --- human evaluation (issue 10; docs/method.md §5) -------------------------------------------
+# --- human evaluation (docs/method.md §5) -------------------------------------------
 
 
 class Study(Base):
@@ -368,7 +368,7 @@ class RatingChange(Base):
 
 
 class Invite(Base):
-    """A single-use invitation to create an account (issue 10). Only the token's sha256 is stored;
+    """A single-use invitation to create an account. Only the token's sha256 is stored;
     the link holds the token. ``used_at`` set: spent; ``expires_at`` past: refused."""
 
     __tablename__ = "invites"

@@ -1,4 +1,4 @@
-"""Initial schema: every table of core/store/schema.py as of issue 2.
+"""Initial schema: every table of core/store/schema.py as first written.
 
 Revision ID: 0001
 Revises:

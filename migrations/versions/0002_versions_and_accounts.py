@@ -1,4 +1,4 @@
-"""Run versions (issue 8 §1) and accounts with login sessions (issue 8 §2).
+"""Run versions and accounts with login sessions.
 
 ``runs`` gains ``version`` and ``digests`` (the files of the published version, by sha256);
 ``concepts`` gains ``source`` (pipeline / web), ``run_version`` and ``account_id`` so concepts

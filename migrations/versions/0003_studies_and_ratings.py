@@ -1,4 +1,4 @@
-"""Human evaluation (issue 10): studies, their annotators and items, ratings and their history.
+"""Human evaluation: studies, their annotators and items, ratings and their history.
 
 ``ratings`` holds one row per (study, annotator, latent, concept) — the unique constraint
 ``uq_ratings_one_per_key`` makes the database refuse a second; ``rating_changes`` keeps every

@@ -1,4 +1,4 @@
-"""Lenses and invites (issues 10 and 11): per-latent confound correlations and latent-map
+"""Lenses and invites: per-latent confound correlations and latent-map
 coordinates; single-use invitation links.
 
 Revision ID: 0004

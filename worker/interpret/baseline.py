@@ -52,7 +52,7 @@ def base_latents(
         del fit
     idx = np.empty((C, k), np.int64)
     val = np.empty((C, k), np.float32)
-    # a block of cases at a time: float64 copies of [rows, d], not of all C (issue 12)
+    # a block of cases at a time: float64 copies of [rows, d], not of all C
     for lo in range(0, C, BASE_BLOCK):
         x = reps[lo : lo + BASE_BLOCK].astype(np.float64)
         if standardize:

@@ -164,7 +164,7 @@ def select_examples(
         raise ValueError(f"n must be >= 1, got {n}")
 
     # One entry per active code, in the narrowest types that hold them (18 bytes an entry, not
-    # 37: the entries are C x k, the largest arrays of interpret; issue 12). Values, orders and
+    # 37: the entries are C x k, the largest arrays of interpret). Values, orders and
     # ties are unchanged; the ExampleSets below keep their int64 / float32 types.
     active = latent_val > 0
     ent_case = np.broadcast_to(np.arange(C, dtype=np.int32)[:, None], (C, k))[active]

@@ -101,7 +101,7 @@ def assign_levels(latent_idx: np.ndarray, latent_val: np.ndarray, edges: np.ndar
         raise ValueError(f"edges must be [n_latents, {N_LEVELS - 1}], got {edges.shape}")
     check_codes(latent_idx, latent_val, edges.shape[0])
     out = np.empty(latent_idx.shape, np.int64)
-    # a block of cases at a time: the [rows, k, 9] comparison stays bounded (issue 12)
+    # a block of cases at a time: the [rows, k, 9] comparison stays bounded
     for lo in range(0, len(latent_idx), LEVEL_BLOCK):
         idx, val = latent_idx[lo : lo + LEVEL_BLOCK], latent_val[lo : lo + LEVEL_BLOCK]
         above = edges[idx] <= val[..., None]  # [rows, k, 9]; NaN edges compare False

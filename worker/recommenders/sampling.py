@@ -34,7 +34,7 @@ class KnownItems:
 
     Keys ``user * n_items + item``: a table of one bit per (user, item) pair while it fits in
     ``MAX_TABLE_BYTES`` (2.8 MB at the ML-1M shape), else the keys sorted once and a binary search.
-    The binary search was 1.7 s of a 15 s SASRec epoch at the ML-1M shape (issue 12); the bit
+    The binary search was 1.7 s of a 15 s SASRec epoch at the ML-1M shape; the bit
     table answers the same, so negative sampling draws the same items.
     """
 

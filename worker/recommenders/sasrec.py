@@ -99,8 +99,8 @@ class SASRec(Recommender):
     # Tuned on ml-latest-small (601 users, seed 0, one thread): test NDCG@10 0.0581
     # [0.044, 0.073]; the epoch budget is sized for the 15-minute demo. docs/method.md §2: the
     # authors' SASRec stopped at epoch 12 on a noisy dev metric, hence a higher rate and more
-    # patience: 2 evaluations 5 epochs apart (10 epochs without a gain; 6 evaluations before
-    # issue 12, then 3). The demo's dev NDCG gains at every evaluation up to its best (epoch 40)
+    # patience: 2 evaluations 5 epochs apart (10 epochs without a gain; 6 evaluations at first,
+    # then 3). The demo's dev NDCG gains at every evaluation up to its best (epoch 40)
     # and the ML-1M shape's up to epoch 15, so both select the same model, 5 epochs sooner than
     # with 3 (docs/method.md §1.2).
     defaults = {

@@ -37,7 +37,7 @@ class FoldInConfig:
     # histories with a relative squared error of 0.23 (lr 0.05: 0.66 at best).
     lr: float = 0.01
     checkpoints: tuple[int, ...] = (10, 25, 50, 100, 200)  # step counts tried in calibration
-    # Histories folded in together (issue 12): memory and time grow with the chunk, not with all
+    # Histories folded in together: memory and time grow with the chunk, not with all
     # sub-samples (ML-1M shape: 87k sub-samples, 4.5 GB peak and ~300 s at once).
     chunk: int = 2048
     seed: int = 0

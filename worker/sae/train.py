@@ -112,7 +112,7 @@ def aux_loss(
     # The dead latents' pre-activations and decode as two small dense products over the M dead
     # columns ([B, d] x [d, M], [B, M] x [M, d]) instead of gathering B x k_aux encoder columns and
     # decoder rows: the same values and gradients, and 2-3x cheaper on CPU (at 21% dead latents
-    # the gathers made a step 99-110 ms, now 38-41; 23-26 with none dead; issue 12).
+    # the gathers made a step 99-110 ms, now 38-41; 23-26 with none dead).
     with torch.no_grad():  # the selection: top-k over the dead columns only
         top_BA = (
             pre_BN.index_select(1, dead_idx)

@@ -2,7 +2,7 @@
 top-10.
 
 Memory grows with the cases times k, never with cases times latents or the reconstructions: the
-codes are encoded a batch at a time into preallocated [C, k] arrays (issue 12, bounded memory).
+codes are encoded a batch at a time into preallocated [C, k] arrays (bounded memory).
 """
 
 from __future__ import annotations
