@@ -114,9 +114,7 @@ def _fold_in_chunk(
     return out
 
 
-def subsample_histories(
-    histories: Sequence[np.ndarray], config: FoldInConfig
-) -> list[np.ndarray]:
+def subsample_histories(histories: Sequence[np.ndarray], config: FoldInConfig) -> list[np.ndarray]:
     """``per_user`` random sub-samples (order kept) of each history, seeded."""
     rng = np.random.default_rng(config.seed)
     out = []
