@@ -66,8 +66,11 @@ def chromium_missing(reason: str) -> None:
     pytest.skip(f"{reason}: scripts/setup.sh --test installs Debian's chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an asyncio
+    loop running in this thread while it is open, so any later test in the same process (random
+    order, xdist workers) calling ``asyncio.run`` would fail."""
     if not Path(CHROMIUM).exists():
         chromium_missing(f"Debian chromium not found at {CHROMIUM}")
     from playwright.sync_api import sync_playwright
