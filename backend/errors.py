@@ -154,6 +154,8 @@ def error_page(
     if run_id is not None and request.url.path != urls.run(run_id):
         links.append({"label": f"the run {run_id}", "url": urls.run(run_id)})
     links.append({"label": "all runs", "url": urls.runs()})
+    if status == 404:
+        links.append({"label": "the API's description", "url": urls.docs()})
     fragment = request.query_params.get("_fragment") not in (None, "", "0")
     return {
         "status_code": status,
@@ -187,15 +189,79 @@ def _loc_text(loc: list[str | int]) -> str:
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """Each problem as loc/msg/type only: the echoed input may be NaN or huge, never JSON-safe."""
-    return [
-        {
-            "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
-            "msg": str(e.get("msg", "")),
-            "type": str(e.get("type", "")),
-        }
-        for e in exc.errors()
-    ]
+    """Each problem as loc/msg/type only: the echoed input may be NaN or huge, never JSON-safe.
+    ``msg`` is in the project's words and names the field (:func:`own_words`)."""
+    problems = []
+    for e in exc.errors():
+        loc = [p if isinstance(p, int) else str(p) for p in e.get("loc", ())]
+        kind = str(e.get("type", ""))
+        msg = own_words(loc, kind, str(e.get("msg", "")), e.get("ctx") or {})
+        problems.append({"loc": loc, "msg": msg, "type": kind})
+    return problems
+
+
+# pydantic's error types in words a person can act on: what the field must be, with an example.
+# {name} is the field, {…} the other keys of pydantic's ctx (docs/architecture.md, 'Text, names
+# and errors').
+_OWN_WORDS = {
+    "missing": "{name} is required",
+    "int_parsing": "{name} must be a whole number, like 3",
+    "int_type": "{name} must be a whole number, like 3",
+    "int_from_float": "{name} must be a whole number, like 3 (not a fraction)",
+    "float_parsing": "{name} must be a number, like 0.5",
+    "float_type": "{name} must be a number, like 0.5",
+    "finite_number": "{name} must be a finite number, like 0.5 (not inf or nan)",
+    "bool_parsing": "{name} must be true or false",
+    "bool_type": "{name} must be true or false",
+    "string_type": "{name} must be text",
+    "greater_than": "{name} must be more than {gt}",
+    "greater_than_equal": "{name} must be {ge} or more",
+    "less_than": "{name} must be less than {lt}",
+    "less_than_equal": "{name} must be {le} or less",
+    "string_too_short": "{name} must have at least {min_length} characters",
+    "string_too_long": "{name} must have at most {max_length} characters",
+    "too_short": "{name} must have at least {min_length} entries",
+    "too_long": "{name} must have at most {max_length} entries",
+    "string_pattern_mismatch": "{name} is not in the expected form ({pattern})",
+    "literal_error": "{name} must be one of {expected}",
+    "enum": "{name} must be one of {expected}",
+    "list_type": "{name} must be a list",
+    "dict_type": "{name} must be an object",
+    "model_attributes_type": "{name} must be an object",
+    "json_invalid": "the body is not valid JSON ({error})",
+    "extra_forbidden": "{name} is not a field this accepts",
+}
+
+
+def own_words(loc: list[str | int], kind: str, msg: str, ctx: dict[str, Any]) -> str:
+    """pydantic's message for one problem, rewritten to name the field and say what it must be
+    ("n must be a whole number, like 3"); a validator's own message keeps its words, without
+    pydantic's "Value error, " prefix."""
+    name = _field_name(loc)
+    template = _OWN_WORDS.get(kind)
+    if template is not None:
+        try:
+            return template.format(name=name, **{k: str(v) for k, v in ctx.items()})
+        except (KeyError, IndexError, ValueError):  # a ctx without the key: pydantic's words
+            pass
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return f"{name}: {msg}" if name and not msg.startswith(name) else msg
+
+
+def _field_name(loc: list[str | int]) -> str:
+    # ("query", "n") -> "n"; ("body", "edits", 0, "value") -> "edits[0].value"
+    parts = (
+        list(loc[1:])
+        if loc and loc[0] in ("query", "path", "header", "cookie", "body")
+        else list(loc)
+    )
+    if not parts:
+        return "the body"
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
 
 
 # The order a method list is written in (RFC 9110 names them in this order).
@@ -232,13 +298,24 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail = f"{request.method} is not allowed on {request.url.path}: use {allow}"
         return error_response(request, 405, detail, headers=headers)
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:  # no route: Starlette's
+        detail = nothing_here(request)
     return error_response(request, exc.status_code, detail, headers=headers)
+
+
+def nothing_here(request: Request) -> str:
+    """What an address no route serves answers instead of a bare "Not Found": what was not
+    found and where to go (the page version adds the same places as links)."""
+    return (
+        f"There is no page or API at {request.url.path}. The runs are listed at "
+        f"{urls.runs()} and the API is described at {urls.docs()}."
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = validation_errors(exc)
-    detail = "; ".join(f"{_loc_text(e['loc'])}: {e['msg']}" for e in errors) or "invalid request"
+    detail = "; ".join(e["msg"] for e in errors) or "invalid request"
     return error_response(request, 422, detail, errors=errors)
 
 

@@ -203,3 +203,32 @@ def test_indexes_clamp_a_page_past_the_last_and_say_so(client: TestClient, index
     assert twin["filters"]["page"] == twin["pages"] and twin["clamped"]["asked"] == 50
     page = client.get(f"/runs/fixture/{index}?_page=50&_size=5", headers=BROWSER).text
     assert f"There is no page 50: the list has {twin['pages']} pages" in page
+
+
+def test_validation_messages_are_in_the_projects_words_not_pydantics(client: TestClient) -> None:
+    """docs/architecture.md, 'Text, names and errors': a bad value's message names the field and
+    says what it must be, with an example; pydantic's wording never reaches a person."""
+    expected = {
+        f"{LATENTS}/abc.json": "idx must be a whole number, like 3",
+        f"{LATENTS}.json?min_confidence=abc": "min_confidence must be a number, like 0.5",
+        f"{LATENTS}.json?_page=1.5": "_page must be a whole number, like 3",
+    }
+    for url, words_ in expected.items():
+        body = client.get(url).json()
+        assert body["detail"] == words_, (url, body)
+        assert [e["msg"] for e in body["errors"]] == [words_]
+    page = client.get(f"{LATENTS}?min_confidence=abc", headers=BROWSER).text
+    assert "min_confidence must be a number, like 0.5" in page
+    for text in (page, str(client.get(f"{LATENTS}.json?_page=x&min_confidence=y").json())):
+        assert "unable to parse" not in text and "Input should be" not in text
+
+
+def test_an_unknown_path_says_what_was_not_found_with_the_ways_on(client: TestClient) -> None:
+    twin = client.get("/no/such/place.json")
+    assert twin.status_code == 404 and twin.json() == {"detail": twin.json()["detail"]}
+    assert "/no/such/place.json" in twin.json()["detail"] and "/docs" in twin.json()["detail"]
+    page = client.get("/no/such/place", headers=BROWSER)
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "There is no page or API at /no/such/place" in page.text
+    assert 'href="/"' in page.text and 'href="/docs"' in page.text
+    assert '<p class="detail">Not Found</p>' not in page.text
