@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from core.llm.labels import degenerate_summary, rejected_because
 from core.reports import (
     NULL_MIN_N,
     VERDICT_BELOW,
@@ -84,9 +85,27 @@ def trust(
         "verdict_code": code,
         "verdict": shown,
         "verdict_text": text,
-        "reason": details.get("reason"),  # why there is no confidence, when there is none
-        "rejected": details.get("rejected") or [],  # labels rejected as naming nothing
+        "reason": _reason(details),  # why there is no confidence, when there is none
+        # labels rejected as naming nothing, each with its reason as a sentence ("why")
+        "rejected": [
+            {**r, "why": f"the label {rejected_because(str(r.get('reason', '')))}"}
+            for r in details.get("rejected") or []
+            if isinstance(r, dict)
+        ],
     }
+
+
+# How runs published before the reason was a sentence wrote it ("the label generic, and once
+# more after being told (generic): ..."): recomposed from the stored rejected labels when shown.
+_OLD_DEGENERATE_REASON = ", and once more after being told ("
+
+
+def _reason(details: dict[str, Any]) -> str | None:
+    reason = details.get("reason")
+    rejected = details.get("rejected") or []
+    if isinstance(reason, str) and _OLD_DEGENERATE_REASON in reason and len(rejected) == 2:
+        return degenerate_summary(str(rejected[0]["reason"]), str(rejected[1]["reason"]))
+    return reason
 
 
 def verdict_of(code: str | None, p: float | None, n: int | None) -> dict[str, Any]:

@@ -30,7 +30,12 @@ from tqdm.auto import tqdm
 from core.jsonsafe import jsonable
 from core.llm.cases import ItemLookup, LatentCases, RawCase
 from core.llm.client import LLMClient
-from core.llm.labels import degenerate_reason, explanation_schema, json_field
+from core.llm.labels import (
+    degenerate_reason,
+    degenerate_summary,
+    explanation_schema,
+    json_field,
+)
 from core.llm.progress import EXPLAIN, RELABEL, VERIFY, Progress, ignore
 from core.llm.prompts import (
     EXPLANATION_MAX_CHARS,
@@ -217,10 +222,7 @@ async def aexplain_and_verify(
         return LLMConcept(latent.latent_id, "", None, STATUS_UNPARSEABLE, model, details)
     text: str = explained.value
     if len(rejected) == 2 and rejected[-1]["text"] == text:
-        details["reason"] = (
-            f"the label {rejected[0]['reason']}, and once more after being told "
-            f"({rejected[1]['reason']}): it names nothing, so it is not verified"
-        )
+        details["reason"] = degenerate_summary(rejected[0]["reason"], rejected[1]["reason"])
         return LLMConcept(latent.latent_id, text, None, STATUS_DEGENERATE, model, details)
     too_rare = latent.too_rare if latent.too_rare is not None else len(latent.verification) < n
     if too_rare or not latent.verification:

@@ -24,6 +24,28 @@ from core.text import analyze
 
 REPEATS, GENERIC, TITLE = "repeats itself", "generic", "copies an item title"
 
+# Each reason as the predicate of a sentence whose subject is a label ("the label is generic").
+_PREDICATE = {REPEATS: "repeats itself", GENERIC: "is generic", TITLE: "copies an item title"}
+
+
+def rejected_because(reason: str) -> str:
+    """``reason`` (REPEATS, GENERIC, TITLE) as a predicate: "is generic", "repeats itself"."""
+    return _PREDICATE.get(reason, reason)
+
+
+def degenerate_summary(first: str, second: str) -> str:
+    """Why a label rejected twice (asked once more after the first) is stored degenerate, as a
+    sentence: "the label is generic, and so is the one given after being told so: ..."."""
+    again = (
+        "and so does the one given after being told so"
+        if first == second and first != GENERIC
+        else "and so is the one given after being told so"
+        if first == second
+        else f"and the one given after being told so {rejected_because(second)}"
+    )
+    return f"the label {rejected_because(first)}, {again}: it names nothing, so it is not verified"
+
+
 # Words of the task itself: they fit every latent, so they name nothing.
 GENERIC_WORDS = frozenset(
     """movie movies film films item items product products thing things something anything

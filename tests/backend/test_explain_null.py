@@ -10,6 +10,7 @@ apart the way a good label would.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -231,6 +232,7 @@ def test_a_degenerate_web_explanation_stays_in_the_history_and_never_becomes_cur
         bodies = [client.post(f"/api/runs/fixture/latents/{i}/explain").json() for i in (0, 1)]
         twins = [client.get(f"/runs/fixture/latents/{i}.json").json() for i in (0, 1)]
         listed = client.get("/runs/fixture/latents.json?method=llm&_size=100").json()
+        html = client.get("/runs/fixture/latents/1", headers={"Accept": "text/html"}).text
     for body, twin in zip(bodies, twins, strict=True):
         assert body["status"] == "degenerate" and body["verdict"] == "degenerate: names nothing"
         newest = twin["history"][0]
@@ -241,6 +243,19 @@ def test_a_degenerate_web_explanation_stays_in_the_history_and_never_becomes_cur
     assert twins[0]["concepts"]["llm"]["confidence"] == before["confidence"]
     assert twins[1]["concepts"]["llm"]["text"] is None  # still no current LLM concept
     assert 1 not in [r["idx"] for r in listed["latents"]]  # method=llm: it has none
+    # The rejected label is set apart (small, muted, labelled "rejected"), never the large type of
+    # a concept, with its reason as a sentence (both times generic: "so is the one given...").
+    card = re.search(r'data-method="llm">(.*?)</div>', html, re.S)
+    assert card is not None and 'class="concept-text"' not in card[1]
+    rejected = re.search(r'<p class="rejected-label small muted">(.*?)</p>', card[1], re.S)
+    assert rejected is not None and '<span class="flag rejected">rejected</span>' in rejected[1]
+    assert "“the movie”" in rejected[1]
+    assert (
+        "the label is generic, and so is the one given after being told so: it names nothing"
+        in rejected[1]
+    )
+    assert "the label generic" not in html and "once more after being told" not in html
+    assert "rejected</span> “the movie”: the label is generic" in html  # the history's entries
 
 
 def test_the_list_badge_and_filter_follow_the_verdict(fresh_settings: Settings) -> None:
@@ -281,3 +296,29 @@ def test_the_list_badge_and_filter_follow_the_verdict(fresh_settings: Settings) 
     assert 'data-verdict="verified"' in row0 and "verdict-verified" in row0
     assert 'data-verdict="not_over_null"' in row2 and "verdict-verified" not in row2
     assert "not verified over null" in row2
+
+
+def test_a_reason_stored_in_the_old_wording_is_shown_as_a_sentence() -> None:
+    """Runs published before the reason was a sentence stored "the label generic, and once more
+    after being told (repeats itself): ..."; it is recomposed from the stored rejected labels."""
+    from backend.nulls import trust
+
+    details = {
+        "reason": (
+            "the label generic, and once more after being told (repeats itself): "
+            "it names nothing, so it is not verified"
+        ),
+        "rejected": [
+            {"text": "the movie", "reason": "generic"},
+            {"text": "plot plot plot", "reason": "repeats itself"},
+        ],
+    }
+    shown = trust(None, details, "degenerate")
+    assert shown["reason"] == (
+        "the label is generic, and the one given after being told so repeats itself: "
+        "it names nothing, so it is not verified"
+    )
+    assert [r["why"] for r in shown["rejected"]] == [
+        "the label is generic",
+        "the label repeats itself",
+    ]

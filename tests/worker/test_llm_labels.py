@@ -106,7 +106,10 @@ def test_a_label_degenerate_twice_is_stored_degenerate_without_confidence(
     concept = explain_and_verify(latent(), fast_client(server.base_url), CTX, LLMConceptConfig(n=3))
     assert (concept.status, concept.confidence, concept.text) == ("degenerate", None, "the movie")
     assert [r["reason"] for r in concept.details["rejected"]] == [REPEATS, GENERIC]
-    assert "names nothing" in concept.details["reason"]
+    assert concept.details["reason"] == (
+        "the label repeats itself, and the one given after being told so is generic: "
+        "it names nothing, so it is not verified"
+    )
     assert len(server.requests) == 2  # asked once more, then nothing verified
 
 
