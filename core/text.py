@@ -23,6 +23,25 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, strip_accents_un
 TOKEN_RE = re.compile(r"(?u)\b(?=[\w-]*[^\W\d_])[^\W_][\w-]*[^\W_]\b")
 
 
+# Words that pass the tokeniser yet name no concept on their own (a "high" from "high school",
+# a "good" from "good acting"): never a TF-IDF concept or top term, still matched like any token
+# (docs/method.md §1.8, 'no names, no stop-like words').
+CONCEPT_STOP_WORDS = frozenset(
+    """high low good great best better bad worse worst new old big little small long short
+    based really lot lots nice ok okay pretty quite""".split()
+)
+
+
+def is_person_name(tag: str) -> bool:
+    """Whether a tag reads as a person's name: two or three words, each a capital letter then
+    letters (' . - allowed): "Steve Buscemi", "Jean-Pierre Jeunet". A lower-case word breaks it
+    ("Guillermo del Toro" is not caught; "Science Fiction" is, see docs/method.md §1.8)."""
+    words = tag.split()
+    return 2 <= len(words) <= 3 and all(
+        w[0].isupper() and all(ch.isalpha() or ch in "'.-" for ch in w) for w in words
+    )
+
+
 def analyze(text: str) -> list[str]:
     """Tokens of ``text``: what TF-IDF counts and what a concept term is matched against."""
     tokens = TOKEN_RE.findall(strip_accents_unicode(text.lower()))

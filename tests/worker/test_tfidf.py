@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 
 from core.reports import is_verified
-from core.text import analyze, item_token_sets
+from core.text import CONCEPT_STOP_WORDS, analyze, item_token_sets
 from worker.interpret.examples import ExampleSet, LatentExamples
-from worker.interpret.tfidf import TfidfConfig, descriptive_text, tfidf_concepts, verify_term
+from worker.interpret.tfidf import (
+    TfidfConfig,
+    descriptive_text,
+    not_concepts,
+    tfidf_concepts,
+    verify_term,
+)
 
 ITEMS = [
     "Toy Story (1995) Animation Children Comedy",  # 0
@@ -189,3 +195,37 @@ def test_candidates_come_from_descriptive_fields_title_words_only_when_asked() -
     assert tfidf_concepts(examples, text)[0].text == "action"
     with_titles = tfidf_concepts(examples, descriptive_text(data, True))  # type: ignore[arg-type]
     assert "die" in [t for t, _ in with_titles[0].terms]
+
+
+def test_peoples_names_and_stop_like_words_are_never_concepts() -> None:
+    """docs/method.md §1.8, 'no names, no stop-like words': words carried only inside tags that
+    read as a person's name, and core.text.CONCEPT_STOP_WORDS, are no candidates; a name's word
+    that another field also carries ('ford' in a free text) stays one."""
+    data = SimpleNamespace(
+        item_title=["A (2001)", "B (2002)", "C (2003)"],
+        item_genres=[["Comedy"], ["Comedy"], ["Drama"]],
+        item_tags=[["Steve Buscemi", "high school"], ["Steve Buscemi", "Harrison Ford"],
+                   ["high school"]],
+        item_text=["A (2001) | Comedy | Steve Buscemi, high school",
+                   "B (2002) | Comedy | Steve Buscemi, Harrison Ford | a ford pickup",
+                   "C (2003) | Drama | high school"],
+    )  # fmt: skip
+    excluded = not_concepts(data)  # type: ignore[arg-type]
+    assert excluded == CONCEPT_STOP_WORDS | {"steve", "buscemi", "harrison"}
+    assert "high" in CONCEPT_STOP_WORDS and "school" not in excluded and "ford" not in excluded
+    construction = _set([[0, 1], [2]])
+    empty = _set([[], []])
+    examples = LatentExamples(
+        construction=construction, verification=empty, random=empty,
+        n_active_construction=np.array([2, 1]), n_active_verification=np.array([0, 0]),
+        too_rare=np.array([True, True]), n=2, seed=0,
+    )  # fmt: skip
+    text = descriptive_text(data)  # type: ignore[arg-type]
+    # Without the rule "buscemi" ties "comedy" and "steve" (both items, one latent) and wins
+    # alphabetically: the failure the rule is for.
+    assert tfidf_concepts(examples, text)[0].text == "buscemi"
+    concepts = tfidf_concepts(examples, text, TfidfConfig(n_terms=10), excluded=excluded)
+    assert concepts[0].text == "comedy"
+    terms = {t for c in concepts for t, _ in c.terms}
+    assert terms.isdisjoint({"steve", "buscemi", "harrison", "high"})
+    assert {"ford", "school"} <= terms

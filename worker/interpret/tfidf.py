@@ -31,7 +31,7 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from core.jsonsafe import jsonable
 from core.reports import min_parsed_per_side
-from core.text import analyze
+from core.text import CONCEPT_STOP_WORDS, analyze, is_person_name
 from worker.data.dataset import Dataset
 from worker.interpret.examples import LatentExamples
 from worker.interpret.null import tfidf_null
@@ -70,6 +70,26 @@ def descriptive_text(dataset: Dataset, title_words: bool = False) -> list[str]:
         free = [p for p in text.split(" | ") if p and p != title and p not in fields]
         out.append(" | ".join(p for p in ([title] if title_words else []) + fields + free if p))
     return out
+
+
+def not_concepts(dataset: Dataset, title_words: bool = False) -> frozenset[str]:
+    """Tokens never made a concept or a top term (docs/method.md §1.8, 'no names, no stop-like
+    words'): :data:`core.text.CONCEPT_STOP_WORDS`, and every word that the items' descriptive
+    fields carry only inside tags that read as a person's name (:func:`core.text.is_person_name`:
+    "Steve Buscemi", "Albert Einstein") -- a word any genre, other tag or free text also carries
+    stays a candidate. Verification still matches every token."""
+    named: set[str] = set()
+    elsewhere: set[str] = set()
+    for title, genres, tags, text in zip(
+        dataset.item_title, dataset.item_genres, dataset.item_tags, dataset.item_text, strict=True
+    ):
+        fields = [", ".join(genres), ", ".join(tags)]
+        free = [p for p in text.split(" | ") if p and p != title and p not in fields]
+        for tag in tags:
+            (named if is_person_name(tag) else elsewhere).update(analyze(tag))
+        for part in [*genres, *free, *([title] if title_words else [])]:
+            elsewhere.update(analyze(part))
+    return frozenset(CONCEPT_STOP_WORDS | (named - elsewhere))
 
 
 @dataclass
@@ -160,13 +180,14 @@ def tfidf_concepts(
     item_text: Sequence[str],
     config: TfidfConfig | None = None,
     analyzer: Callable[[str], list[str]] = analyze,
+    excluded: frozenset[str] = frozenset(),
 ) -> list[TfidfConcept]:
     """One :class:`TfidfConcept` per latent (index = latent id).
 
     Documents come from ``examples.construction.item`` (the construction cases' predicted items);
     verification uses ``examples.verification`` and ``examples.random``. Latents whose document is
     empty or has no token get status "no_text"; latents marked too rare keep their terms but get
-    confidence None.
+    confidence None. ``excluded`` (:func:`not_concepts`) are tokens never counted as candidates.
     """
     config = config or TfidfConfig()
     n_latents = examples.n_latents
@@ -182,7 +203,10 @@ def tfidf_concepts(
 
     # A latent's document: each construction item's distinct tokens, so a term's count is the
     # number of construction items whose metadata carries it.
-    docs = [[t for i in row if i >= 0 for t in sorted(tokens_of(int(i)))] for row in items]
+    docs = [
+        [t for i in row if i >= 0 for t in sorted(tokens_of(int(i))) if t not in excluded]
+        for row in items
+    ]
     has_doc = np.array([bool(d) for d in docs])
     concepts: list[TfidfConcept] = [
         TfidfConcept(latent=latent, text="", terms=[], confidence=None, status="no_text")

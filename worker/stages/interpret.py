@@ -14,7 +14,7 @@ from worker.interpret.examples import select_examples
 from worker.interpret.levels import assign_levels, fit_level_edges
 from worker.interpret.result import CodesInterpretation, Interpretation
 from worker.interpret.statistics import decoder_item_effects, latent_statistics
-from worker.interpret.tfidf import TfidfConfig, descriptive_text, tfidf_concepts
+from worker.interpret.tfidf import TfidfConfig, descriptive_text, not_concepts, tfidf_concepts
 from worker.run import Run
 
 
@@ -57,7 +57,10 @@ def interpret_codes(
         pooled_levels=pooled_levels,
         examples=examples,
         concepts=tfidf_concepts(
-            examples, descriptive_text(dataset, title_words), TfidfConfig(null_seed=seed)
+            examples,
+            descriptive_text(dataset, title_words),
+            TfidfConfig(null_seed=seed),
+            excluded=not_concepts(dataset, title_words),
         ),
         statistics=latent_statistics(idx, val, train_mask, n_latents),
     )
