@@ -13,6 +13,7 @@ from backend.deps import TEXT_FILTER_MAX, Context, LatentDep, RunDep, SessionDep
 from backend.errors import responses
 from backend.nulls import summary_trust, trust, verdict_of
 from backend.report import run_summary
+from backend.routes.lenses import nearest_inline
 from core import study_reads
 from core.store import browse, reads
 from core.store.browse import CONFOUND_MIN, Confound
@@ -263,6 +264,7 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
             for c in concepts
         ],
         "examples": grouped,
+        "neighbours": nearest_inline(session, run, latent.idx),
         "promoted": decoder_items(latent.promoted or []),
         "suppressed": decoder_items(latent.suppressed or []),
         "figures": {

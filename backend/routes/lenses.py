@@ -107,6 +107,21 @@ def _refs(run: Run, scored: list[nb.Scored], latents: dict[int, Latent]) -> list
     return out
 
 
+# How many nearest latents (by decoder cosine) the latent page shows inline (docs/method.md §6.3).
+INLINE_NEIGHBOURS = 5
+
+
+def nearest_inline(session: SessionDep, run: Run, idx: int) -> list[dict[str, Any]] | None:
+    """The latent page's top :data:`INLINE_NEIGHBOURS` latents by decoder cosine, with their
+    concepts; None when the run's arrays cannot be read (the page keeps its links)."""
+    try:
+        a = lens_arrays(session, run)
+    except ArtifactError:
+        return None
+    cosine = nb.decoder_cosine(a, idx, INLINE_NEIGHBOURS)
+    return _refs(run, cosine, reads.latents_by_idx(session, run.id, {s.idx for s in cosine}))
+
+
 def _other_run(session: SessionDep, run: Run, other: Run, latent: int) -> dict[str, Any]:
     a = lens_arrays(session, run)
     try:

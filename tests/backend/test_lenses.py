@@ -3,6 +3,7 @@ latent's neighbours in its own run and in another run on the same dataset."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,3 +181,28 @@ def test_neighbours_with_another_runs_files_missing_still_answer_and_say_why(
     (other,) = body["other_runs"]
     assert other["run"]["id"] == RUN_B and rundir.VECTORS in other["error"]
     assert "Cannot compare" in html
+
+
+def test_the_latent_page_shows_its_nearest_latents_inline(
+    lens_runs: tuple[TestClient, LensRuns],
+) -> None:
+    """docs/method.md §6.3: the top 5 by decoder cosine are in the latent page itself (and its
+    JSON twin), not only behind a link; checked against cosines computed here from W_dec."""
+    client, runs = lens_runs
+    latent = 2
+    W = _sae(runs.a.artifact_dir)["W_dec"].astype(np.float64)
+    W /= np.linalg.norm(W, axis=1, keepdims=True)
+    cos = W @ W[latent]
+    cos[latent] = -np.inf
+    want = [int(i) for i in np.argsort(-cos, kind="stable")[:5]]
+    twin = client.get(f"/runs/{RUN_A}/latents/{latent}.json").json()
+    assert [r["idx"] for r in twin["neighbours"]] == want
+    for r in twin["neighbours"]:
+        assert r["score"] == pytest.approx(cos[r["idx"]], abs=1e-4)
+    page = client.get(f"/runs/{RUN_A}/latents/{latent}", headers={"Accept": "text/html"}).text
+    inline = page.split('<ol class="neighbours-inline">', 1)[1].split("</ol>", 1)[0]
+    links = [int(m) for m in re.findall(rf'href="/runs/{RUN_A}/latents/(\d+)"', inline)]
+    assert links == want
+    # a run whose lens files are missing: the page still answers, with the links only
+    broken = client.get("/runs/fixture/latents/0", headers={"Accept": "text/html"})
+    assert broken.status_code == 200 and 'class="neighbours-inline"' not in broken.text
