@@ -107,6 +107,29 @@ def _check_params(size: int, min_confidence: float, methods: str, name: str) -> 
         raise StudyError(str(exc)) from None
 
 
+def _listed(
+    latents: list[int], best: dict[int, Any], run: Run, methods: tuple[str, ...], floor: float
+) -> list[int]:
+    """The designer's latents, each once in the order given; refuses the list (naming each
+    latent and why) when one does not exist or has no concept of ``methods`` at ``floor``."""
+    chosen = list(dict.fromkeys(int(i) for i in latents))
+    if len(chosen) > MAX_SIZE:
+        raise StudyError(f"list at most {MAX_SIZE} latents, not {len(chosen)}")
+    unknown = [i for i in chosen if not 0 <= i < run.n_latents]
+    if unknown:
+        raise StudyError(
+            f"run {run.id!r} has latents 0 to {run.n_latents - 1}; there is no latent "
+            f"{', '.join(map(str, unknown))}"
+        )
+    without = [i for i in chosen if i not in best]
+    if without:
+        raise StudyError(
+            f"latent {', '.join(map(str, without))} has no {' or '.join(methods)} concept with "
+            f"confidence >= {floor}: remove it from the list or lower the minimum"
+        )
+    return chosen
+
+
 def create_study(
     sessions: sessionmaker[Session],
     run_id: str,
@@ -118,10 +141,13 @@ def create_study(
     seed: int = 0,
     created_by: int | None = None,
     annotators: list[str] | None = None,
+    latents: list[int] | None = None,
 ) -> int:
     """Sample the study's items (seeded: the same arguments give the same items) and store it,
     open, with the given annotators assigned; returns its id. Fewer than ``size`` latents
-    qualify: all of them are taken.
+    qualify: all of them are taken. ``latents``: the designer's own list instead of a sample
+    (each must have a concept of the chosen methods at ``min_confidence``; ``size`` is ignored,
+    the study's size is the list's length; docs/method.md §5).
 
     Everything is checked before anything is written, and written in one transaction: a study
     with an unknown annotator is refused, not left behind half made. Each item keeps the
@@ -141,15 +167,19 @@ def create_study(
                 f"confidence >= {min_confidence}; lower the minimum or choose other methods"
             )
         rng = np.random.default_rng(seed)
+        if latents:
+            chosen = _listed(latents, best, run, METHODS[methods], min_confidence)
+            size = len(chosen)
         # "both": latents with a concept of each method first, so the methods are rated on the
         # same latents; the others only fill up to the size (docs/method.md §5, the sample).
         wanted = len(METHODS[methods])
         full = sorted(i for i in best if len(best[i]) == wanted)
         rest = sorted(i for i in best if len(best[i]) < wanted)
-        chosen = [int(i) for i in rng.choice(full, size=min(size, len(full)), replace=False)]
-        if len(chosen) < size and rest:
-            more = rng.choice(rest, size=min(size - len(chosen), len(rest)), replace=False)
-            chosen += [int(i) for i in more]
+        if not latents:
+            chosen = [int(i) for i in rng.choice(full, size=min(size, len(full)), replace=False)]
+            if len(chosen) < size and rest:
+                more = rng.choice(rest, size=min(size - len(chosen), len(rest)), replace=False)
+                chosen += [int(i) for i in more]
         pairs = [best[int(i)][m] for i in chosen for m in METHODS[methods] if m in best[int(i)]]
         order = rng.permutation(len(pairs))  # methods interleaved: nothing tells them apart
         study = Study(

@@ -207,6 +207,20 @@ def _study_error(exc: Exception) -> HTTPException:
     return HTTPException(400, str(exc))
 
 
+def _latent_list(text: str) -> list[int] | None:
+    """The designer's latent list ("3, 17 42"), None when empty; a word that is not a latent
+    number is refused saying which."""
+    words = text.replace(",", " ").split()
+    bad = [w for w in words if not w.isascii() or not w.isdigit()]
+    if bad:
+        raise HTTPException(
+            400,
+            f"latents: {bad[0]!r} is not a latent number; list numbers such as 3, 17, 42 "
+            "(or leave the field empty for a random sample)",
+        )
+    return [int(w) for w in words] or None
+
+
 @router.post(
     "/studies",
     summary="Create a study (admin, form post)",
@@ -224,14 +238,25 @@ async def create_study(
     annotators: Annotated[
         str, Form(max_length=2000, description="usernames, comma-separated")
     ] = "",
+    latents: Annotated[
+        str,
+        Form(
+            max_length=40000,
+            pattern=r"^[0-9,\s]*$",
+            description="latent numbers (commas, spaces or new lines between them) rated "
+            "instead of a random sample; empty: a random sample of size",
+        ),
+    ] = "",
 ) -> Response:
     sessions = request.app.state.sessions
     names = [a.strip() for a in annotators.replace("\n", ",").split(",") if a.strip()]
+    listed = _latent_list(latents)
     try:
         study_id = await run_in_threadpool(
             lambda: studies.create_study(
                 sessions, run_id, name, size=size, min_confidence=min_confidence,
                 methods=methods, seed=seed, created_by=admin.id, annotators=names,
+                latents=listed,
             )
         )  # fmt: skip
     except (studies.StudyError, studies.StudyNotFound) as exc:

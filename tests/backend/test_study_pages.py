@@ -128,3 +128,38 @@ def test_a_finished_annotator_reads_done_with_skips_counted_apart(setup: Any) ->
     page = client.get(f"/studies/{study}", headers=HTML).text
     assert f"{total - 1} rated, 1 skipped — done" in page
     assert 'id="start"' not in page and "Continue annotating" not in page
+
+
+def test_the_designer_picks_latents_by_list(setup: Any) -> None:
+    """docs/method.md §5: a study of the latents listed in the form (in place of the random
+    sample), each once; a latent that does not exist or has no qualifying concept, or a word
+    that is no number, refuses the list saying which, and nothing is written."""
+    client, sessions, rows = setup
+    n = len(rows["latents"])
+    with_tfidf = [i for i in range(n) if tfidf_confidence(i) is not None]
+    without = next(i for i in range(n) if tfidf_confidence(i) is None)
+    pick = [with_tfidf[-1], with_tfidf[0], with_tfidf[2]]
+    signed_in(client, "admin", "designer")
+    listed = f"{pick[0]}, {pick[1]}\n{pick[2]} {pick[0]}"
+    form = {"run_id": "fixture", "name": "chosen", "size": "2", "min_confidence": "0",
+            "methods": "tfidf", "latents": listed}  # fmt: skip
+    made = client.post("/studies", data=form, follow_redirects=False)
+    assert made.status_code == 303, made.text
+    study = int(made.headers["location"].rsplit("/", 1)[1])
+    items = _items(sessions, study)
+    assert sorted(i.latent_idx for i in items) == sorted(pick)  # not a sample of 2; 1 each
+    assert {i.method for i in items} == {"tfidf"}
+    page = client.get(f"/studies/{study}", headers=HTML).text
+    for idx in pick:
+        assert f">#{idx}</a>" in page
+    refusals = {
+        f"{pick[0]}, {without}": f"latent {without} has no tfidf concept",
+        f"{pick[0]}, {n}": f"there is no latent {n}",
+    }
+    for bad, says in refusals.items():
+        refused = client.post("/studies", data={**form, "latents": bad})
+        assert refused.status_code == 400 and says in refused.json()["detail"], refused.text
+    words = client.post("/studies", data={**form, "latents": "3, seven"})
+    assert words.status_code == 422 and "latents" in words.json()["detail"]
+    with sessions() as session:
+        assert session.scalars(select(StudyItem.study_id).distinct()).all() == [study]
