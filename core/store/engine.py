@@ -47,10 +47,16 @@ def make_engine(
     return create_engine(url, pool_pre_ping=True, **options)
 
 
-@lru_cache(maxsize=8)
 def engine_for(
     url: str, pool_size: int | None = None, pool_timeout_s: float | None = None
 ) -> Engine:
+    """The one engine of this process for these arguments: ``engine_for(url)`` and
+    ``engine_for(url, None, None)`` are the same engine (lru_cache alone keys them apart)."""
+    return _cached_engine(url, pool_size, pool_timeout_s)
+
+
+@lru_cache(maxsize=8)
+def _cached_engine(url: str, pool_size: int | None, pool_timeout_s: float | None) -> Engine:
     return make_engine(url, pool_size, pool_timeout_s)
 
 

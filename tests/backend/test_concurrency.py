@@ -132,7 +132,12 @@ def test_latent_summary_is_the_best_verified_else_the_newest_text(
 ) -> None:
     _publish(fresh_sessions, "summary")
     add_concept(fresh_sessions, _concept("summary", 0, "llm", "unparsed", None))
-    assert _summary(fresh_sessions, "summary", 0) == (None, None, None, "unparsed")
+    # a label that names nothing stays in the history, never the latent's current concept
+    assert _summary(fresh_sessions, "summary", 0) == (None, None, None, None)
+    add_concept(
+        fresh_sessions, {**_concept("summary", 0, "llm", "rare", None), "status": "too_rare"}
+    )
+    assert _summary(fresh_sessions, "summary", 0) == (None, None, None, "rare")
     add_concept(fresh_sessions, _concept("summary", 0, "llm", "good", 0.7))
     add_concept(fresh_sessions, _concept("summary", 0, "llm", "worse", 0.2))
     add_concept(fresh_sessions, _concept("summary", 0, "llm", "later, unparsed", None))
