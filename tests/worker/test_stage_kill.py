@@ -74,6 +74,12 @@ def _killed_stage(data_dir: str, config: dict[str, Any], llm_url: str, stage: st
     sentinel = Path(data_dir) / "child-state"
     renames = {"replace": os.replace, "rename": os.rename}
 
+    def announce(state: dict[str, Any]) -> None:
+        """Write the sentinel whole (the parent polls it: it must never read a half-written one)."""
+        partial = sentinel.with_suffix(".partial")
+        partial.write_text(json.dumps(state))
+        renames["replace"](partial, sentinel)
+
     def pausing(kind: str) -> Any:
         def move(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
             renames[kind](src, dst, *args, **kwargs)
@@ -81,7 +87,7 @@ def _killed_stage(data_dir: str, config: dict[str, Any], llm_url: str, stage: st
             if target.is_relative_to(run_dir) and _is_first_file(
                 stage, target.relative_to(run_dir).as_posix()
             ):
-                sentinel.write_text(json.dumps({"state": PAUSED, "file": str(target)}))
+                announce({"state": PAUSED, "file": str(target)})
                 time.sleep(600)
 
         return move
@@ -89,7 +95,7 @@ def _killed_stage(data_dir: str, config: dict[str, Any], llm_url: str, stage: st
     os.replace, os.rename = pausing("replace"), pausing("rename")
     settings = Settings(data_dir=Path(data_dir), llm_base_url=llm_url)
     run_pipeline(RunConfig(**config), settings, (stage,), force=True, log=lambda _: None)
-    sentinel.write_text(json.dumps({"state": FINISHED}))
+    announce({"state": FINISHED})
 
 
 @pytest.fixture(scope="module")
