@@ -80,7 +80,8 @@ def export_command(
     ] = None,
 ) -> None:
     """Write a study as JSON: items (with what raters saw), annotators, ratings, their history."""
-    from core.studies import StudyNotFound, export_study
+    from core.studies import StudyNotFound
+    from core.study_export import export_study
 
     try:
         with _sessions()() as session:
@@ -101,7 +102,8 @@ def delete_command(
 ) -> None:
     """Export the study to DATA_DIR/exports/, then delete it with its ratings (not undoable)."""
     from core.settings import get_settings
-    from core.studies import StudyNotFound, delete_study
+    from core.studies import StudyNotFound
+    from core.study_export import delete_study
 
     if not yes and not typer.confirm(f"Delete study {study} and all its ratings?"):
         raise typer.Exit(1)

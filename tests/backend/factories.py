@@ -205,7 +205,7 @@ def publish_fixture(sessions: sessionmaker[Session], **kwargs: Any) -> dict[str,
 
 def remove_run(sessions: sessionmaker[Session], run_id: str) -> None:
     """Take a run out of a shared test database, its studies first: deleting a study is the
-    explicit, exporting action (core.studies.delete_study), and delete_run refuses while any
+    explicit, exporting action (core.study_export.delete_study), and delete_run refuses while any
     exist. The exports go to a temporary folder."""
     import tempfile
 
@@ -213,7 +213,7 @@ def remove_run(sessions: sessionmaker[Session], run_id: str) -> None:
 
     from core.store.schema import Study
     from core.store.writes import delete_run
-    from core.studies import delete_study
+    from core.study_export import delete_study
 
     with sessions() as session:
         study_ids = list(session.scalars(select(Study.id).where(Study.run_id == run_id)))

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.app import create_app
-from core import invites, studies
+from core import invites, studies, study_export
 from core.rundir import SAE_FILES
 from core.store import migrate
 from core.store.engine import session_factory
@@ -176,7 +176,7 @@ def test_deleting_a_run_with_studies_is_refused_and_a_study_is_exported_first(
         with sessions.begin() as session:
             delete_run(session, RUN)
     assert snapshot(sessions) == before
-    path = studies.delete_study(sessions, study_id, tmp_path / "exports")
+    path = study_export.delete_study(sessions, study_id, tmp_path / "exports")
     export = json.loads(path.read_text())
     assert export["study"]["id"] == study_id
     assert len(export["ratings"]) == len(before["ratings"])
@@ -198,7 +198,7 @@ def test_ids_are_never_handed_out_twice(sessions: sessionmaker[Session], tmp_pat
     with sessions() as session:
         last_rating = max(session.scalars(select(Rating.id)))
         last_change = max(session.scalars(select(RatingChange.id)))
-    studies.delete_study(sessions, first, tmp_path)
+    study_export.delete_study(sessions, first, tmp_path)
     second = human_work(sessions)
     assert second > first
     with sessions() as session:
