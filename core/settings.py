@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     llm_explain_queue_wait_s: float = 5.0
     llm_explain_deadline_s: float = 30.0
     llm_explains_per_hour: int = 30
+    # Durable explanation jobs (docs/jobs.md): one job's time budget in minutes (explain +
+    # verify + null), how often a worker beats its heart and writes its stage, after how long
+    # without a heartbeat a running job counts as its worker's death and is queued again, how
+    # many claims a job gets before it fails, and how often an idle worker looks for work.
+    job_budget_min: float = 20.0
+    job_heartbeat_s: float = 2.0
+    job_stale_s: float = 30.0
+    job_max_attempts: int = 3
+    job_poll_s: float = 1.0
 
     # torch threads of the worker's training (RECSAE_THREADS): 0 picks them at every
     # epoch from the cores other processes leave free (worker/threads.py), N > 0 fixes N.
