@@ -8,6 +8,8 @@ answers 503 naming the run and the file, anything unexpected a plain 500 (the tr
 server's log).
 
 :func:`install` adds the handlers to an app; :func:`responses` documents statuses on a route.
+The messages' words are backend/error_words.py's, the HTML page's context backend/error_page.py's
+(both re-exported here).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import logging
 import sqlite3
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import unquote, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,10 +29,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import get_route_path
 
-from backend import urls
 from backend.deps import templates
+from backend.error_page import error_page
+from backend.error_words import nothing_here, validation_errors
+from backend.error_words import own_words as own_words  # re-exported
 from core.rundir import ArtifactError
-from core.store import reads
 
 log = logging.getLogger(__name__)
 
@@ -133,137 +135,6 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def error_page(
-    request: Request, status: int, detail: str, errors: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """error.html's context: what was wrong (each bad parameter and what it allows) and the
-    ways back: this page without the bad query parameters, the run, the runs."""
-    try:
-        title = "Invalid input" if status == 422 else HTTPStatus(status).phrase
-    except ValueError:
-        title = "Error"
-    problems = [{"where": _loc_text(e["loc"]), "msg": e["msg"]} for e in errors]
-    links: list[dict[str, str]] = []
-    bad_query = {str(e["loc"][1]) for e in errors if len(e["loc"]) == 2 and e["loc"][0] == "query"}
-    if bad_query and len(bad_query) == len(errors):
-        dropped = {*bad_query, "_fragment"}
-        kept = [(k, v) for k, v in request.query_params.multi_items() if k not in dropped]
-        query = f"?{urlencode(kept)}" if kept else ""
-        links.append({"label": "this page without the bad values", "url": request.url.path + query})
-    run_id = _known_run(request)
-    if run_id is not None and request.url.path != urls.run(run_id):
-        links.append({"label": f"the run {run_id}", "url": urls.run(run_id)})
-    links.append({"label": "all runs", "url": urls.runs()})
-    if status == 404:
-        links.append({"label": "the API's description", "url": urls.docs()})
-    fragment = request.query_params.get("_fragment") not in (None, "", "0")
-    return {
-        "status_code": status,
-        "title": title,
-        "detail": detail,
-        "problems": problems,
-        "links": links,
-        "fragment": fragment,
-    }
-
-
-def _known_run(request: Request) -> str | None:
-    """The run named by a ``/runs/<id>/...`` path, if it exists (a link back to it)."""
-    parts = request.url.path.split("/")
-    if len(parts) < 3 or parts[1] != "runs" or not parts[2]:
-        return None
-    run_id = unquote(parts[2])
-    try:
-        with request.app.state.sessions() as session:
-            return run_id if reads.get_run(session, run_id) is not None else None
-    except Exception:  # the error page must render even when the database does not answer
-        log.warning("error page: could not look up run %r", run_id, exc_info=True)
-        return None
-
-
-def _loc_text(loc: list[str | int]) -> str:
-    # ("query", "_page") -> "query parameter _page"; ("body", "edits", 0) -> "body.edits.0"
-    if len(loc) == 2 and loc[0] in ("query", "path", "header", "cookie"):
-        return f"{loc[0]} parameter {loc[1]}"
-    return ".".join(str(part) for part in loc)
-
-
-def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """Each problem as loc/msg/type only: the echoed input may be NaN or huge, never JSON-safe.
-    ``msg`` is in the project's words and names the field (:func:`own_words`)."""
-    problems = []
-    for e in exc.errors():
-        loc = [p if isinstance(p, int) else str(p) for p in e.get("loc", ())]
-        kind = str(e.get("type", ""))
-        msg = own_words(loc, kind, str(e.get("msg", "")), e.get("ctx") or {})
-        problems.append({"loc": loc, "msg": msg, "type": kind})
-    return problems
-
-
-# pydantic's error types in words a person can act on: what the field must be, with an example.
-# {name} is the field, {…} the other keys of pydantic's ctx (docs/architecture.md, 'Text, names
-# and errors').
-_OWN_WORDS = {
-    "missing": "{name} is required",
-    "int_parsing": "{name} must be a whole number, like 3",
-    "int_type": "{name} must be a whole number, like 3",
-    "int_from_float": "{name} must be a whole number, like 3 (not a fraction)",
-    "float_parsing": "{name} must be a number, like 0.5",
-    "float_type": "{name} must be a number, like 0.5",
-    "finite_number": "{name} must be a finite number, like 0.5 (not inf or nan)",
-    "bool_parsing": "{name} must be true or false",
-    "bool_type": "{name} must be true or false",
-    "string_type": "{name} must be text",
-    "greater_than": "{name} must be more than {gt}",
-    "greater_than_equal": "{name} must be {ge} or more",
-    "less_than": "{name} must be less than {lt}",
-    "less_than_equal": "{name} must be {le} or less",
-    "string_too_short": "{name} must have at least {min_length} characters",
-    "string_too_long": "{name} must have at most {max_length} characters",
-    "too_short": "{name} must have at least {min_length} entries",
-    "too_long": "{name} must have at most {max_length} entries",
-    "string_pattern_mismatch": "{name} is not in the expected form ({pattern})",
-    "literal_error": "{name} must be one of {expected}",
-    "enum": "{name} must be one of {expected}",
-    "list_type": "{name} must be a list",
-    "dict_type": "{name} must be an object",
-    "model_attributes_type": "{name} must be an object",
-    "json_invalid": "the body is not valid JSON ({error})",
-    "extra_forbidden": "{name} is not a field this accepts",
-}
-
-
-def own_words(loc: list[str | int], kind: str, msg: str, ctx: dict[str, Any]) -> str:
-    """pydantic's message for one problem, rewritten to name the field and say what it must be
-    ("n must be a whole number, like 3"); a validator's own message keeps its words, without
-    pydantic's "Value error, " prefix."""
-    name = _field_name(loc)
-    template = _OWN_WORDS.get(kind)
-    if template is not None:
-        try:
-            return template.format(name=name, **{k: str(v) for k, v in ctx.items()})
-        except (KeyError, IndexError, ValueError):  # a ctx without the key: pydantic's words
-            pass
-    for prefix in ("Value error, ", "Assertion failed, "):
-        msg = msg.removeprefix(prefix)
-    return f"{name}: {msg}" if name and not msg.startswith(name) else msg
-
-
-def _field_name(loc: list[str | int]) -> str:
-    # ("query", "n") -> "n"; ("body", "edits", 0, "value") -> "edits[0].value"
-    parts = (
-        list(loc[1:])
-        if loc and loc[0] in ("query", "path", "header", "cookie", "body")
-        else list(loc)
-    )
-    if not parts:
-        return "the body"
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 # The order a method list is written in (RFC 9110 names them in this order).
 _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -301,15 +172,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404 and detail == HTTPStatus.NOT_FOUND.phrase:  # no route: Starlette's
         detail = nothing_here(request)
     return error_response(request, exc.status_code, detail, headers=headers)
-
-
-def nothing_here(request: Request) -> str:
-    """What an address no route serves answers instead of a bare "Not Found": what was not
-    found and where to go (the page version adds the same places as links)."""
-    return (
-        f"There is no page or API at {request.url.path}. The runs are listed at "
-        f"{urls.runs()} and the API is described at {urls.docs()}."
-    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
