@@ -38,6 +38,32 @@ from worker.sae.model import TopKSAE
 R = TypeVar("R", bound=Record)
 
 
+def config_digest(config: RunConfig, stage: str) -> str:
+    """sha256 of the config fields ``stage`` and the stages before it read (its marker's)."""
+    upto = STAGES.index(stage)
+    read = {
+        key: value
+        for key, value in asdict(config).items()
+        if STAGES.index(FIRST_STAGE_USING.get(key, "prepare")) <= upto
+    }
+    return hashlib.sha256(json.dumps(jsonable(read), sort_keys=True).encode()).hexdigest()
+
+
+def stage_seconds(run_dir: Path, stage: str, digest: str) -> float | None:
+    """The seconds ``stage`` took when its marker in ``run_dir`` was written for this config
+    digest (an estimate of a rerun); None when there is no such marker. Reads only: unlike
+    :class:`Run`, it neither writes config.json nor clears markers."""
+    path = run_dir / rundir.done_marker(stage)
+    try:
+        marker = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(marker, dict) or marker.get("config") != digest:
+        return None
+    seconds = marker.get("seconds")
+    return float(seconds) if isinstance(seconds, int | float) else None
+
+
 class Run:
     """A run directory and the results of the stages run so far (loaded once, when first read)."""
 
@@ -85,13 +111,7 @@ class Run:
 
     def config_digest(self, stage: str) -> str:
         """sha256 of the config fields ``stage`` and the stages before it read."""
-        upto = STAGES.index(stage)
-        read = {
-            key: value
-            for key, value in asdict(self.config).items()
-            if STAGES.index(FIRST_STAGE_USING.get(key, "prepare")) <= upto
-        }
-        return hashlib.sha256(json.dumps(jsonable(read), sort_keys=True).encode()).hexdigest()
+        return config_digest(self.config, stage)
 
     def unfinished(self, stage: str) -> str | None:
         """Why ``stage`` must run (again), or None when it finished with this config and every
