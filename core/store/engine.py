@@ -4,6 +4,11 @@ A server sizes its pool from its admission caps (``pool_size``: no overflow) and
 ``pool_timeout_s`` for a connection, so a saturated server answers 503 at once instead of
 queueing for SQLAlchemy's default 30 s (docs/scaling.md, "Admission"). Everything else (the
 worker, the command line, tests) keeps SQLAlchemy's defaults.
+
+A PostgreSQL connection gives up after :data:`CONNECT_TIMEOUT_S` (libpq's ``connect_timeout``,
+unless the URL sets its own): without it, a database host that does not answer (down behind a
+firewall, a hung server) holds each request until the operating system's TCP timeout, minutes,
+instead of answering 503 in seconds (backend/errors.py).
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+# libpq's connect_timeout, seconds (it counts whole seconds, at least 2).
+CONNECT_TIMEOUT_S = 3
 
 
 def _pool_options(pool_size: int | None, pool_timeout_s: float | None) -> dict[str, Any]:
@@ -44,7 +52,10 @@ def make_engine(
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **options)
+    connect_args = (
+        {} if "connect_timeout" in make_url(url).query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    )
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **options)
 
 
 def engine_for(
