@@ -67,7 +67,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.load import database, server  # noqa: E402
+from benchmarks.common import database, server  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 RUN_ID = "annotate"

@@ -42,47 +42,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.load import RUN_ID, build, database, server, warm  # noqa: E402
+from benchmarks.common import database, percentile, raw_request, server  # noqa: E402
+from benchmarks.load import RUN_ID, build, warm  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 KEYS = ("ok", "rejected_503", "errors_5xx_other", "timeouts", "after_ms")
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
-
-
-async def _request(
-    host: str, port: int, method: str, path: str, body: dict[str, Any] | None, timeout_s: float
-) -> tuple[Any, float, dict[str, str]]:
-    """One request on its own connection (``Connection: close``): (status or what went wrong,
-    seconds, headers). A few lines of asyncio instead of an HTTP library, so that the client's
-    own work (httpx takes milliseconds of CPU per request) is not what a burst measures."""
-    data = b"" if body is None else json.dumps(body).encode()
-    head = (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    started = time.perf_counter()
-    try:
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(head.encode() + data)
-            raw = await reader.read()  # to the end: the server closes after its answer
-            writer.close()
-    except TimeoutError:
-        return "timeout", time.perf_counter() - started, {}
-    except OSError as exc:  # refused or reset: the server did not cope
-        return f"transport: {type(exc).__name__}", time.perf_counter() - started, {}
-    seconds = time.perf_counter() - started
-    lines = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
-    if not lines[0].startswith("HTTP/1.1 "):
-        return f"no HTTP answer: {lines[0][:40]!r}", seconds, {}
-    headers = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), seconds, headers
 
 
 async def _burst(
@@ -90,10 +54,10 @@ async def _burst(
 ) -> dict[str, Any]:
     """Every request at once, each on its own connection; then ``GET /api/me`` three times,
     and once more a second later."""
-    host, port = base.removeprefix("http://").split(":")
 
     async def one(method: str, path: str, body: dict[str, Any] | None) -> tuple[Any, float]:
-        status, seconds, headers = await _request(host, int(port), method, path, body, timeout_s)
+        data = b"" if body is None else json.dumps(body).encode()
+        status, seconds, headers = await raw_request(base, method, path, data, timeout_s)
         if status == 503 and "retry-after" not in headers:
             return "503 without Retry-After", seconds
         return status, seconds
@@ -101,9 +65,9 @@ async def _burst(
     started = time.perf_counter()
     results = await asyncio.gather(*(one(*req) for req in requests))
     burst_s = time.perf_counter() - started
-    after = [await _request(host, int(port), "GET", "/api/me", None, timeout_s) for _ in range(3)]
+    after = [await raw_request(base, "GET", "/api/me", b"", timeout_s) for _ in range(3)]
     await asyncio.sleep(1.0)
-    settled = await _request(host, int(port), "GET", "/api/me", None, timeout_s)
+    settled = await raw_request(base, "GET", "/api/me", b"", timeout_s)
     statuses = [s for s, _ in results]
     ok = [t * 1000 for s, t in results if s == 200]
     refused = [t * 1000 for s, t in results if s == 503]
@@ -120,10 +84,10 @@ async def _burst(
         "after_ms": round(after[0][1] * 1000, 1) if after[0][0] == 200 else None,
         "details": {
             "burst_s": round(burst_s, 2),
-            "ok_p50_ms": _pct(ok, 0.5),
-            "ok_max_ms": _pct(ok, 1.0),
-            "rejected_p50_ms": _pct(refused, 0.5),
-            "rejected_max_ms": _pct(refused, 1.0),
+            "ok_p50_ms": percentile(ok, 0.5),
+            "ok_max_ms": percentile(ok, 1.0),
+            "rejected_p50_ms": percentile(refused, 0.5),
+            "rejected_max_ms": percentile(refused, 1.0),
             "after_ms_next": [round(a[1] * 1000, 1) for a in after[1:]],
             "after_1s_ms": round(settled[1] * 1000, 1),  # one more, a second later
             "after_status": [a[0] for a in after],
@@ -153,7 +117,7 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
         with database(engine, data_dir) as url:
             build_s = build(url, data_dir, args)
             settings = Settings(data_dir=data_dir, database_url=url)
-            with server(settings, args.workers) as base:
+            with server(settings, args.workers, repo=args.server_repo) as base:
                 warm(base, args)
                 result = bursts(base, args)
     result["build_s"] = round(build_s, 1)
@@ -170,10 +134,15 @@ def main() -> None:
     p.add_argument("--users-in-run", type=int, default=2000, help="the run's recommender users")
     p.add_argument("--latents", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--server-repo", type=Path, default=REPO,
+        help="serve with the code of this checkout (e.g. a git worktree of an older commit)",
+    )  # fmt: skip
     args = p.parse_args()
 
     engines = {name: measure(name, args) for name in args.engines.split(",")}
     print(
+        f"server code: {args.server_repo}; "
         f"bursts of {args.size}; uvicorn workers={args.workers}; run: {args.items:,} items, "
         f"{args.users_in_run:,} users, {args.latents} latents; client time-out {args.timeout}s"
     )

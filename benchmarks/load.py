@@ -35,14 +35,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,28 +47,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from core.net import free_port  # noqa: E402
+from benchmarks.common import database, host_port, percentile, raw_request, server  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 ROUTES = ("latent list", "latent page", "user page", "steer")
 PAGES = ("latent list", "latent page", "user page")
 RUN_ID = "load"
-# One BLAS thread per worker: the workers are the parallelism (as benchmarks/steer.py).
-ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-@contextmanager
-def database(engine: str, data_dir: Path) -> Iterator[str]:
-    """The URL of an empty database of ``engine``, removed afterwards."""
-    if engine == "sqlite":
-        yield f"sqlite:///{data_dir / 'recsae.db'}"
-    elif engine == "postgres":
-        from tests.postgres_server import postgres_server
-
-        with postgres_server("recsae_load", options="-c max_connections=200") as url:
-            yield url
-    else:
-        raise SystemExit(f"unknown engine {engine!r}: use sqlite or postgres")
 
 
 def build(url: str, data_dir: Path, args: argparse.Namespace) -> float:
@@ -87,43 +68,6 @@ def build(url: str, data_dir: Path, args: argparse.Namespace) -> float:
         d=64, n_latents=args.latents, k=8, seed=args.seed, examples_per_role=5,
     )  # fmt: skip
     return time.perf_counter() - started
-
-
-@contextmanager
-def server(settings: Settings, workers: int) -> Iterator[str]:
-    """``python -m backend.serve --workers N`` on a loopback port; yields its base URL."""
-    import httpx
-
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "backend.serve", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    env = {**os.environ, **settings.as_environment(), **ONE_THREAD}
-    log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=log, text=True, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base}/index.json", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise RuntimeError(f"server did not start (exit {proc.poll()}): {log.read()}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # uvicorn's supervisor and its workers
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def warm(base: str, args: argparse.Namespace) -> None:
@@ -181,27 +125,13 @@ def _mix(rng: Any, n_users: int, n_latents: int) -> tuple[str, str, str, bytes]:
     return route, "POST", path, json.dumps(body).encode()
 
 
-async def _one(host: str, port: int, method: str, path: str, body: bytes) -> int | str:
-    """One request on its own connection; the status, or what went wrong."""
-    import asyncio
-
-    head = (
-        f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
-        f"Accept: text/html\r\nOrigin: http://{host}:{port}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    try:
-        async with asyncio.timeout(30):
-            reader, writer = await asyncio.open_connection(host, port)
-            writer.write(head.encode() + body)
-            raw = await reader.read()
-            writer.close()
-    except TimeoutError:
-        return "timeout"
-    except OSError as exc:
-        return type(exc).__name__
-    status = raw.split(b"\r\n", 1)[0].split(b" ")
-    return int(status[1]) if len(status) > 1 and status[1].isdigit() else "no answer"
+async def _one(base: str, method: str, path: str, body: bytes) -> int | str:
+    """One request on its own connection, as the explorer's pages and script send it; the
+    status, or what went wrong."""
+    host, port = host_port(base)
+    page = {"Accept": "text/html", "Origin": f"http://{host}:{port}"}
+    status, _, _ = await raw_request(base, method, path, body, timeout_s=30, headers=page)
+    return status
 
 
 async def _generate(base: str, rate: float, seconds: float, n_users: int, n_latents: int) -> dict:
@@ -210,7 +140,6 @@ async def _generate(base: str, rate: float, seconds: float, n_users: int, n_late
     import random
     import resource
 
-    host, port = base.removeprefix("http://").split(":")
     rng = random.Random(0)
     n = int(rate * seconds)
     plan = [_mix(rng, n_users, n_latents) for _ in range(n)]
@@ -222,7 +151,7 @@ async def _generate(base: str, rate: float, seconds: float, n_users: int, n_late
         due = start + i / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         route, method, path, body = plan[i]
-        status = await _one(host, int(port), method, path, body)
+        status = await _one(base, method, path, body)
         results.append((route, (time.perf_counter() - due) * 1000, status))
 
     await asyncio.gather(*(send(i) for i in range(n)))
@@ -231,11 +160,11 @@ async def _generate(base: str, rate: float, seconds: float, n_users: int, n_late
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     routes: dict[str, Any] = {}
     for route in ROUTES:
-        lat = sorted(ms for r, ms, _ in results if r == route)
+        lat = [ms for r, ms, _ in results if r == route]
         if lat:
             routes[route] = {
-                "p50_ms": round(lat[len(lat) // 2], 1),
-                "p99_ms": round(lat[min(len(lat) - 1, int(0.99 * len(lat)))], 1),
+                "p50_ms": percentile(lat, 0.5),
+                "p99_ms": percentile(lat, 0.99),
                 "requests": len(lat),
             }
     errors = [str(st) for _, _, st in results if st != 200]
