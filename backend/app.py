@@ -13,6 +13,7 @@ from pathlib import Path
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi import routing as fastapi_routing
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +33,25 @@ PLOTLY_JS = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
 SWAGGER_UI = Path(str(files("swagger_ui") / "static"))
 
 
+def build_routes(app: FastAPI) -> int:
+    """Build every included router's request handlers now; returns how many routes there are.
+
+    FastAPI (0.165) builds an included router's handlers (dependencies, pydantic validators) on
+    the first request that reaches the router, in the worker that serves it: 100-400 ms on
+    whichever request first asks, in every worker process, after start-up or right after a
+    burst (docs/scaling.md, "Admission"). Built at start-up, before the heap is frozen. Older
+    FastAPI built them in ``include_router``: nothing left to do."""
+    iter_contexts = getattr(fastapi_routing, "iter_route_contexts", None)
+    if iter_contexts is None:
+        return len(app.router.routes)
+    built = sum(1 for _ in iter_contexts(app.router.routes))
+    for route in app.router.routes:
+        low_priority = getattr(route, "effective_low_priority_routes", None)
+        if low_priority is not None:
+            built += len(low_priority())
+    return built
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for ``settings`` (default: the environment's); migrates the DB at startup."""
     settings = settings or get_settings()
@@ -42,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         migrate.upgrade(url)
         # One thread per pooled connection and a few more (backend/limits.py, docs/scaling.md)
         to_thread.current_default_thread_limiter().total_tokens = limits.thread_tokens(settings)
+        build_routes(_app)  # not on some request's clock
         freeze_heap(starting=True)  # what starting built never pauses a request's collection
         yield
 

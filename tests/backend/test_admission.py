@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,3 +116,42 @@ def test_settings_refuse_a_cap_below_one() -> None:
 
     with pytest.raises(ValueError, match="RECSAE_CONCURRENCY_HEAVY must be at least 1"):
         create_app(Settings(concurrency_heavy=0))
+
+
+def test_every_route_is_built_before_the_first_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastAPI builds an included router's handlers (dependencies, validators) on the first
+    request that reaches it unless the app built them at start-up: 100-400 ms on that request,
+    once per worker, measured as the first ``/api/me`` after a burst (docs/scaling.md). The
+    reference: FastAPI's own builder, counted once the app has started."""
+    from fastapi import routing
+    from fastapi.testclient import TestClient
+
+    from backend.app import create_app
+
+    built: list[str] = []
+    real = routing._build_dependant_with_parameterless_dependencies
+
+    def counting(**kw: Any) -> Any:
+        built.append(kw["path"])
+        return real(**kw)
+
+    monkeypatch.setattr(routing, "_build_dependant_with_parameterless_dependencies", counting)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'recsae.db'}",
+        allowed_hosts=["testserver"],
+    )
+    with TestClient(create_app(settings)) as client:
+        assert built, "start-up built no route: the counter does not see FastAPI's builder"
+        built.clear()
+        for path in (
+            "/api/me",
+            "/index.json",
+            "/runs/none/latents/3.json",
+            "/api/runs/none/steer/latents?q=a",
+        ):
+            assert client.get(path).status_code < 500
+        assert client.post("/api/runs/none/users/1/steer", json={"edits": []}).status_code == 404
+    assert built == [], f"built on a request's clock: {built}"
