@@ -126,6 +126,10 @@ class Latent(Base):
     llm_verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
     llm_null_p: Mapped[float | None] = mapped_column(Float, nullable=True)
     llm_null_n: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # ... and that concept's output check (docs/method.md §1.9, "Output check"): confirmed /
+    # refuted / too_few; None: not checked (a run published before it, a web explanation).
+    tfidf_output: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    llm_output: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # Targeted tuning (paper §8, docs/method.md §1.9 Table 8): {"scales": [...], "related": [...],
     # "other": [...], "n_cases": int}; empty when the latent has no verified concept.
     tuning: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -179,6 +183,9 @@ class Concept(Base):
     status: Mapped[str] = mapped_column(String(24))  # verified / too_rare / unparseable
     model: Mapped[str | None] = mapped_column(String(128), nullable=True)  # LLM model name
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # per-case predictions
+    # The output check (docs/method.md §1.9): verdict, mode, n_users, shares before / boosted /
+    # suppressed, both changes with their paired 95% CIs; None: not checked.
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     # "pipeline" (written by a publish) or "web" (written from the explorer); web rows and earlier
     # LLM rows survive a republish (history), tagged with the run version they describe.
