@@ -62,6 +62,9 @@ class LatentRow:
     llm_verdict: str | None = None
     llm_null_p: float | None = None
     llm_null_n: int | None = None
+    # The shown concepts' output checks (docs/method.md §1.9; None: not checked).
+    tfidf_output: str | None = None
+    llm_output: str | None = None
     # Lenses (docs/method.md §6): confound correlations and the latent map (None: undefined).
     activity_corr: float | None = None
     popularity_corr: float | None = None
@@ -99,6 +102,7 @@ class ConceptRow:
     status: str
     model: str | None
     details: dict[str, Any]
+    output: dict[str, Any] | None = None  # its output check (docs/method.md §1.9)
 
 
 @dataclass

@@ -369,6 +369,30 @@ class NullSummary(Record):
     margin_median: float | None = None  # TF-IDF: median weight margin of the concept term
 
 
+class OutputCheckSummary(Record):
+    """One representation's output checks (docs/method.md §1.9, "Output check")."""
+
+    verified: int | None = None  # verified concepts that were checked
+    verified_confirmed: int | None = None  # ... of which confirmed on output
+    confirmed_share: float | None = None  # their share (None: no verified concept)
+    checked: int | None = None  # every concept checked (verified or not)
+    verdicts: dict[str, int] = Field(default_factory=dict)  # confirmed / refuted / too_few
+    modes: dict[str, int] = Field(default_factory=dict)  # active / inactive_set
+
+
+class OutputCheckReport(Record):
+    """The output checks of a run: the SAE's and the Base's TF-IDF concepts, the SAE's LLM
+    concepts, on the evaluation users (±``scale`` in replace mode)."""
+
+    sae: OutputCheckSummary | None = None
+    base: OutputCheckSummary | None = None
+    llm: OutputCheckSummary | None = None
+    n_users: int | None = None  # evaluation users (one case each)
+    scale: float | None = None
+    min_users: int | None = None  # fewer active: inactive_set; fewer at all: too_few
+    seconds: float | None = None
+
+
 class PaperReport(Record):
     """``report.json``: the paper's tables and figures on this run (docs/method.md §1.9).
 
@@ -391,6 +415,8 @@ class PaperReport(Record):
     # docs/method.md §1.7: construction / verification / evaluation cases and users, and the
     # users shared by any two sets (``overlap_users``, 0 by construction)
     case_sets: dict[str, int] | None = None
+    # docs/method.md §1.9, "Output check": does steering move the concept's share in the top 10
+    output_check: OutputCheckReport | None = None
 
 
 class RunMetrics(Record):

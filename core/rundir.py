@@ -15,6 +15,7 @@ Files, by the stage that writes them (docs/method.md §1 for what each holds):
   SAE's and the Base dimensions') + ``interpretation.json`` (TF-IDF concepts, histograms, sizes)
 - explain_llm: ``llm_concepts.json`` (only when LLM concepts were asked for)
 - evaluate: ``report.json`` (the paper's tables and figures), ``tuning.json`` (per-latent Table 8)
+  and ``output_check.json`` (per-latent output check)
 - sweep: ``sweep.json`` (only with ``--sweep``)
 - the pipeline itself: ``config.json`` and one ``.done-<stage>`` marker per finished stage: the
   stage's config digest and the sha256 of every file it wrote (:func:`write_marker`); removed
@@ -65,6 +66,7 @@ INTERPRETATION_JSON = "interpretation.json"
 LLM_CONCEPTS = "llm_concepts.json"
 REPORT = "report.json"
 TUNING = "tuning.json"
+OUTPUT_CHECK = "output_check.json"  # per-latent output check (docs/method.md §1.9)
 SWEEP = "sweep.json"
 DONE_PREFIX = ".done-"
 
@@ -77,7 +79,7 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     "train_sae": (f"{SAE_DIR}/{SAE_CFG}", f"{SAE_DIR}/{SAE_WEIGHTS}", SAE_REPORT),
     "record": (RECORD,),
     "interpret": (INTERPRETATION_ARRAYS, INTERPRETATION_JSON),
-    "evaluate": (REPORT,),
+    "evaluate": (REPORT, OUTPUT_CHECK),
 }
 # ... and what it writes only when the run asks for it (it removes the file otherwise).
 STAGE_OPTIONAL: dict[str, tuple[str, ...]] = {
@@ -96,7 +98,7 @@ SAE_FILES = (f"{SAE_DIR}/{SAE_CFG}", f"{SAE_DIR}/{SAE_WEIGHTS}")  # same digests
 EXPLORER_FILES = (VECTORS, *SAE_FILES)  # what the explorer loads from a version
 # What a version holds: the explorer's files, the run's config and its reports (provenance).
 VERSION_FILES = (CONFIG, *EXPLORER_FILES, RECOMMENDER_REPORT, SAE_REPORT, REPORT)
-VERSION_OPTIONAL = (LLM_CONCEPTS, TUNING, SWEEP)  # copied when the run wrote them
+VERSION_OPTIONAL = (LLM_CONCEPTS, TUNING, SWEEP, OUTPUT_CHECK)  # copied when the run wrote them
 
 
 class ArtifactError(RuntimeError):

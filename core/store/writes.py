@@ -234,7 +234,7 @@ def refresh_latent_summary(session: Session, run_id: str, latent_idx: int) -> No
     values: dict[str, Any] = {}
     for method in ("tfidf", "llm"):
         best = session.execute(
-            select(Concept.confidence, Concept.text, Concept.details)
+            select(Concept.confidence, Concept.text, Concept.details, Concept.output)
             .where(
                 Concept.run_id == run_id,
                 Concept.latent_idx == latent_idx,
@@ -250,6 +250,7 @@ def refresh_latent_summary(session: Session, run_id: str, latent_idx: int) -> No
             None if best is None else best.confidence,
             None if best is None else (best.text or None),
             None if best is None else best.details,
+            None if best is None else best.output,
         )
     session.execute(
         update(Latent).where(Latent.run_id == run_id, Latent.idx == latent_idx).values(**values)
@@ -261,11 +262,16 @@ NAMES_NOTHING = ("degenerate", "unparseable")
 
 
 def summary_values(
-    method: str, confidence: float | None, text: str | None, details: dict[str, Any] | None
+    method: str,
+    confidence: float | None,
+    text: str | None,
+    details: dict[str, Any] | None,
+    output: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The latent row's summary columns of one method for the concept it shows (publish and
     :func:`refresh_latent_summary` alike): the null's p-value and n are kept whatever n is (shown
-    beside the confidence); only ``verdict`` decides."""
+    beside the confidence); only ``verdict`` decides. ``output``: the concept's output check
+    (docs/method.md §1.9), whose verdict the list filters on (None: not checked)."""
     scored = confidence is not None
     return {
         f"{method}_confidence": confidence,
@@ -273,4 +279,5 @@ def summary_values(
         f"{method}_verdict": verdict(confidence, details),
         f"{method}_null_p": details_null_p_any(details) if scored else None,
         f"{method}_null_n": details_null_n(details) if scored else None,
+        f"{method}_output": (output or {}).get("verdict") if text else None,
     }

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
 
 from core.jsonsafe import jsonable
 from core.reports import PaperReport, details_null_p, is_verified
-from core.rundir import REPORT, TUNING
+from core.rundir import OUTPUT_CHECK, REPORT, TUNING
+from core.store.writes import NAMES_NOTHING
 from core.text import analyze, item_token_sets
 from worker.artifacts import save_tuning
-from worker.cases import EVALUATION, case_roles, case_sets_report
+from worker.cases import EVALUATION, TRAIN, case_roles, case_sets_report
 from worker.data.readers import NO_GENRES
+from worker.interpret.output_check import OutputCheckConfig, output_check, summary
 from worker.interpret.result import PARTS
 from worker.interpret.tfidf import descriptive_text
 from worker.interpret.tuning import TuningConfig, targeted_tuning
@@ -111,6 +114,83 @@ def _tuning(
     return tuning.summary
 
 
+def evaluation_users(run: Run) -> np.ndarray:
+    """[U] one case per evaluation user: their longest evaluation case (the test position of a
+    sequential model; a one-vector model has one case per user), in user order."""
+    cases = run.probe.cases
+    ev = np.flatnonzero(evaluation_mask(run))
+    order = ev[np.lexsort((-cases.length[ev], cases.user[ev]))]  # by user, longest first
+    _, first = np.unique(cases.user[order], return_index=True)
+    return order[first]
+
+
+def _output_checks(
+    run: Run, item_tokens: list[frozenset[str]], verified: dict[str, dict[int, str]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The output check of every concept (docs/method.md §1.9, "Output check"): the SAE's
+    TF-IDF and LLM concepts in replace mode (x̂ = W_dec z + b_dec), the Base's TF-IDF concepts on
+    the model's own vector x (a dimension's unit is its TRAIN standard deviation, the scale its
+    activation is measured in, docs/method.md §1.9 "Base"). Returns (per-latent records by
+    representation and method, the report's summary)."""
+    start = time.perf_counter()
+    dataset, probe = run.dataset, run.probe
+    cases = probe.cases
+    users = evaluation_users(run)
+    known = [
+        dataset.sequences[u][:n]
+        for u, n in zip(cases.user[users], cases.length[users], strict=True)
+    ]
+    config = OutputCheckConfig(seed=run.config.seed)
+    emb = probe.item_emb
+
+    def check(
+        name: str, vectors: np.ndarray, directions: np.ndarray, concepts: dict[int, str]
+    ) -> dict[int, dict[str, Any]]:
+        idx, val = _codes(run, name)
+        mean = run.interpretation.part(name).statistics.mean_activation
+        return output_check(
+            vectors, idx[users], val[users], directions, mean, emb, known, concepts, item_tokens,
+            config,
+        )  # fmt: skip
+
+    W_dec = run.sae.W_dec.detach().numpy().astype(np.float64)
+    b_dec = run.sae.b_dec.detach().numpy().astype(np.float64)
+    idx, val = _codes(run, "sae")
+    x_hat = np.einsum("uk,ukd->ud", val[users].astype(np.float64), W_dec[idx[users]]) + b_dec
+    texts = {
+        name: {c.latent: c.text for c in run.interpretation.part(name).concepts if c.text}
+        for name in PARTS
+    }
+    llm = {
+        c.latent_id: c.text for c in run.llm_concepts if c.text and c.status not in NAMES_NOTHING
+    }
+    reps = probe.reps
+    std = reps[cases.side == TRAIN].astype(np.float64).std(axis=0)
+    checks = {
+        "sae": {
+            "tfidf": check("sae", x_hat, W_dec, texts["sae"]),
+            "llm": check("sae", x_hat, W_dec, llm),
+        },
+        "base": {
+            "tfidf": check("base", reps[users], np.diag(np.where(std > 0, std, 1.0)), texts["base"])
+        },
+    }
+    llm_verified = [
+        c.latent_id for c in run.llm_concepts
+        if c.text and is_verified(c.confidence, details_null_p(c.details))
+    ]  # fmt: skip
+    report = {
+        "sae": summary(checks["sae"]["tfidf"], sorted(verified["sae"])),
+        "base": summary(checks["base"]["tfidf"], sorted(verified["base"])),
+        "llm": summary(checks["sae"]["llm"], llm_verified),
+        "n_users": len(users),
+        "scale": config.scale,
+        "min_users": config.min_users,
+        "seconds": time.perf_counter() - start,
+    }
+    return checks, report
+
+
 def evaluate(run: Run) -> None:
     dataset = run.dataset
     # concepts are matched against what TF-IDF counted (docs/method.md §1.8)
@@ -144,6 +224,8 @@ def evaluate(run: Run) -> None:
         name: {metric: ci.to_json() for metric, ci in cis.items()}
         for name, cis in run.sae_report().ranking.items()
     }
+    checks, report["output_check"] = _output_checks(run, item_tokens, verified_concepts)
+    run.write_json(OUTPUT_CHECK, jsonable(checks))
     table8 = _tuning(run, verified_concepts["sae"], item_tokens)
     if table8 is not None:
         report["table8"] = table8
@@ -153,6 +235,13 @@ def evaluate(run: Run) -> None:
         f"  Table 3 intra {t3['base']['intra']:.3f} -> {t3['sae']['intra']:.3f}, inter "
         f"{t3['base']['inter']:.3f} -> {t3['sae']['inter']:.3f}; Table 4 verified "
         f"{t4['base']} -> {t4['sae']}"
+    )
+    oc = report["output_check"]
+    run.log(
+        f"  output check ({oc['seconds']:.1f} s, {oc['n_users']} evaluation users): verified "
+        f"TF-IDF concepts confirmed on output: SAE {oc['sae']['verified_confirmed']} of "
+        f"{oc['sae']['verified']}, Base {oc['base']['verified_confirmed']} of "
+        f"{oc['base']['verified']}"
     )
     for method, parts in report["null"].items():
         null = parts["sae"]

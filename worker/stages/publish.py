@@ -19,7 +19,7 @@ from core import atomic, records
 from core.jsonsafe import jsonable
 from core.llm.concepts import STATUS_VERIFIED
 from core.reports import RunMetrics
-from core.rundir import CONFIG
+from core.rundir import CONFIG, OUTPUT_CHECK
 from core.store import reads
 from core.store.engine import session_factory
 from core.store.migrate import upgrade
@@ -72,9 +72,17 @@ def user_rows(run: Run) -> list[records.UserRow]:
     ]
 
 
+def output_checks(run: Run) -> dict[str, dict[int, dict[str, Any]]]:
+    """The SAE's per-latent output checks by method (``output_check.json`` of evaluate,
+    docs/method.md §1.9): {"tfidf": {latent: record}, "llm": {...}}."""
+    sae = run.read_json(OUTPUT_CHECK)["sae"]
+    return {m: {int(lat): rec for lat, rec in sae.get(m, {}).items()} for m in ("tfidf", "llm")}
+
+
 def latent_rows(run: Run) -> list[records.LatentRow]:
     """Every SAE latent: statistics, examples' counts, decoder effects, best concepts."""
     interp, tuning = run.interpretation, run.tuning
+    output = output_checks(run)
     # a degenerate LLM label names nothing (docs/method.md §1.8): kept as a concept row, not
     # as the latent's summary
     llm = {c.latent_id: c for c in run.llm_concepts if c.status not in NAMES_NOTHING}
@@ -87,11 +95,19 @@ def latent_rows(run: Run) -> list[records.LatentRow]:
         verified = c.status == STATUS_VERIFIED
         tfidf_confidence = float(c.confidence) if verified and c.confidence is not None else None
         shown = lat in llm
-        summary = summary_values("tfidf", tfidf_confidence, c.text or None, c.details) | (
-            summary_values("llm", llm[lat].confidence, llm[lat].text or None, llm[lat].details)
+        summary = summary_values(
+            "tfidf", tfidf_confidence, c.text or None, c.details, output["tfidf"].get(lat)
+        ) | (
+            summary_values(
+                "llm",
+                llm[lat].confidence,
+                llm[lat].text or None,
+                llm[lat].details,
+                output["llm"].get(lat),
+            )  # fmt: skip
             if shown
             else summary_values("llm", None, None, None)
-        )  # the verdicts and nulls (docs/method.md §1.11)
+        )  # the verdicts and nulls (docs/method.md §1.11), the output checks (§1.9)
         out.append(
             records.LatentRow(
                 idx=lat,
@@ -138,7 +154,9 @@ def example_rows(run: Run) -> list[records.ExampleRow]:
 
 
 def concept_rows(run: Run) -> list[records.ConceptRow]:
-    """The TF-IDF concepts of every latent with a term, then the LLM's."""
+    """The TF-IDF concepts of every latent with a term, then the LLM's, each with its output
+    check (docs/method.md §1.9)."""
+    output = output_checks(run)
     tfidf = [
         records.ConceptRow(
             latent_idx=c.latent,
@@ -149,11 +167,19 @@ def concept_rows(run: Run) -> list[records.ConceptRow]:
             status=c.status,
             model=None,
             details=jsonable(c.details),
+            output=output["tfidf"].get(c.latent),
         )  # fmt: skip
         for c in run.interpretation.sae.concepts
         if c.text
     ]
-    llm = [records.ConceptRow(**jsonable(c.to_row())) for c in run.llm_concepts if c.text]
+    llm = [
+        records.ConceptRow(
+            **jsonable(c.to_row())
+            | {"output": output["llm"].get(c.latent_id) if c.status not in NAMES_NOTHING else None}
+        )
+        for c in run.llm_concepts
+        if c.text
+    ]
     return tfidf + llm
 
 
