@@ -17,6 +17,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_eval_context
+from jinja2.filters import do_tojson
+from jinja2.nodes import EvalContext
 from markupsafe import Markup
 from sqlalchemy.orm import Session
 
@@ -146,6 +149,13 @@ def _visible(value: object) -> object:
     return value
 
 
+@pass_eval_context
+def tojson(eval_ctx: EvalContext, value: object, indent: int | None = None) -> Markup:
+    """Jinja's ``tojson`` with every string spelled out as :func:`core.safe_text.visible_data`
+    (the figures and data that scripts draw: ``finalize`` never sees inside them)."""
+    return do_tojson(eval_ctx, safe_text.visible_data(value), indent)
+
+
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals["urls"] = urls
 templates.env.globals["static_url"] = urls.static  # content-hashed (backend/assets.py)
@@ -155,6 +165,7 @@ templates.env.filters["conf"] = nulls.conf  # every confidence and null percenti
 templates.env.filters["duration"] = numbers.duration
 templates.env.filters["words"] = numbers.words
 templates.env.filters["when"] = numbers.when
+templates.env.filters["tojson"] = tojson
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
 # Every printed value: control and bidi characters spelled out ("[U+202E]"), so stored text
