@@ -215,6 +215,54 @@ def null_table(report: PaperReport) -> Table:
     )
 
 
+OUTPUT_PARTS = (("sae", "TF-IDF · SAE"), ("base", "TF-IDF · Base"), ("llm", "LLM · SAE"))
+
+
+def output_table(report: PaperReport) -> Table:
+    """docs/method.md §1.9, "Output check": per method and representation, the share of the
+    verified concepts whose latent, steered at ±5× on the evaluation users, moves the concept's
+    share in the top 10 both ways (paired 95% CIs excluding 0); then every checked concept."""
+    oc = report.output_check
+    rows = []
+    for key, label in OUTPUT_PARTS:
+        part = getattr(oc, key) if oc else None
+        if part is None or not part.checked:
+            continue
+        rows.append(
+            (
+                label,
+                [
+                    cell(part.verified),
+                    cell(part.verified_confirmed),
+                    cell(part.confirmed_share, "pct", "no verified concept"),
+                    cell(part.checked),
+                    *(cell(part.verdicts.get(v)) for v in ("confirmed", "refuted", "too_few")),
+                    cell(part.modes.get("inactive_set")),
+                ],
+            )
+        )
+    scale = f"{oc.scale:g}" if oc and oc.scale else "5"
+    users = f" over {oc.n_users} evaluation users" if oc and oc.n_users else ""
+    return table(
+        f"Confirmed on output: boosting the latent ×{scale} raises its concept's share in the top "
+        f"10 and ×−{scale} lowers it, both paired 95% CIs excluding 0 (replace mode{users}; "
+        f"where fewer than {oc.min_users if oc and oc.min_users else 20} are active, every user "
+        "with the latent set to the scale × its mean activation where inactive)",
+        [
+            "verified",
+            "verified and confirmed",
+            "share of verified confirmed",
+            "checked (all concepts)",
+            "confirmed",
+            "refuted",
+            "too few users",
+            "checked on every user (inactive set)",
+        ],
+        rows,
+        empty="not checked: the run was evaluated before the output check existed",
+    )
+
+
 # Table 8's series, the headline first: the share of the top 10 items carrying the concept
 # (the paper's "ratio of items related to the concept"), then eq. 5's case-level presence,
 # which saturates on broad concepts (docs/method.md §1.9).

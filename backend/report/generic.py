@@ -72,6 +72,7 @@ SHOWN: dict[type[BaseModel], frozenset[str]] = {
             "table8",
             "sweep",
             "null",
+            "output_check",
         }
     ),
     r.Interval: frozenset(r.Interval.model_fields),
@@ -84,6 +85,8 @@ SHOWN: dict[type[BaseModel], frozenset[str]] = {
     r.TuningSummary: frozenset(r.TuningSummary.model_fields),  # the curve plots every series
     r.SweepRow: frozenset(r.SweepRow.model_fields),
     r.NullSummary: frozenset(r.NullSummary.model_fields),
+    r.OutputCheckReport: frozenset(r.OutputCheckReport.model_fields),
+    r.OutputCheckSummary: frozenset(r.OutputCheckSummary.model_fields),
 }
 for _model, _names in SHOWN.items():
     _unknown = _names - set(_model.model_fields)

@@ -56,6 +56,7 @@ def report_context(run: Run, m: RunMetrics, confidences: dict[str, list[float]])
             "table3": concepts.table3(report, ref["table3"]),
             "table4": concepts.table4(report, ref["table4"]),
             "null": concepts.null_table(report),
+            "output": concepts.output_table(report),
             "table6": concepts.table6(report, ref["table6"]),
             "figure5": concepts.figure5(report, ref["figure5"]),
             "table8": concepts.table8(report, ref["table8"]),

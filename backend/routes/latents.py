@@ -12,11 +12,12 @@ from backend import figures, urls
 from backend.deps import TEXT_FILTER_MAX, Context, LatentDep, RunDep, SessionDep, page
 from backend.errors import responses
 from backend.nulls import summary_trust, trust, verdict_of
+from backend.output_check import output_label, output_of
 from backend.report import run_summary
 from backend.routes.lenses import nearest_inline
 from core import study_reads
 from core.store import browse, reads
-from core.store.browse import CONFOUND_MIN, Confound
+from core.store.browse import CONFOUND_MIN, Confound, Output
 from core.store.reads import ROLE_ORDER, ConceptMethod, LatentSort, SortOrder
 from core.store.schema import Concept, Item, Latent
 
@@ -46,6 +47,15 @@ def latent_row(run_id: str, latent: Latent) -> dict[str, Any]:
                 getattr(latent, f"{m}_null_p"),
                 getattr(latent, f"{m}_null_n"),
             ).items()
+        },
+        # Each shown concept's output check (docs/method.md §1.9; None: not checked).
+        **{
+            f"{m}_{key}": value
+            for m in ("tfidf", "llm")
+            for key, value in (
+                ("output", getattr(latent, f"{m}_output")),
+                ("output_label", output_label(getattr(latent, f"{m}_output"))),
+            )
         },
         # Confound correlations (NULL: not computed) and which are strong enough to flag.
         "popularity_corr": latent.popularity_corr,
@@ -110,6 +120,17 @@ def latent_list(
             json_schema_extra=_blank_allowed,
         ),
     ] = None,
+    output: Annotated[
+        Output | None,
+        Blank,
+        Query(
+            description="the output check of the shown concept (docs/method.md §1.9): "
+            "confirmed (steering ±5x moves its share in the top 10 both ways, paired 95% CIs "
+            "excluding 0), refuted, or too_few (fewer than 20 evaluation users); with method, "
+            "that method's concept; latents not checked match none",
+            json_schema_extra=_blank_allowed,
+        ),
+    ] = None,
     confound: Annotated[
         Confound | None,
         Blank,
@@ -122,6 +143,8 @@ def latent_list(
 ) -> Context:
     """A run's latents: sort by confidence, density or id; filter by concept text; paginated."""
     also = [browse.confound_where(confound)] if confound else []
+    if output:
+        also.append(browse.output_where(output, method))
 
     def fetch(number: int) -> tuple[list[Latent], int]:
         return reads.list_latents(
@@ -149,13 +172,16 @@ def latent_list(
     filters = {
         "q": q or None, "min_confidence": min_confidence, "method": method, "verified": verified
     }  # fmt: skip
-    here = urls.latents(run.id, _sort=sort, _order=order, _size=size, **filters, confound=confound)
+    here = urls.latents(
+        run.id, _sort=sort, _order=order, _size=size, **filters, confound=confound, output=output
+    )
     return {
         "run": run_summary(run),
         "filters": {
             **filters,
             "q": q or "",
             "confound": confound,
+            "output": output,
             "sort": sort,
             "order": order,
             "page": page_no,
@@ -204,6 +230,7 @@ def _concept(c: Concept) -> dict[str, Any]:
         "created_at": c.created_at.isoformat() if c.created_at else None,
         "source": c.source,  # pipeline / web
         "run_version": c.run_version,  # the run version whose latent it explains
+        **output_of(c.text, c.output),  # its output check (docs/method.md §1.9)
         **trust(c.confidence, c.details, c.status),  # its null and verdict (docs/method.md §1.11)
     }
 
@@ -245,6 +272,11 @@ def latent_page(run: RunDep, latent: LatentDep, session: SessionDep) -> Context:
         latest = current[0] if current else None  # earlier versions' history: other latents
         summary["latest"] = _concept(latest) if latest else None
         summary.update(summary_trust(summary, current))  # the shown concept's null, verdict
+        shown = next((c for c in current if c.id == summary["concept_id"]), None) or next(
+            (c for c in current if summary["text"] and c.text == summary["text"]), None
+        )
+        # ... and its output check (docs/method.md §1.9)
+        summary.update(output_of(summary["text"], shown.output if shown else None))
         # Its mean human rating, once rated in a closed study (docs/method.md §5).
         summary["human"] = human.get(f"{method}:{summary['text']}")
 

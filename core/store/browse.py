@@ -8,15 +8,18 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, NamedTuple, get_args
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from core.store.reads import SortOrder, _check
+from core.store.reads import ConceptMethod, SortOrder, _check
 from core.store.schema import Item, Latent, RecordedCase, User
 
 ItemSort = Literal["popularity", "title", "id"]
 UserSort = Literal["activity", "ndcg", "id"]
 Confound = Literal["any", "popularity", "activity", "none"]
+# The output check of a latent's shown concept (docs/method.md §1.9); NULL: not checked.
+Output = Literal["confirmed", "refuted", "too_few"]
+_OUTPUT_COLUMNS = {"tfidf": Latent.tfidf_output, "llm": Latent.llm_output}
 # A latent is flagged as confounded when |r| reaches this: its activation tracks the popularity
 # of the items it promotes, or the length of the user's history, more than a concept would.
 CONFOUND_MIN = 0.5
@@ -134,3 +137,51 @@ def confound_flags(popularity: float | None, activity: float | None) -> list[str
     """Which correlations are strong enough to flag (none when not computed)."""
     pairs = (("popularity", popularity), ("activity", activity))
     return [name for name, r in pairs if r is not None and abs(r) >= CONFOUND_MIN]
+
+
+def output_where(kind: Output, method: ConceptMethod | None = None) -> ColumnElement[bool]:
+    """The latents whose shown concept's output check is ``kind`` (for
+    ``reads.list_latents(also=...)``): ``method``'s concept, or either method's when None. A
+    latent not checked (NULL) is in none of the three."""
+    _check(kind, get_args(Output), "output")
+    methods = [method] if method is not None else list(_OUTPUT_COLUMNS)
+    return or_(*(_OUTPUT_COLUMNS[m] == kind for m in methods))
+
+
+def search_by_concept(
+    session: Session, run_id: str, q: str, limit: int = 20
+) -> tuple[list[Latent], int]:
+    """Latents whose TF-IDF or LLM concept contains ``q`` (any case), those confirmed on output
+    first (docs/method.md §1.9: steering them moves their concept), then too few users to tell,
+    refuted and not checked; within each, the most confident TF-IDF concept first, ties by id.
+    The count is of every match. The user page's "add a latent by concept" reads it."""
+    needle = q.strip().lower()
+    where = and_(
+        Latent.run_id == run_id,
+        or_(
+            *(
+                func.lower(column).contains(needle, autoescape=True)
+                for column in (Latent.tfidf_concept, Latent.llm_concept)
+            )
+        ),
+    )
+    outputs = list(_OUTPUT_COLUMNS.values())
+    rank = case(
+        (or_(*(c == "confirmed" for c in outputs)), 0),
+        (or_(*(c == "too_few" for c in outputs)), 1),
+        (or_(*(c == "refuted" for c in outputs)), 2),
+        else_=3,
+    )
+    total = session.scalar(select(func.count()).select_from(Latent).where(where)) or 0
+    rows = session.scalars(
+        select(Latent)
+        .where(where)
+        .order_by(
+            rank,
+            Latent.tfidf_confidence.is_(None),
+            Latent.tfidf_confidence.desc(),
+            Latent.idx,
+        )
+        .limit(limit)
+    )
+    return list(rows), total
