@@ -78,8 +78,9 @@ def speed(model: str, sae: dict, ran: dict[str, float], theirs: dict[str, Any]) 
 def verification_figures(report: dict[str, Any]) -> dict[str, Any]:
     """docs/method.md §1.7, §1.11: the users shared by the construction / verification /
     evaluation sets (0), the case sets' sizes, the smallest null of any verified concept (TF-IDF
-    and LLM; >= 19), the verified and confident TF-IDF counts and Table 8's related share at
-    +10x minus at -10x on the evaluation cases."""
+    and LLM; >= 19), the verified and confident TF-IDF counts, Table 8's related share at
+    +10x minus at -10x on the evaluation cases and (§1.9) the share of verified TF-IDF concepts
+    confirmed on output, SAE and Base, with the output check's summary (its seconds too)."""
     sets = report.get("case_sets") or {}
     nulls = report.get("null") or {}
     tfidf = (nulls.get("tfidf") or {}).get("sae") or {}
@@ -89,6 +90,7 @@ def verification_figures(report: dict[str, Any]) -> dict[str, Any]:
         for part in method.values()
         if part.get("null_n_min") is not None
     ]
+    output = report.get("output_check") or {}
     t8 = report.get("table8") or {}
     scales, share = t8.get("scales") or [], t8.get("related_share") or []
     gain = None
@@ -103,6 +105,11 @@ def verification_figures(report: dict[str, Any]) -> dict[str, Any]:
         "table8_related_gain": gain,
         "table8_related_share": dict(zip(map(str, scales), share, strict=False)),
         "table8_n_latents": t8.get("n_latents"),
+        # docs/method.md §1.9, "Output check": share of the verified TF-IDF concepts whose latent,
+        # steered at +-5x on the evaluation users, moves the concept's top-10 share both ways
+        "output_confirmed_share": (output.get("sae") or {}).get("confirmed_share"),
+        "output_confirmed_share_base": (output.get("base") or {}).get("confirmed_share"),
+        "output_check": output,
     }
 
 
