@@ -18,6 +18,7 @@ from core.settings import Settings
 from core.store import browse
 from core.store.engine import session_factory
 from core.store.schema import Concept, Latent, Run
+from core.store.writes import add_concept
 
 
 def _record(verdict: str, mode: str = "active", n: int = 143, n_active: int = 143) -> dict:
@@ -149,3 +150,27 @@ def test_the_report_gives_the_share_confirmed_sae_vs_base(client: TestClient) ->
     assert [c["value"] for c in rows["TF-IDF · SAE"][:3]] == [40, 11, 0.275]
     assert [c["value"] for c in rows["TF-IDF · Base"][:3]] == [8, 2, 0.25]
     assert "Confirmed on output" in client.get("/runs/fixture").text
+
+
+def test_a_new_explanation_is_not_checked_until_republished(checked: Settings) -> None:
+    """A web re-explanation that becomes the latent's LLM concept has no output check: the
+    latent's verdict reads NULL (not checked), not the old concept's "confirmed"."""
+    sessions = session_factory(checked.resolved_database_url)
+    add_concept(
+        sessions,
+        dict(
+            run_id="fixture",
+            latent_idx=2,
+            method="llm",
+            text="slow-burn romance",
+            terms=[],
+            confidence=0.99,
+            status="verified",
+            model="m",
+            details={},
+        ),  # fmt: skip
+    )
+    with sessions() as session:
+        latent = session.get(Latent, ("fixture", 2))
+        assert latent is not None
+        assert (latent.llm_concept, latent.llm_output) == ("slow-burn romance", None)
