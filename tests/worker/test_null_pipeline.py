@@ -32,11 +32,13 @@ SMALL = SyntheticConfig(
 def _llm(payload: dict[str, Any]) -> Reply:
     """Explains even latents as "the movie" (degenerate, twice), odd ones as "theme <id>";
     a level is a deterministic function of the explanation and the item."""
-    content = payload["messages"][-1]["content"] if len(payload["messages"]) > 4 else ""
+    users = [m["content"] for m in payload["messages"] if m["role"] == "user"]
+    asks = [u for u in users if "Activations:" in u]  # few-shot examples first, then its own
+    if asks:
+        latent = int(asks[-1].split("Neuron ")[1].split("\n")[0])
+        relabel = users[-1] != asks[-1]  # asked again after a degenerate label
+        return chat_reply("the movie" if latent % 2 == 0 or relabel else f"theme {latent}")
     query = payload["messages"][3]["content"]
-    if "Activations:" in query:
-        latent = int(query.split("Neuron ")[1].split("\n")[0])
-        return chat_reply("the movie" if latent % 2 == 0 or content else f"theme {latent}")
     digest = hashlib.sha256(query.encode()).digest()
     return chat_reply(str(digest[0] % 11))
 

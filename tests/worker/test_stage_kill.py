@@ -39,9 +39,10 @@ PAUSED, FINISHED = "paused", "finished"
 
 def _llm(payload: dict[str, Any]) -> Reply:
     """Explains latent ``i`` as "theme i"; a verification level is a hash of the question."""
-    query = payload["messages"][3]["content"]
+    query = payload["messages"][-1]["content"]  # its own query, after any few-shot example
     if "Activations:" in query:
         return chat_reply(f"theme {query.split('Neuron ')[1].split()[0]}")
+    query = payload["messages"][3]["content"]
     return chat_reply(str(hashlib.sha256(query.encode()).digest()[0] % 11))
 
 

@@ -4,6 +4,7 @@ through the configured OpenAI-compatible endpoint or the bundled local model."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 
@@ -16,7 +17,14 @@ from core.llm.concepts import (
     explain_latents,
 )
 from core.llm.null import llm_null
-from core.llm.prompts import PromptContext, oneshot_kind
+from core.llm.prompts import (
+    FewShot,
+    PromptContext,
+    choose_fewshot,
+    fewshot_answer,
+    label_vocabulary,
+    oneshot_kind,
+)
 from core.llm.server import LocalLLM
 from core.net import free_port
 from core.reports import details_null_p, is_confident, is_verified
@@ -24,6 +32,7 @@ from core.rundir import LLM_CONCEPTS
 from core.settings import Settings
 from worker.artifacts import save_llm_concepts
 from worker.interpret.examples import ExampleSet, example_history
+from worker.interpret.tfidf import descriptive_text
 from worker.run import Run
 
 
@@ -33,7 +42,11 @@ def llm_latent_cases(run: Run) -> list[LatentCases]:
     dataset, cases = run.dataset, run.probe.cases
     part = run.interpretation.sae
     examples = part.examples
-    items = ItemLookup.from_dataset(dataset)
+    items = ItemLookup(
+        dataset.item_title,
+        dataset.item_genres,
+        descriptive_text(dataset, run.config.tfidf_title_words),  # the vocabulary's terms
+    )
 
     def raw(ex: ExampleSet, lat: int) -> list[RawCase]:
         return [
@@ -69,6 +82,29 @@ def llm_priority(run: Run) -> list[int]:
     return [int(i) for i in order if not part.statistics.dead[i]]
 
 
+def fewshot_examples(
+    run: Run, cases: list[LatentCases], ctx: PromptContext, n: int
+) -> tuple[FewShot, ...]:
+    """Few-shot examples for the explanation prompts (docs/method.md §1.8): latents whose TF-IDF
+    concept is verified (confidence and null, ``core.reports.is_verified``), answered with that
+    concept, a seeded choice. Each prompt leaves out the explained latent's own example."""
+    by_id = {lc.latent_id: lc for lc in cases}
+    candidates = []
+    for concept in run.interpretation.sae.concepts:
+        lc = by_id.get(concept.latent)
+        if lc is None or not concept.text:
+            continue
+        if not is_verified(concept.confidence, details_null_p(concept.details)):
+            continue
+        shown = tuple(lc.construction[:n])
+        vocabulary = lc.vocabulary
+        if vocabulary is None:
+            vocabulary = label_vocabulary(shown, ctx.history_len)
+        answer = fewshot_answer(concept.text, ctx)
+        candidates.append(FewShot(lc.latent_id, shown, vocabulary, answer))
+    return choose_fewshot(candidates, seed=run.config.seed)
+
+
 def _llm_settings(run: Run, stack: contextlib.ExitStack) -> Settings:
     """The run's settings, pointed at the bundled local LLM (started in ``stack``) if asked for."""
     settings = run.settings
@@ -100,8 +136,12 @@ def explain_llm(run: Run) -> None:
             oneshot=oneshot_kind(cfg.dataset_name),
         )  # fmt: skip
         chosen = set(llm_priority(run)[: cfg.llm_latents])
-        latents = [lc for lc in llm_latent_cases(run) if lc.latent_id in chosen]
+        every = llm_latent_cases(run)
+        latents = [lc for lc in every if lc.latent_id in chosen]
         config = LLMConceptConfig(n=cfg.n_examples)
+        shots = fewshot_examples(run, every, ctx, config.n)
+        ctx = dataclasses.replace(ctx, examples=shots)
+        run.log(f"  few-shot examples: latents {[s.latent_id for s in shots]}")
         concepts = explain_latents(latents, client, ctx, config)
         # docs/method.md §1.11: each confidence beside other explanations' on the same cases
         llm_null(concepts, latents, client, ctx, config, size=cfg.llm_null, seed=cfg.seed)
