@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.steering import SteeringEngine, engine_for_run
 from core import rundir
 from core.settings import Settings
 from core.store import migrate
@@ -219,3 +220,24 @@ def steerable_run(
         seed=seed,
     )
     return settings, run
+
+
+def run_engine(settings: Settings, run_id: str) -> SteeringEngine:
+    """The served steering engine of ``run_id`` (built on first use, as a request builds it)."""
+    from core.store.schema import Run
+
+    with session_factory(settings.resolved_database_url)() as session:
+        run = session.get(Run, run_id)
+        assert run is not None, f"no run {run_id!r} in {settings.resolved_database_url}"
+        return engine_for_run(session, run)
+
+
+def run_arrays(run: SyntheticRun) -> dict[str, np.ndarray]:
+    """The run's SAE (W_enc, b_enc, W_dec, b_dec) and vectors (item_embeddings, user_vectors)
+    read back from its safetensors in float64, independently of the engine (the tests'
+    reference)."""
+    files = (
+        run.artifact_dir / rundir.SAE_DIR / rundir.SAE_WEIGHTS,
+        run.artifact_dir / rundir.VECTORS,
+    )
+    return {name: a.astype(np.float64) for f in files for name, a in load_file(str(f)).items()}

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from safetensors.numpy import load_file
 
 from backend.app import create_app
 from backend.deps import templates
@@ -31,13 +30,9 @@ from backend.steering import (
     SteerMode,
     SteerResult,
     clear_cache,
-    engine_for_run,
 )
-from core import rundir
 from core.settings import Settings
-from core.store.engine import session_factory
-from core.store.schema import Run
-from tests.backend.synthetic_run import SyntheticRun, steerable_run
+from tests.backend.synthetic_run import SyntheticRun, run_arrays, run_engine, steerable_run
 
 RUN = "glance-test"
 HTML = {"accept": "text/html"}
@@ -52,22 +47,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Synthetic
 
 @pytest.fixture(scope="module")
 def engine(built: tuple[Settings, SyntheticRun]) -> SteeringEngine:
-    with session_factory(built[0].resolved_database_url)() as session:
-        run = session.get(Run, RUN)
-        assert run is not None
-        return engine_for_run(session, run)
+    return run_engine(built[0], RUN)
 
 
 @pytest.fixture(scope="module")
 def arrays(built: tuple[Settings, SyntheticRun]) -> dict[str, np.ndarray]:
-    art = built[1].artifact_dir
-    return {
-        k: v.astype(np.float64)
-        for k, v in {
-            **load_file(str(art / rundir.SAE_DIR / rundir.SAE_WEIGHTS)),
-            **load_file(str(art / rundir.VECTORS)),
-        }.items()
-    }
+    return run_arrays(built[1])
 
 
 @pytest.fixture(scope="module")

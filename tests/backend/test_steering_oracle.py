@@ -22,17 +22,15 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from safetensors.numpy import load_file
 from sqlalchemy import select
 
 from backend.app import create_app
-from backend.steering import Edit, SteeringEngine, SteerMode, clear_cache, engine_for_run
+from backend.steering import Edit, SteeringEngine, SteerMode, clear_cache
 from backend.steering.segment import _steered_ranks
-from core import rundir
 from core.settings import Settings
 from core.store.engine import session_factory
-from core.store.schema import Run, User
-from tests.backend.synthetic_run import SyntheticRun, steerable_run
+from core.store.schema import User
+from tests.backend.synthetic_run import SyntheticRun, run_arrays, run_engine, steerable_run
 
 RUN = "steer-oracle"
 K = 4  # steerable_run's TopK
@@ -133,22 +131,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, Synthetic
 
 @pytest.fixture(scope="module")
 def engine(built: tuple[Settings, SyntheticRun]) -> SteeringEngine:
-    with session_factory(built[0].resolved_database_url)() as session:
-        run = session.get(Run, RUN)
-        assert run is not None
-        return engine_for_run(session, run)
+    return run_engine(built[0], RUN)
 
 
 @pytest.fixture(scope="module")
 def oracle(built: tuple[Settings, SyntheticRun]) -> Oracle:
-    art = built[1].artifact_dir
-    a = {
-        name: arr.astype(np.float64)
-        for name, arr in {
-            **load_file(str(art / rundir.SAE_DIR / rundir.SAE_WEIGHTS)),
-            **load_file(str(art / rundir.VECTORS)),
-        }.items()
-    }
+    a = run_arrays(built[1])
     with session_factory(built[0].resolved_database_url)() as session:
         rows = list(session.scalars(select(User).filter_by(run_id=RUN).order_by(User.idx)))
     assert [u.idx for u in rows] == list(range(len(rows)))
