@@ -60,6 +60,7 @@ def test_a_marker_whose_files_changed_is_not_done(tmp_path: Path, change, proble
 
 def test_another_config_or_an_unrecorded_optional_file_is_not_done(tmp_path: Path) -> None:
     (tmp_path / rundir.REPORT).write_text("{}")
+    (tmp_path / rundir.OUTPUT_CHECK).write_text("{}")
     rundir.write_marker(tmp_path, "evaluate", 1.0, DIGEST)  # tuning off: no tuning.json
     assert rundir.marker_problem(tmp_path, "evaluate", DIGEST) is None
     assert "another config" in (rundir.marker_problem(tmp_path, "evaluate", "d" * 64) or "")
