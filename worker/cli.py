@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
@@ -273,9 +273,12 @@ def demo(
     ] = DEMO_LLM_LATENTS,
     read_only: ReadOnly = False,
 ) -> None:
-    """Run the pipeline on the shipped demo data for BPRMF and SASRec, then serve the explorer.
+    """Serve the explorer at once and run the pipeline on the shipped demo data for BPRMF and
+    SASRec behind it, in a child process; Ctrl-C stops both.
 
-    Without RECSAE_LLM_BASE_URL the bundled SmolLM2 server is started on loopback for both the
+    Each run is published first with its TF-IDF concepts; the LLM labels come last, as a new
+    published version (worker/demo.py). The home page shows each run's progress. Without
+    RECSAE_LLM_BASE_URL the bundled SmolLM2 server is started on loopback for both the
     pipeline's LLM concepts and the explorer's "Explain with the LLM" button.
     """
     import contextlib
@@ -283,7 +286,7 @@ def demo(
     from core.settings import get_settings
 
     settings = get_settings()
-    cli_accounts.check_public_host(host, settings, read_only)  # before the pipeline's minutes
+    cli_accounts.check_public_host(host, settings, read_only)  # before anything starts
     with contextlib.ExitStack() as stack:
         if settings.llm_base_url is None:
             from core.llm.server import LocalLLM
@@ -294,18 +297,41 @@ def demo(
                 update={"llm_base_url": llm.base_url, "llm_model": llm.alias}
             )
             typer.echo(f"local LLM (SmolLM2-135M, llama.cpp) at {llm.base_url}")
-        if not serve_only:
-            from worker.pipeline import run_pipeline
-
-            for name in DEMO_MODELS:
-                # a null of 2 other explanations per latent (docs/method.md §1.11): 20 more
-                # SmolLM2 requests per latent keep the demo under its time floor
-                config = RunConfig(
-                    recommender=name, llm_latents=llm_latents, llm_null=DEMO_LLM_NULL
-                )
-                _run_or_explain(partial(run_pipeline, config, settings=settings, force=force))
+        pipelines = [sys.executable, "-m", "worker.cli", "demo-pipelines", "--llm-latents",
+                     str(llm_latents)] + (["--force"] if force else [])  # fmt: skip
         typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API: http://{host}:{port}/docs)")
-        _serve(host, port, settings=settings, read_only=read_only)
+        if not serve_only:
+            typer.echo("the demo pipelines run behind it; the home page shows their progress")
+        _serve(
+            host, port, settings=settings, read_only=read_only,
+            beside=[] if serve_only else [pipelines],
+        )  # fmt: skip
+
+
+@app.command("demo-pipelines", hidden=True)
+def demo_pipelines(
+    llm_latents: Annotated[int, typer.Option("--llm-latents")] = DEMO_LLM_LATENTS,
+    force: Force = False,
+) -> None:
+    """The demo's pipelines (``recsae demo`` runs this behind the explorer): BPRMF then SASRec,
+    each published with its TF-IDF concepts first, the LLM labels last (worker/demo.py)."""
+    from core.settings import get_settings
+    from worker.demo import run_demo
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # the progress file then says "stopped"
+
+    signal.signal(signal.SIGTERM, stop)
+    # a null of 2 other explanations per latent (docs/method.md §1.11): 20 more SmolLM2
+    # requests per latent keep the demo under its time floor
+    configs = [
+        RunConfig(recommender=name, llm_latents=llm_latents, llm_null=DEMO_LLM_NULL)
+        for name in DEMO_MODELS
+    ]
+    try:
+        _run_or_explain(partial(run_demo, configs, get_settings(), force=force))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -329,13 +355,17 @@ def _serve(
     workers: int = 1,
     settings: Settings | None = None,
     read_only: bool = False,
+    beside: Sequence[Sequence[str]] = (),
 ) -> None:
-    """Start the backend by its import string (``python -m backend.serve``) in a child process.
+    """Start the backend by its import string (``python -m backend.serve``) in a child process,
+    and the commands ``beside`` (the demo's pipelines) once it listens.
 
-    The worker never imports the backend (docs/architecture.md); ``settings`` reach the child
-    as the ``RECSAE_*`` variables it reads, as every server process of the explorer does.
-    The server runs in its own session and every SIGINT (Ctrl-C) or SIGTERM (``docker stop``)
-    we get is passed on to it once, so it shuts down cleanly when we are stopped.
+    The worker never imports the backend (docs/architecture.md); ``settings`` reach the
+    children as the ``RECSAE_*`` variables they read, as every server process of the explorer
+    does. Each child runs in its own session and every SIGINT (Ctrl-C) or SIGTERM (``docker
+    stop``) we get is passed on to each still running, so all shut down cleanly when we are
+    stopped; when the server ends, the children still running beside it get SIGTERM. A child
+    ``beside`` that ends by itself (the pipelines, done) leaves the server serving.
     """
     env = dict(os.environ)
     if settings is not None:
@@ -343,13 +373,22 @@ def _serve(
     cmd = [sys.executable, "-m", "backend.serve", "--host", host, "--port", str(port),
            "--workers", str(workers)] + (["--read-only"] if read_only else [])  # fmt: skip
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
+    children = [server]
 
     def forward(signum: int, _frame: object) -> None:
-        server.send_signal(signum)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if beside and _listening(host, port, server):
+            children += [subprocess.Popen(c, env=env, start_new_session=True) for c in beside]
         code = server.wait()
+        for child in children[1:]:
+            if child.poll() is None:
+                child.terminate()
+            child.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -357,18 +396,48 @@ def _serve(
         raise typer.Exit(code)
 
 
+def _listening(host: str, port: int, server: subprocess.Popen[bytes]) -> bool:
+    """Wait until ``server`` accepts connections on ``host:port`` (True) or exits (False), so
+    what starts beside it does not slow its first page (2 cores: the first page comes first)."""
+    import socket
+    import time
+
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    while server.poll() is None:
+        try:
+            with socket.create_connection((address, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 @app.command("llm-server")
 def llm_server(
     port: Annotated[int, typer.Option(help="Loopback port of the OpenAI-compatible API.")] = 8080,
     threads: Annotated[int, typer.Option(help="CPU threads for llama.cpp.")] = 2,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="A .gguf file, or a bundled model by name: smollm2-135m (the default), "
+            "gemma3-270m (docs/llm.md).",
+        ),
+    ] = None,
 ) -> None:
-    """Start the local llama.cpp server (SmolLM2-135M-Instruct) on 127.0.0.1 in the foreground.
+    """Start the local llama.cpp server on 127.0.0.1 in the foreground: a bundled model (default
+    SmolLM2-135M-Instruct) or any GGUF file.
 
     Then set RECSAE_LLM_BASE_URL=http://127.0.0.1:PORT/v1 for the worker and the explorer.
     """
-    from core.llm.server import main
+    from core.llm.server import main, resolve_model
 
-    main(["--port", str(port), "--threads", str(threads)])
+    try:
+        path = resolve_model(model)
+    except (FileNotFoundError, ValueError) as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from err
+    main(["--port", str(port), "--threads", str(threads), "--model", str(path)])
 
 
 if __name__ == "__main__":
