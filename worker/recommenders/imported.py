@@ -1,7 +1,7 @@
 """A recommender trained elsewhere, imported as fixed vectors (docs/import.md).
 
 ``recsae import`` checks an import directory and leaves its normalised copy in the run directory
-(``worker/importer.py``); this model's "training" loads those vectors, so every later stage
+(``worker/importer/``); this model's "training" loads those vectors, so every later stage
 (probe, SAE, record, interpret, evaluate, publish) runs on them unchanged. score(x, i) = x · e_i;
 a model with an item bias b_i is imported with one more dimension, x' = [x, 1] and
 e'_i = [e_i, b_i], so x' · e'_i = x · e_i + b_i (docs/import.md, the score).

@@ -19,7 +19,7 @@ from worker.data.readers.common import DataFormatError, items_frame, items_from_
 
 INTERACTIONS = "interactions.csv"
 ITEMS = "items.csv"
-META = "import.json"  # the checked manifest and what the importer found (worker/importer.py)
+META = "import.json"  # the checked manifest and what the importer found (worker/importer/)
 SIDES = ("train", "dev", "test")
 
 
