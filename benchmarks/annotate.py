@@ -36,16 +36,19 @@ back (the ratings and their change history, ``rating_changes``):
 
 ``acknowledged`` counts 2xx answers, ``resubmits`` those of them that changed a key its client
 had had acknowledged before (the re-ratings). A 4xx answer is a refusal (nothing written).
+The admission limiter's 503 (Retry-After, "Nothing was done"; docs/scaling.md "Admission") is
+counted apart as ``rejected_503``, not as an error: nothing was written. The default
+``--annotators`` (16) stays below it: at most as many requests at once as one worker admits.
 
 Prints a table, one JSON line with the details, and as the LAST line::
 
     {"engines": {"sqlite": {"acknowledged", "resubmits", "lost", "duplicated", "wrong_final",
                             "history_lost", "history_extra", "phantom", "in_doubt", "errors",
-                            "stored", "p50_ms", "p99_ms"},
+                            "rejected_503", "stored", "p50_ms", "p99_ms"},
                  "postgres": {...}}}
 
 Targets: lost = duplicated = wrong_final = history_lost = history_extra = phantom = 0, with
-resubmits > 0; errors = 0; p99_ms < 200.
+resubmits > 0; errors = 0; rejected_503 = 0 at the default annotators; p99_ms < 200.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import database, server  # noqa: E402
+from benchmarks.common import database, percentile, server  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 RUN_ID = "annotate"
@@ -116,6 +119,13 @@ def plan(rng: random.Random, n_positions: int, rounds: int) -> list[tuple[int, i
     return out
 
 
+def limiter_refusal(status: int, headers: Mapping[str, str], body: str) -> bool:
+    """Whether an answer is the admission limiter's 503 (Retry-After, "The server is busy ...
+    Nothing was done", backend/limits.py): a refusal before the route ran, so no write. Any
+    other 5xx is an error and leaves its key in doubt."""
+    return status == 503 and "retry-after" in headers and "Nothing was done" in body
+
+
 def annotate(
     base: str, study_id: int, person: dict[str, Any], args: argparse.Namespace, seed: int
 ) -> dict[str, Any]:
@@ -129,7 +139,7 @@ def annotate(
     doubt: set[int] = set()
     latencies: list[float] = []
     errors: list[str] = []
-    refused = 0
+    refused = rejected = 0
     with httpx.Client(
         base_url=base, headers=headers, cookies={"recsae_session": person["token"]}, timeout=60
     ) as client:
@@ -151,6 +161,8 @@ def annotate(
                 latencies.append(1000 * (time.perf_counter() - started))
             if r.is_success:
                 acked.setdefault(position, []).append(value)
+            elif limiter_refusal(r.status_code, r.headers, r.text):
+                rejected += 1  # refused before the route ran: nothing was written
             elif r.status_code >= 500:  # the server failed; whether it wrote is unknown
                 doubt.add(position)
                 errors.append(f"{r.status_code}: {r.text[:200]}")
@@ -162,6 +174,7 @@ def annotate(
         "acked": acked,
         "doubt": doubt,
         "refused": refused,
+        "rejected_503": rejected,
         "errors": errors,
     }
 
@@ -250,7 +263,6 @@ def read_back(url: str, study_id: int) -> tuple[list[tuple[Key, int | None]], di
 
 
 def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
 
     with tempfile.TemporaryDirectory(prefix=f"annotate-{engine}-") as tmp:
         data_dir = Path(tmp)
@@ -279,7 +291,7 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
         for person, res in zip(people, results, strict=True)
         for position in res["doubt"]
     }
-    latencies = np.array([ms for r in results for ms in r["latencies"]])
+    latencies = [ms for r in results for ms in r["latencies"]]
     errors = [e for r in results for e in r["errors"]]
     return {
         "acknowledged": sum(len(v) for v in acked.values()),
@@ -287,10 +299,11 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
         "keys": len(acked),
         **tally(acked, doubt, stored, history),
         "refused": sum(r["refused"] for r in results),
+        "rejected_503": sum(r["rejected_503"] for r in results),
         "errors": len(errors),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 1),
-        "requests": int(latencies.size),
+        "p50_ms": percentile(latencies, 0.5),
+        "p99_ms": percentile(latencies, 0.99),
+        "requests": len(latencies),
         "first_errors": errors[:5],
         "wall_s": round(wall, 2),
         "items": n_items,
@@ -344,14 +357,16 @@ def parts(engine: str, args: argparse.Namespace, repeat: int = 300) -> dict[str,
 
 
 CHECKS = ("lost", "duplicated", "wrong_final", "history_lost", "history_extra", "phantom")
-LAST_LINE = ("acknowledged", "resubmits", *CHECKS, "in_doubt", "errors", "stored", "p50_ms",
-             "p99_ms")  # fmt: skip
+LAST_LINE = ("acknowledged", "resubmits", *CHECKS, "in_doubt", "errors", "rejected_503",
+             "stored", "p50_ms", "p99_ms")  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--engines", default="sqlite,postgres", help="comma-separated: sqlite,postgres")
-    p.add_argument("--annotators", type=int, default=20)
+    # Below the limiter: at most RECSAE_CONCURRENCY_LIGHT (16) requests at once, even if every
+    # connection lands on one worker (docs/scaling.md, "Admission").
+    p.add_argument("--annotators", type=int, default=16)
     p.add_argument("--ratings", type=int, default=100, help="distinct items each annotator rates")
     p.add_argument("--rounds", type=int, default=3, help="times each item is rated (>= 2)")
     p.add_argument("--latents", type=int, default=400, help="latents in the factory run")
@@ -393,6 +408,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"  error: {line}")
         if r["in_doubt"]:
             print(f"  {r['in_doubt']} keys in doubt (a write without an answer): not checked")
+        if r["rejected_503"]:
+            print(f"  {r['rejected_503']} refused by the admission limiter (503): nothing written")
         ok = all(r[k] == 0 for k in CHECKS) and r["resubmits"] > 0 and r["errors"] == 0
         print(
             f"  kept every acknowledged write ({', '.join(CHECKS)} = 0, resubmits > 0, "

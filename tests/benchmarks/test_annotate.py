@@ -153,3 +153,35 @@ def test_tally_by_hand() -> None:
 def test_rounds_must_rerate() -> None:
     with pytest.raises(SystemExit):
         annotate.parse_args(["--rounds", "1"])
+
+
+def test_a_limiter_refusal_is_counted_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every 7th rating POST is refused by the admission limiter's own answer (503, Retry-After,
+    "Nothing was done"): each is a ``rejected_503``, none an error or a key in doubt, and the
+    writes that went through are all checked (the reference: the refusals the server sent)."""
+    from backend import limits
+
+    real = limits.Admission.__call__
+    sent = {"posts": 0, "refused": 0}
+
+    async def every_7th(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].endswith("/ratings")
+        ):
+            sent["posts"] += 1
+            if sent["posts"] > 10 and sent["posts"] % 7 == 0:  # past both warm-up posts
+                sent["refused"] += 1
+                await self._refuse(send, limits.LIGHT, False)
+                return
+        await real(self, scope, receive, send)
+
+    monkeypatch.setattr(limits.Admission, "__call__", every_7th)
+    argv = [*TINY, "--annotators", "2", "--ratings", "10", "--rounds", "3"]
+    r = run(monkeypatch, None, argv)
+    assert sent["refused"] > 0
+    assert r["rejected_503"] == sent["refused"]
+    assert r["errors"] == r["in_doubt"] == 0
+    assert r["acknowledged"] == 2 * 10 * 3 - sent["refused"]
+    assert {k: r[k] for k in annotate.CHECKS} == dict.fromkeys(annotate.CHECKS, 0)
