@@ -8,10 +8,15 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.postgres_server import PostgresNotInstalled, fresh_database, pg_bin, postgres_server
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 # Tests train with a fixed thread count, so a result is the same whatever else the machine runs
 # (the automatic count, worker/threads.py, sums SASRec's floats in another order when it
@@ -52,3 +57,18 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     is seen by another, in whatever order they run."""
     with fresh_database(postgres_server_url, f"test_{next(_databases)}") as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Session]:
+    """Sessions on a migrated, empty database of this test's own, once on SQLite and once on
+    PostgreSQL: what the store keeps (ids, sequences, human work) must not depend on the engine."""
+    from core.store import migrate
+    from core.store.engine import session_factory
+
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'recsae.db'}"
+    migrate.upgrade(url)
+    return session_factory(url)

@@ -7,7 +7,6 @@ study is all or nothing. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +33,10 @@ from core.store.schema import (
 from core.store.writes import RunHasStudies, delete_run, publish_run
 from tests.backend.accounts import create_account, signed_in
 from tests.backend.conftest import make_settings
-from tests.backend.factories import fixture_rows, remove_run
+from tests.backend.factories import fixture_rows
 
 RUN = "human-work"
 HUMAN_TABLES = (Study, StudyItem, StudyAnnotator, Rating, RatingChange, Invite)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    """A migrated database on each engine; on the shared PostgreSQL database the run and its
-    studies are taken out afterwards (explicitly: the only way they can go)."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'recsae.db'}"
-    migrate.upgrade(url)
-    factory = session_factory(url)
-    remove_run(factory, RUN)
-    yield factory
-    remove_run(factory, RUN)
 
 
 def publish(sessions: sessionmaker[Session], sae: str, title_prefix: str = "") -> int:

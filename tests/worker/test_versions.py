@@ -35,7 +35,7 @@ from core.settings import REPO_ROOT, Settings, get_settings
 from core.store import migrate, reads
 from core.store.engine import session_factory
 from core.store.schema import Concept, Latent
-from core.store.writes import HistoryWouldBeLost, add_concept, delete_run, publish_run
+from core.store.writes import HistoryWouldBeLost, add_concept, publish_run
 from core.versions import artifact_path, create_version, list_versions, next_number
 from tests.backend.factories import fixture_rows, llm_confidence
 from worker.cli import app as cli_app
@@ -328,20 +328,6 @@ def test_versions_list_and_remove_refuses_current(
 SAE_A = {name: "a" * 64 for name in rundir.SAE_FILES}
 SAE_B = {name: "b" * 64 for name in rundir.SAE_FILES}
 WEB_TEXT = "films with a twist ending"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> sessionmaker[Session]:
-    """A migrated database without the factory run, on each engine (kept ids, sequences)."""
-    if request.param == "postgres":
-        url = request.getfixturevalue("postgres_url")
-    else:
-        url = f"sqlite:///{tmp_path / 'recsae.db'}"
-    migrate.upgrade(url)
-    factory = session_factory(url)
-    with factory.begin() as session:
-        delete_run(session, "fixture")
-    return factory
 
 
 def publish(
