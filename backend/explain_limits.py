@@ -1,35 +1,27 @@
-"""The LLM under control: the limits every re-explanation passes
-(backend/routes/explain.py).
+"""The LLM under control: the limits every re-explanation passes before it is queued
+(backend/routes/explain.py, docs/jobs.md).
 
 Every explanation costs about 1 + 2N LLM requests (and up to 2N more per null concept), so
 - a per-client-IP token bucket (``RECSAE_LLM_RATE_LIMIT_PER_MINUTE``, 0 disables it) keeps one
   browser from monopolising the LLM;
-- a per-account quota (``RECSAE_LLM_EXPLAINS_PER_HOUR``) is counted from the concepts table (the
-  account's web rows of the last hour) plus the account's explanations running in this process,
-  so it holds across worker processes and restarts, and for requests sent at once;
-- at most ``RECSAE_LLM_EXPLAIN_CONCURRENCY`` explanations run at once in a server process; a
-  request that finds no free slot within ``RECSAE_LLM_EXPLAIN_QUEUE_WAIT_S`` gets 503 with
-  Retry-After instead of queueing for minutes.
-:func:`hold` takes the quota and a slot and returns a :class:`Held`; its ``release`` is plain
-(not async), so it can run as the explanation task's done-callback, whatever ends the task.
+- a per-account quota (``RECSAE_LLM_EXPLAINS_PER_HOUR``) is counted in the database when the job
+  is queued (``core.store.jobs.enqueue``: the account's web concepts of the last hour plus its
+  queued and running jobs, in one transaction holding the account row's lock), so it holds
+  across server processes, workers and restarts, and for requests sent at once; its refusal is
+  :func:`quota_refusal`.
+How many explanations run at once is how many ``recsae worker`` processes there are (each does
+one job at a time); the rest wait in the queue, not in a request.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException, Request
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from core.settings import Settings
-from core.store.schema import Account, Concept
-
-QUOTA_WINDOW = timedelta(hours=1)
+from core.store.jobs import QuotaExceeded
 
 
 class TokenBucket:
@@ -79,98 +71,12 @@ def check_rate(request: Request, per_minute: int) -> None:
         )
 
 
-def _check_quota(request: Request, session: Session, account: Account, per_hour: int) -> None:
-    """429 once ``account`` has ``per_hour`` explanations from the last hour (saved or running)."""
-    if per_hour <= 0:
-        return
-    since = datetime.now(UTC) - QUOTA_WINDOW
-    count, oldest = session.execute(
-        select(func.count(), func.min(Concept.created_at)).where(
-            Concept.account_id == account.id,
-            Concept.source == "web",
-            Concept.created_at >= since,
-        )
-    ).one()
-    running = _running(request).get(account.id, 0)
-    if count + running < per_hour:
-        return
-    if oldest is not None:
-        oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
-        free_in = (oldest + QUOTA_WINDOW - datetime.now(UTC)).total_seconds()
-    else:  # the quota is all running explanations: one ends within the deadline
-        free_in = request.app.state.settings.llm_explain_deadline_s
-    retry_after = max(1, math.ceil(free_in))
-    raise HTTPException(
+def quota_refusal(username: str, exc: QuotaExceeded) -> HTTPException:
+    """The 429 of an account past its quota (``core.store.jobs.enqueue`` counted it)."""
+    retry_after = max(1, math.ceil(exc.retry_after_s))
+    return HTTPException(
         429,
-        f"{account.username!r} has asked for {per_hour} explanations within the hour, the most "
+        f"{username!r} has asked for {exc.per_hour} explanations within the hour, the most "
         f"an account may (RECSAE_LLM_EXPLAINS_PER_HOUR); try again in {retry_after} s",
         headers={"Retry-After": str(retry_after)},
     )
-
-
-def _running(request: Request) -> dict[int, int]:
-    """Explanations running in this process, per account id (counted against the quota too)."""
-    running: dict[int, int] | None = getattr(request.app.state, "explain_running", None)
-    if running is None:
-        running = request.app.state.explain_running = {}
-    return running
-
-
-def _slots(request: Request, capacity: int) -> asyncio.Semaphore:
-    """The app's explanation slots (one semaphore per app and event loop: one per process)."""
-    loop = asyncio.get_running_loop()
-    held: tuple[asyncio.AbstractEventLoop, int, asyncio.Semaphore] | None = getattr(
-        request.app.state, "explain_slots", None
-    )
-    if held is None or held[0] is not loop or held[1] != capacity:
-        held = (loop, capacity, asyncio.Semaphore(capacity))
-        request.app.state.explain_slots = held
-    return held[2]
-
-
-class Held:
-    """One explanation's place in its account's quota and, once taken, a slot."""
-
-    def __init__(self, running: dict[int, int], account_id: int) -> None:
-        self._running = running
-        self._account_id = account_id
-        self.slot: asyncio.Semaphore | None = None
-        self._released = False
-        running[account_id] = running.get(account_id, 0) + 1
-
-    def release(self, *_: object) -> None:
-        """Give back the slot and the running count (once; extra calls do nothing)."""
-        if self._released:
-            return
-        self._released = True
-        if self.slot is not None:
-            self.slot.release()
-        self._running[self._account_id] -= 1
-        if not self._running[self._account_id]:
-            del self._running[self._account_id]
-
-
-async def hold(request: Request, session: Session, account: Account, settings: Settings) -> Held:
-    """Within the account's quota, take one of the process's explanation slots (429 past the
-    quota, 503 when no slot frees up in time). The account's explanation counts as running from
-    the quota check on, so requests sent at once cannot all slip under it."""
-    _check_quota(request, session, account, settings.llm_explains_per_hour)
-    held = Held(_running(request), account.id)
-    slots = _slots(request, max(1, settings.llm_explain_concurrency))
-    try:
-        async with asyncio.timeout(settings.llm_explain_queue_wait_s):
-            await slots.acquire()
-    except TimeoutError:
-        held.release()
-        retry_after = max(1, math.ceil(settings.llm_explain_deadline_s))
-        raise HTTPException(
-            503,
-            f"The LLM is busy with {settings.llm_explain_concurrency} other explanation(s) "
-            f"(RECSAE_LLM_EXPLAIN_CONCURRENCY); try again in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        ) from None
-    except BaseException:
-        held.release()
-        raise
-    held.slot = slots
-    return held

@@ -1,52 +1,48 @@
-"""Re-explain one latent with the configured LLM, from the browser.
+"""Re-explain one latent with the configured LLM, from the browser, as a durable job
+(docs/jobs.md).
 
-POST /api/runs/{run_id}/latents/{idx}/explain: explain the latent from its stored construction
-examples, verify the explanation on its stored verification + random examples (paper §3.3,
-eq. 4), compare it with a null (docs/method.md §1.11: a stored one when the same model made it on
-the same cases, else other latents' labels scored live), append it to the latent's concept
-history, and return it with its score, null, verdict (``core.reports.is_verified``), model and
-time. With ``Accept: text/event-stream`` the answer streams the stages as server-sent events
-(``stage``, then ``done`` or ``error``: :mod:`backend.explain_job`), so the page can show what
-is being asked and for how long; otherwise it is one JSON answer when everything is done.
+POST /api/runs/{run_id}/latents/{idx}/explain queues the job and answers 202 with it (its URL in
+``Location``); a ``recsae worker`` process claims it and explains the latent from its stored
+construction examples, verifies the explanation on its stored verification + random examples
+(paper §3.3, eq. 4), compares it with a null (docs/method.md §1.11) and appends it to the latent's
+concept history (``core.jobs``). GET /api/jobs/{id} is the job (state, stage, k of n, elapsed
+time, the reason it failed, and once done the saved explanation with its null and verdict);
+GET /api/jobs/{id}/events streams it as server-sent events; POST /api/jobs/{id}/cancel cancels
+it (its owner or an admin). GET /api/runs/{run_id}/latents/{idx}/job is the latent's newest job,
+so its page shows it again after a reload or a server restart.
 
-Before anything runs (plain HTTP errors in both cases): 503 without an LLM, the per-client rate
-limit, the per-account quota and the process's concurrency cap (:mod:`backend.explain_limits`).
-One deadline (``RECSAE_LLM_EXPLAIN_DEADLINE_S``) bounds explain, verify and null. The answer
-bypasses the LLM cache: the user asked for a *new* explanation.
+Before anything is queued (plain HTTP errors): 503 without an LLM, 409 for a latent with nothing
+to explain or with a job already queued or running, the per-client rate limit (429) and the
+per-account quota (429, counted in the database with the account's queued and running jobs:
+``core.store.jobs.enqueue``).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from backend import explain_job
 from backend.auth import AccountDep
 from backend.deps import LatentDep, RunDep, SessionDep, SettingsDep
 from backend.errors import responses
-from backend.explain_limits import check_rate, hold
+from backend.explain_limits import check_rate, quota_refusal
+from core.jobs import NothingToExplain, latent_cases
 from core.llm.client import LLMClient, LLMNotConfigured
-from core.llm.concepts import STATUS_VERIFIED, ItemLookup, LatentCases, LLMConcept, LLMConceptConfig
-from core.llm.live_null import Earlier
-from core.llm.prompts import PromptContext, oneshot_kind
-from core.store import concept_reads, reads
+from core.store import jobs as store
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["llm"])
 EVENT_STREAM = "text/event-stream"
-# Null concepts of a live explanation: as many as the pipeline's default (worker RunConfig
-# llm_null), the 19 a 5% rank test needs (core.reports.NULL_MIN_N); each costs 2N requests,
-# all sent at once within the deadline (docs/method.md §1.11).
-WEB_NULL_SIZE = 19
 
 
-def _client(settings: SettingsDep) -> LLMClient:
+def _check_llm(settings: SettingsDep) -> None:
+    """503 when no usable LLM is configured (the worker reads the same settings)."""
     try:
-        return LLMClient.from_settings(settings, use_cache=False)
+        LLMClient.from_settings(settings, use_cache=False)
     except LLMNotConfigured as exc:
         log.warning("explain: %s", exc)
         # Without a URL the message says what to set; a bad URL is not shown (it is internal).
@@ -57,70 +53,23 @@ def _client(settings: SettingsDep) -> LLMClient:
         raise HTTPException(503, detail) from None
 
 
-def _latent_cases(session: SessionDep, run_id: str, idx: int, too_rare: bool) -> LatentCases:
-    """The latent's stored examples as prompt text (strongest activation first)."""
-    examples = reads.latent_examples(session, run_id, idx)
-    if not any(e.role == "construction" for e in examples):
-        raise HTTPException(
-            409,
-            f"latent {idx} of run {run_id!r} has no construction examples (it never fired on "
-            "the construction side), so there is nothing to explain",
-        )
-    wanted = {e.predicted_item for e in examples}
-    for e in examples:
-        wanted.update(e.history)
-    items = reads.items_by_idx(session, run_id, wanted)
-    lookup = ItemLookup(
-        titles={i: it.title for i, it in items.items()},
-        genres={i: list(it.genres or []) for i, it in items.items()},
-    )
-
-    def raw(role: str) -> list[tuple[list[int], int, int]]:
-        return [(e.history, e.predicted_item, e.level) for e in examples if e.role == role]
-
-    try:
-        return LatentCases.from_ids(
-            idx,
-            lookup,
-            raw("construction"),
-            raw("verification"),
-            raw("random"),
-            too_rare=too_rare,
-        )
-    except KeyError as exc:
-        raise HTTPException(500, f"run {run_id!r} is inconsistent: {exc.args[0]}") from exc
-
-
-def _null_material(
-    session: SessionDep, run_id: str, version: int, idx: int
-) -> tuple[list[Earlier], list[LLMConcept]]:
-    """This latent's earlier LLM explanations of this version (a null to reuse) and the run's
-    other latents' labels (null concepts), read before the explanation starts."""
-    earlier = [
-        Earlier(c.id, c.model, dict(c.details or {}))
-        for c in reads.latent_concepts(session, run_id, idx)
-        if c.method == "llm" and c.run_version == version
-    ]
-    pool = [
-        LLMConcept(latent, text, None, STATUS_VERIFIED, "")
-        for latent, text in concept_reads.other_llm_labels(session, run_id, version, idx)
-    ]
-    return earlier, pool
+def _job_or_404(session: SessionDep, job_id: int) -> store.Job:
+    job = store.get(session, job_id)
+    if job is None:
+        raise HTTPException(404, f"There is no job {job_id}")
+    return job
 
 
 @router.post(
     "/api/runs/{run_id}/latents/{idx}/explain",
-    summary="Re-explain a latent (LLM)",
+    summary="Queue a re-explanation of a latent (LLM)",
+    status_code=202,
     responses={
-        **responses(401, 403, 404, 409, 429, 502, 503, 504),
-        200: {
-            "description": "The saved explanation with its null and verdict (JSON), or with "
-            f"Accept: {EVENT_STREAM} the stages as server-sent events, then it",
-            "content": {EVENT_STREAM: {}},
-        },
+        **responses(401, 403, 404, 409, 429, 503),
+        202: {"description": "The queued job; its URL is in Location"},
     },
 )
-async def explain_latent(
+def explain_latent(
     request: Request,
     run: RunDep,
     latent: LatentDep,
@@ -128,37 +77,96 @@ async def explain_latent(
     settings: SettingsDep,
     account: AccountDep,
 ) -> Any:
-    """A new LLM explanation of the latent, verified on its stored examples, compared with its
-    null, and saved (streamed stage by stage with ``Accept: text/event-stream``)."""
-    started = time.perf_counter()
-    client = _client(settings)
+    """Queue a new LLM explanation of the latent (a worker verifies it, compares it with its
+    null and saves it); the answer is the job, to follow at its URL."""
+    _check_llm(settings)
+    try:
+        latent_cases(session, run.id, latent.idx, latent.too_rare)
+    except NothingToExplain as exc:
+        raise HTTPException(409, str(exc)) from None
     check_rate(request, settings.llm_rate_limit_per_minute)
-    cases = _latent_cases(session, run.id, latent.idx, latent.too_rare)
-    earlier, pool = _null_material(session, run.id, run.version, latent.idx)
-    inputs = explain_job.ExplainInputs(
-        client=client,
-        cases=cases,
-        ctx=PromptContext(run.item_category, run.item_name, oneshot_kind(run.dataset)),
-        # N as the run recorded it: its stored examples are all the cases there are.
-        config=LLMConceptConfig(n=max(len(cases.construction), len(cases.verification), 1)),
-        deadline_s=settings.llm_explain_deadline_s,
-        earlier=earlier,
-        pool=pool,
-        null_size=WEB_NULL_SIZE,
-        seed=settings.llm_seed,
-        sessions=request.app.state.sessions,
-        row={"run_id": run.id, "account_id": account.id, "run_version": run.version},
-    )
-    held = await hold(request, session, account, settings)
-    # The reads are done: give the connection back while the LLM works (seconds); the job saves
-    # through its own session (docs/scaling.md, "Admission").
-    session.close()
-    job = explain_job.start(inputs, held, started)
-    assert job.task is not None
-    if EVENT_STREAM in request.headers.get("accept", ""):
-        return StreamingResponse(
-            job.events(),
-            media_type=EVENT_STREAM,
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    session.close()  # enqueue writes through its own transaction
+    sessions = request.app.state.sessions
+    try:
+        job_id = store.enqueue(
+            sessions, run.id, latent.idx, account.id, settings.llm_explains_per_hour
         )
-    return await job.task
+    except store.QuotaExceeded as exc:
+        raise quota_refusal(account.username, exc) from None
+    except store.JobExists as exc:
+        job = explain_job.read_job(sessions, exc.job_id)
+        state = job["state"] if job else "ended"
+        detail = (
+            f"Latent {latent.idx} already has an explanation job ({exc.job_id}, {state}); "
+            "wait for it to end or cancel it"
+        )
+        return JSONResponse({"detail": detail, "job": job}, status_code=409)
+    job = explain_job.read_job(sessions, job_id)
+    assert job is not None
+    return JSONResponse(job, status_code=202, headers={"Location": job["url"]})
+
+
+@router.get(
+    "/api/runs/{run_id}/latents/{idx}/job",
+    summary="The latent's newest explanation job",
+    responses=responses(404),
+)
+def latent_job(run: RunDep, latent: LatentDep, session: SessionDep) -> dict[str, Any]:
+    """``{"job": ...}``: the latent's newest explanation job in any state, or null."""
+    job = store.latest_for_latent(session, run.id, latent.idx)
+    return {"job": None if job is None else explain_job.job_json(session, job)}
+
+
+@router.get("/api/jobs/{job_id}", summary="An explanation job", responses=responses(404))
+def job_detail(job_id: int, session: SessionDep) -> dict[str, Any]:
+    """The job: state (queued / running / done / failed / cancelled), stage, k of n, elapsed
+    time, the reason it failed, and once done the saved explanation."""
+    return explain_job.job_json(session, _job_or_404(session, job_id))
+
+
+@router.get(
+    "/api/jobs/{job_id}/events",
+    summary="An explanation job's progress (server-sent events)",
+    responses={
+        **responses(404),
+        200: {"description": "stage events, then done, failed or cancelled",
+              "content": {EVENT_STREAM: {}}},
+    },
+)  # fmt: skip
+def job_events(job_id: int, request: Request, session: SessionDep) -> StreamingResponse:
+    """The job's row as server-sent events (``stage`` each half second, then ``done`` with the
+    saved explanation, ``failed`` with the reason or ``cancelled``)."""
+    _job_or_404(session, job_id)
+    session.close()
+    return StreamingResponse(
+        explain_job.events(request.app.state.sessions, job_id),
+        media_type=EVENT_STREAM,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post(
+    "/api/jobs/{job_id}/cancel",
+    summary="Cancel an explanation job",
+    responses=responses(401, 403, 404, 409),
+)
+def cancel_job(
+    job_id: int, request: Request, session: SessionDep, account: AccountDep
+) -> dict[str, Any]:
+    """Cancel a queued or running job: its owner or an admin (a running one stops at its
+    worker's next heartbeat, nothing saved)."""
+    job = _job_or_404(session, job_id)
+    if job.account_id != account.id and account.role != "admin":
+        raise HTTPException(
+            403, f"Only the account that asked for job {job_id} or an admin may cancel it"
+        )
+    session.close()
+    sessions = request.app.state.sessions
+    if not store.cancel(sessions, job_id):
+        state = explain_job.read_job(sessions, job_id)
+        raise HTTPException(
+            409, f"Job {job_id} has already ended ({state and state['state']}); nothing to cancel"
+        )
+    result = explain_job.read_job(sessions, job_id)
+    assert result is not None
+    return result

@@ -165,6 +165,10 @@ RULES: dict[tuple[str, str], tuple[Call, dict[str, int | str]]] = {
         lambda c: c.post(EXPLAIN),
         {"anonymous": 401, "annotator": 503, "admin": 503},  # 503: past the checks, no LLM
     ),
+    ("POST", "/api/jobs/{job_id}/cancel"): (
+        lambda c: c.post("/api/jobs/1/cancel"),
+        {"anonymous": 401, "annotator": 404, "admin": 404},  # 404: past the checks, no job
+    ),
     ("POST", "/api/runs/{run_id}/users/{idx}/steer"): (
         lambda c: c.post("/api/runs/fixture/users/0/steer", json={"edits": []}),
         {"anonymous": OPEN, "annotator": OPEN, "admin": OPEN},  # a read that takes a body

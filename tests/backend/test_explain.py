@@ -1,5 +1,6 @@
-"""POST /api/runs/{run}/latents/{idx}/explain: 503 without an LLM, 502 when it is unreachable,
-429 past the rate limit, and a verified, stored explanation against a scripted LLM."""
+"""POST /api/runs/{run}/latents/{idx}/explain queues a job (docs/jobs.md): 503 without an LLM,
+a failed job (no URL in its reason) when it is unreachable, 429 past the rate limit, and a
+verified, stored explanation against a scripted LLM once a worker did the job."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from core.store import reads
 from core.store.engine import session_factory
 from tests.backend.accounts import signed_in
 from tests.backend.factories import publish_fixture
+from tests.backend.jobs import explained, result
 from tests.worker.test_llm_client import Reply, chat_reply, closed_port_url, scripted
 
 __all__ = ["scripted"]
@@ -62,10 +64,11 @@ def test_unreachable_llm_is_502_without_its_url(
     fresh_settings: Settings, published: dict[str, Any]
 ) -> None:
     url = closed_port_url()
-    with app_client(fresh_settings, llm_base_url=url, llm_retries=0) as client:
-        response = client.post(URL)
-    assert response.status_code == 502
-    detail = response.json()["detail"]
+    settings = fresh_settings.model_copy(update={"llm_base_url": url, "llm_retries": 0})
+    with app_client(settings) as client:
+        job = explained(client, URL, settings)
+    assert job["state"] == "failed" and job["result"] is None
+    detail = job["error"]
     assert detail.startswith("The LLM server did not answer; nothing was saved")
     assert url.split("//")[1].split("/")[0] not in detail  # the LLM's address is internal
 
@@ -80,10 +83,9 @@ def test_explain_verifies_and_stores(
     fresh_settings: Settings, published: dict[str, Any], scripted: Callable
 ) -> None:
     server = scripted(level_by_parity(published))
-    with app_client(fresh_settings, llm_base_url=server.base_url) as client:
-        response = client.post(URL)
-    assert response.status_code == 200, response.text
-    body = response.json()
+    settings = fresh_settings.model_copy(update={"llm_base_url": server.base_url})
+    with app_client(settings) as client:
+        body = result(client, URL, settings)
     # expected eq. 4 from the fixture's stored examples: positives are verification cases
     examples = [e for e in published["examples"] if e["latent_idx"] == 0]
     pos = [e["predicted_item"] % 2 == 1 for e in examples if e["role"] == "verification"]
@@ -109,9 +111,11 @@ def test_rate_limit_is_429_with_retry_after(
     server = scripted(level_by_parity(published))
     settings = {"llm_base_url": server.base_url, "llm_rate_limit_per_minute": 2}
     with app_client(fresh_settings, **settings) as client:
-        codes = [client.post(URL).status_code for _ in range(2)]
+        codes = [client.post(URL).status_code]
+        client.post(f"/api/jobs/{client.get(URL[:-8] + '/job').json()['job']['id']}/cancel")
+        codes.append(client.post(URL).status_code)
         limited = client.post(URL)
-    assert codes == [200, 200]
+    assert codes == [202, 202]
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
     assert "at most 2 per minute" in limited.json()["detail"]

@@ -1,6 +1,7 @@
 """Issue 9 §2 with a real model: the live re-explanation against the bundled llama.cpp server
 (SmolLM2-135M, core.llm.server) records a null and decides "verified" with
-``core.reports.is_verified``, streamed stage by stage. SmolLM2's labels are weak, so this
+``core.reports.is_verified``, done by a worker as a job (docs/jobs.md) and streamed stage by
+stage from the job's row. SmolLM2's labels are weak, so this
 asserts the protocol and the decision, not the label's quality (temperature 0, seed 0: the
 same answers each run)."""
 
@@ -25,7 +26,7 @@ from core.store.writes import publish_run  # noqa: E402
 from tests.backend.accounts import signed_in  # noqa: E402
 from tests.backend.factories import fixture_rows  # noqa: E402
 from tests.backend.test_explain_null import NO_LIMITS  # noqa: E402
-from tests.backend.test_explain_progress import events  # noqa: E402
+from tests.backend.test_explain_progress import stream, worker_thread  # noqa: E402
 
 pytestmark = pytest.mark.llm
 
@@ -69,18 +70,22 @@ def test_live_explain_with_the_bundled_llm_records_a_null_and_decides_with_is_ve
             "llm_base_url": local_llm.base_url,
             "llm_concurrency": 2,
             "llm_timeout_s": 120.0,
-            "llm_explain_deadline_s": 600.0,  # a loaded 2-core machine: never the deadline here
+            "job_budget_min": 10.0,  # a loaded 2-core machine: never the budget here
         }
     )
     with TestClient(create_app(settings)) as client:
         signed_in(client, "annotator")
-        status, stream = events(client)
+        queued = client.post("/api/runs/fixture/latents/0/explain")
+        assert queued.status_code == 202, queued.text
+        with worker_thread(settings):
+            events = []
+            while not events or events[-1][0] == "stage":  # a stream lasts 25 s: reconnect
+                events += stream(client, queued.json()["events_url"])
         twin = client.get("/runs/fixture/latents/0.json").json()
-    assert status == 200
-    name, body = stream[-1]
+    name, body = events[-1]
     assert name == "done", body
     assert body["model"] == "local" and body["details"]["explanation_answers"]
-    stages = {data["stage"] for event, data in stream if event == "stage"}
+    stages = {data["stage"] for event, data in events if event == "stage"}
     if body["confidence"] is None:  # no label worth verifying: no null, never verified
         assert body["status"] in {"unparseable", "too_few_parsed", "degenerate"}, body
         assert "null" not in body["details"] and body["verified"] is False

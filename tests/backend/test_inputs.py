@@ -295,7 +295,9 @@ def test_openapi_documents_every_error_status_with_one_shape(client: TestClient)
     assert shape["required"] == ["detail"] and shape["properties"]["detail"]["type"] == "string"
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     expected_extra = {
-        "/api/runs/{run_id}/latents/{idx}/explain": {401, 403, 404, 409, 429, 502, 503, 504},
+        "/api/runs/{run_id}/latents/{idx}/explain": {401, 403, 404, 409, 429, 503},
+        "/api/jobs/{job_id}/cancel": {401, 403, 404, 409},
+        "/api/jobs/{job_id}": {404},
         "/api/runs/{run_id}/users/{idx}/steer": {401, 403, 404, 503},
         "/api/runs/{run_id}/segment/steer": {401, 403, 404, 503},
         "/api/runs/{run_id}/steer/latents": {404, 503},

@@ -147,6 +147,9 @@ WRITES: dict[tuple[str, str], Write] = {
     ("POST", "/api/runs/{run_id}/latents/{idx}/explain"): Write(
         "/api/runs/fixture/latents/0/explain", {}, SESSION, "annotator", 503  # no LLM here
     ),
+    ("POST", "/api/jobs/{job_id}/cancel"): Write(
+        "/api/jobs/1/cancel", {}, SESSION, "annotator", 404  # no job here (docs/jobs.md)
+    ),
     ("POST", "/api/runs/{run_id}/users/{idx}/steer"): Write(
         "/api/runs/fixture/users/0/steer", None, NONE, "anonymous", ANY, json={"edits": []}
     ),
@@ -319,6 +322,9 @@ READS: dict[tuple[str, str], tuple[str, str]] = {  # (method, path) -> (a URL, r
     ("GET", "/runs/{run_id}/latents/{idx}/neighbours"): (
         "/runs/fixture/latents/0/neighbours", PUBLIC,
     ),
+    ("GET", "/api/runs/{run_id}/latents/{idx}/job"): ("/api/runs/fixture/latents/0/job", PUBLIC),
+    ("GET", "/api/jobs/{job_id}"): ("/api/jobs/1", PUBLIC),
+    ("GET", "/api/jobs/{job_id}/events"): ("/api/jobs/1/events", PUBLIC),
     ("GET", "/login"): ("/login", PUBLIC),
     ("GET", "/api/me"): ("/api/me", PUBLIC),
     ("GET", "/invite/{token}.json"): ("/invite/{token}.json", PUBLIC),
