@@ -18,7 +18,7 @@ import typer
 from core.llm.client import LLMError
 from core.rundir import ArtifactError
 from core.settings import Settings
-from worker import cli_accounts, cli_import, cli_studies, cli_versions
+from worker import cli_accounts, cli_import, cli_jobs, cli_studies, cli_versions
 from worker.config import DEMO_DATA, STAGES, RunConfig, recommender_modules
 from worker.data.readers import READERS, DataFormatError
 from worker.errors import ConfigError
@@ -35,6 +35,7 @@ app.add_typer(cli_versions.app, name="versions")
 app.add_typer(cli_accounts.app, name="accounts")
 app.add_typer(cli_studies.app, name="studies")
 app.command("import")(cli_import.import_model)
+app.command("worker")(cli_jobs.worker)
 
 DEMO_MODELS = ("bprmf", "sasrec")
 DEMO_LLM_LATENTS = 6  # LLM concepts per demo model on the bundled SmolLM2: ~2 min each here
@@ -302,9 +303,10 @@ def demo(
         typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API: http://{host}:{port}/docs)")
         if not serve_only:
             typer.echo("the demo pipelines run behind it; the home page shows their progress")
+        # no line per request: the home page polls while the pipelines log to this terminal
         _serve(
             host, port, settings=settings, read_only=read_only,
-            beside=[] if serve_only else [pipelines],
+            beside=[] if serve_only else [pipelines], access_log=serve_only,
         )  # fmt: skip
 
 
@@ -356,9 +358,11 @@ def _serve(
     settings: Settings | None = None,
     read_only: bool = False,
     beside: Sequence[Sequence[str]] = (),
+    access_log: bool = True,
 ) -> None:
     """Start the backend by its import string (``python -m backend.serve``) in a child process,
-    and the commands ``beside`` (the demo's pipelines) once it listens.
+    and the commands ``beside`` (the demo's pipelines) and, unless read-only, one ``recsae
+    worker`` (the explorer's LLM jobs, docs/jobs.md) once it listens.
 
     The worker never imports the backend (docs/architecture.md); ``settings`` reach the
     children as the ``RECSAE_*`` variables they read, as every server process of the explorer
@@ -372,6 +376,9 @@ def _serve(
         env.update(settings.as_environment())
     cmd = [sys.executable, "-m", "backend.serve", "--host", host, "--port", str(port),
            "--workers", str(workers)] + (["--read-only"] if read_only else [])  # fmt: skip
+    cmd += [] if access_log else ["--no-access-log"]
+    if not read_only:  # one `recsae worker` does the explorer's LLM jobs (docs/jobs.md)
+        beside = [cli_jobs.WORKER_COMMAND, *beside]
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
     children = [server]
 
