@@ -13,7 +13,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import safe_text
-from core.reports import details_null_n, details_null_p95, details_null_p_any, verdict
+from core.reports import (
+    VERDICT_DEGENERATE,
+    VERDICTS,
+    details_null_n,
+    details_null_p95,
+    details_null_p_any,
+    verdict,
+)
 from core.store.schema import Account, Concept, Run, Study, StudyAnnotator, StudyItem
 from core.study_errors import StudyError, StudyNotFound
 from core.study_reads import examples_shown
@@ -21,6 +28,7 @@ from core.study_reads import examples_shown
 METHODS = {"tfidf": ("tfidf",), "llm": ("llm",), "both": ("tfidf", "llm")}
 DEFAULT_SIZE, DEFAULT_MIN_CONFIDENCE, DEFAULT_METHODS = 100, 0.8, "both"
 MAX_SIZE = 5000
+CANDIDATES_SHOWN = 300  # the designer's filter lists at most this many latents (page weight)
 
 
 def _best_concepts(session: Session, run: Run, methods: tuple[str, ...], minimum: float) -> dict:
@@ -40,6 +48,48 @@ def _best_concepts(session: Session, run: Run, methods: tuple[str, ...], minimum
     for concept in rows:
         best.setdefault(concept.latent_idx, {}).setdefault(concept.method, concept)
     return best
+
+
+def candidates(
+    session: Session,
+    run_id: str,
+    *,
+    methods: str = DEFAULT_METHODS,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    text: str = "",
+    verdict_code: str | None = None,
+    limit: int = CANDIDATES_SHOWN,
+) -> tuple[list[dict[str, Any]], int]:
+    """The designer's filter (docs/method.md §5): the latents a study of ``methods`` at
+    ``min_confidence`` may rate, each with the concepts :func:`create_study` would take (its
+    best per method), narrowed to latents with one such concept whose text contains ``text``
+    (case-insensitive) and, given ``verdict_code`` (``core.reports.VERDICTS``), whose verdict is
+    that. Latent order; at most ``limit`` rows, and how many match."""
+    if methods not in METHODS:
+        raise StudyError(f"methods must be one of {', '.join(METHODS)}, not {methods!r}")
+    if verdict_code is not None and verdict_code not in VERDICTS:
+        raise StudyError(f"a verdict is one of {', '.join(VERDICTS)}, not {verdict_code!r}")
+    run = session.get(Run, run_id)
+    if run is None:
+        raise StudyNotFound(f"unknown run {run_id!r}")
+    wanted = text.strip().casefold()
+    rows: list[dict[str, Any]] = []
+    best = _best_concepts(session, run, METHODS[methods], min_confidence)
+    for idx in sorted(best):
+        concepts = []
+        for method in METHODS[methods]:
+            c = best[idx].get(method)
+            if c is not None:
+                code = verdict(c.confidence, c.details, c.status == VERDICT_DEGENERATE)
+                concepts.append(
+                    {"method": method, "text": c.text, "confidence": c.confidence, "verdict": code}
+                )
+        if any(
+            wanted in c["text"].casefold() and verdict_code in (None, c["verdict"])
+            for c in concepts
+        ):
+            rows.append({"latent": idx, "concepts": concepts})
+    return rows[:limit], len(rows)
 
 
 def _check_params(size: int, min_confidence: float, methods: str, name: str) -> None:

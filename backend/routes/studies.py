@@ -10,17 +10,20 @@ keys (1–4 rate, S skip, Backspace back).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from backend import urls
 from backend.auth import AccountDep, AdminDep
-from backend.deps import DB_INT_MAX, Context, SessionDep, page
+from backend.deps import DB_INT_MAX, TEXT_FILTER_MAX, Context, SessionDep, page
 from backend.errors import responses
-from core import studies, study_reads
+from backend.nulls import VERDICT_TEXT
+from core import studies, study_design, study_reads
+from core.reports import VERDICTS
 from core.store import reads
 from core.store.schema import Account, Run, Study, StudyItem
 
@@ -80,21 +83,76 @@ def study_row(study: Study, current: int | None = None) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@page(router, "/studies", "studies.html", name="studies", responses=responses(403))
-def study_list(account: AccountDep, session: SessionDep) -> Context:
-    """Studies: every study for admins, one's assigned studies for annotators."""
+def _designer(
+    session: SessionDep, run: str, q: str, methods: str, verdict: str, min_confidence: float
+) -> dict[str, Any]:
+    """The designer's filter (docs/method.md §5): what was asked and, once a run is chosen, the
+    latents that match (each with the concepts a study would rate) — ticked boxes of the form."""
+    asked = {"run": run, "q": q, "methods": methods, "verdict": verdict,
+             "min_confidence": min_confidence}  # fmt: skip
+    if not run:
+        return {"filter": asked, "candidates": None, "matched": 0, "shown": 0}
+    try:
+        rows, matched = study_design.candidates(
+            session, run, methods=methods, min_confidence=min_confidence, text=q,
+            verdict_code=verdict or None,
+        )  # fmt: skip
+    except (studies.StudyError, studies.StudyNotFound) as exc:
+        raise _study_error(exc) from exc
+    for row in rows:
+        row["url"] = urls.latent(run, row["latent"])
+        for c in row["concepts"]:
+            c["verdict_text"] = VERDICT_TEXT.get(c["verdict"]) if c["verdict"] else None
+    return {"filter": asked, "candidates": rows, "matched": matched, "shown": len(rows)}
+
+
+# core.reports.VERDICTS, or empty for any (tests/backend/test_study_designer.py checks they agree)
+Verdict = Literal["", "verified", "not_over_null", "below", "no_null", "degenerate"]
+
+
+@page(router, "/studies", "studies.html", name="studies", responses=responses(403, 404))
+def study_list(
+    account: AccountDep,
+    session: SessionDep,
+    run: Annotated[
+        str, Query(max_length=64, description="designer (admins): the run whose latents to find")
+    ] = "",
+    q: Annotated[
+        str, Query(max_length=TEXT_FILTER_MAX, description="designer: substring of a concept")
+    ] = "",
+    methods: Annotated[
+        Literal["tfidf", "llm", "both"], Query(description="designer: whose concepts are rated")
+    ] = studies.DEFAULT_METHODS,  # type: ignore[assignment]
+    verdict: Annotated[
+        Verdict,
+        Query(
+            description="designer: only latents with a concept of this verdict "
+            "(docs/method.md §1.11); empty: any"
+        ),
+    ] = "",
+    min_confidence: Annotated[
+        float, Query(ge=0, le=1, description="designer: the concepts' confidence floor")
+    ] = studies.DEFAULT_MIN_CONFIDENCE,
+) -> Context:
+    """Studies: every study for admins, one's assigned studies for annotators. Admins also get
+    the study designer: a filter (run, concept text, methods, verdict, confidence) whose matching
+    latents the new study's form rates, ticked (docs/method.md §5)."""
     rows = study_reads.visible_studies(session, account)
-    versions = {run.id: run.version for run in reads.list_runs(session)}
+    versions = {r.id: r.version for r in reads.list_runs(session)}
+    is_admin = account.role == "admin"
+    designer = _designer(session, run, q, methods, verdict, min_confidence) if is_admin else {}
     return {
         "studies": [study_row(s, versions.get(s.run_id)) for s in rows],
-        "is_admin": account.role == "admin",
-        "runs": reads.run_ids(session) if account.role == "admin" else [],
+        "is_admin": is_admin,
+        "runs": reads.run_ids(session) if is_admin else [],
         "defaults": {
             "size": studies.DEFAULT_SIZE,
             "min_confidence": studies.DEFAULT_MIN_CONFIDENCE,
             "methods": studies.DEFAULT_METHODS,
         },
         "methods": list(studies.METHODS),
+        "verdicts": [{"code": code, "text": VERDICT_TEXT[code]} for code in VERDICTS],
+        "designer": designer,
         "error": None,
     }
 
@@ -247,10 +305,25 @@ async def create_study(
             "instead of a random sample; empty: a random sample of size",
         ),
     ] = "",
+    pick: Annotated[
+        list[Annotated[int, Field(ge=0, le=DB_INT_MAX)]] | None,
+        Form(description="latents ticked in the designer's filter (rated with those listed)"),
+    ] = None,
+    from_filter: Annotated[
+        bool, Form(description="the form lists the filter's latents: rate the ticked ones")
+    ] = False,
 ) -> Response:
     sessions = request.app.state.sessions
     names = [a.strip() for a in annotators.replace("\n", ",").split(",") if a.strip()]
     listed = _latent_list(latents)
+    if from_filter or pick:
+        listed = list(dict.fromkeys([*(listed or []), *(pick or [])]))
+        if not listed:
+            raise HTTPException(
+                400,
+                "no latent is ticked: tick the latents to rate, list them under Chosen latents, "
+                "or find latents again (a study without a filter samples at random)",
+            )
     try:
         study_id = await run_in_threadpool(
             lambda: studies.create_study(
