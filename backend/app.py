@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             swagger_ui_parameters={"validatorUrl": None},
         )
 
+    app.include_router(steer.api_router)  # first: the hot steering POSTs (backend/routes/steer.py)
     for module in (runs, latents, find, items, steer, explain, auth, invites):
         app.include_router(module.router)
     app.include_router(studies_router)

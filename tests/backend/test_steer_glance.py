@@ -309,3 +309,36 @@ def test_real_steer_marks_match_the_diff(client: TestClient, engine: SteeringEng
     assert (
         'id="base-list"' in html and 'id="steered-list"' in html and "<details><summary" not in html
     )
+
+
+def test_the_steering_posts_are_the_first_routes_tried(
+    client: TestClient, built: tuple[Settings, SyntheticRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot API path is matched by the first route the app tries (backend/routes/steer.py,
+    ``api_router``), not after every page's route; the reference: FastAPI's own route matching,
+    counted."""
+    from fastapi import routing
+
+    context = getattr(routing, "_EffectiveRouteContext", None)
+    if context is None:
+        pytest.skip("this FastAPI matches routes another way")
+    tried: list[str] = []
+    real = context.matches
+
+    def counting(self: Any, scope: Any) -> Any:
+        tried.append(getattr(self, "path_format", "?"))
+        return real(self, scope)
+
+    monkeypatch.setattr(context, "matches", counting)
+    user = int(built[1].test_users[0])
+    r = client.post(f"/api/runs/{RUN}/users/{user}/steer", json={"edits": []})
+    assert r.status_code == 200, r.text
+    # (FastAPI may try a route twice: once to pick the router, once inside it)
+    assert set(tried) == {"/api/runs/{run_id}/users/{idx}/steer"}
+    tried.clear()
+    r = client.post(f"/api/runs/{RUN}/segment/steer", json={"edits": [{"latent": 0, "value": 2}]})
+    assert r.status_code == 200, r.text
+    assert set(tried) == {
+        "/api/runs/{run_id}/users/{idx}/steer",
+        "/api/runs/{run_id}/segment/steer",
+    }
