@@ -20,7 +20,8 @@ this checkout's (each building its run with its own code), and the JSON gets ``b
 every round and the ratios (this / baseline)::
 
     git worktree add /tmp/wt-3ae560f 3ae560f
-    .venv/bin/python benchmarks/steer.py --baseline /tmp/wt-3ae560f --over-rate 1500
+    .venv/bin/python benchmarks/steer.py --baseline /tmp/wt-3ae560f --over-rate 1500 \
+        --baseline-python /tmp/venv-3ae560f/bin/python   # 3ae560f also needs swagger-ui-bundle
 
 The run is :func:`tests.backend.synthetic_run.make_run` (planted tag concepts, artifacts +
 database rows), the same factory the steering tests build their fixture run with.
@@ -223,7 +224,7 @@ async def _overload(base: str, run_id: str, bodies: list, rate: float, seconds: 
     }
 
 
-def _build(repo: Path, data_dir: Path, url: str, args: argparse.Namespace) -> str:
+def _build(repo: Path, python: str, data_dir: Path, url: str, args: argparse.Namespace) -> str:
     """Migrate and publish the synthetic run with ``repo``'s own code (an older checkout has its
     own schema and factory); returns the run's id."""
     if repo == REPO:
@@ -253,17 +254,18 @@ make_run(Path({str(data_dir)!r}), session_factory({url!r}), "bench", {args.items
          64, {args.latents}, {args.k}, seed={args.seed})
 """
     env = {**os.environ, "PYTHONPATH": str(repo)}
-    subprocess.run([sys.executable, "-c", script], cwd=repo, env=env, check=True)
+    subprocess.run([python, "-c", script], cwd=repo, env=env, check=True)
     return "bench"
 
 
-def measure(repo: Path, args: argparse.Namespace, bodies: list) -> dict[str, Any]:
-    """One round: a fresh run built and served by ``repo``'s code, then the loops."""
+def measure(repo: Path, python: str, args: argparse.Namespace, bodies: list) -> dict[str, Any]:
+    """One round: a fresh run built and served by ``repo``'s code (run by ``python``), then the
+    loops."""
     with tempfile.TemporaryDirectory(prefix="steer-bench-") as tmp:
         data_dir = Path(tmp)
         url = f"sqlite:///{data_dir / 'recsae.db'}"
         t = time.perf_counter()
-        run_id = _build(repo, data_dir, url, args)
+        run_id = _build(repo, python, data_dir, url, args)
         build_s = time.perf_counter() - t
         port = free_port()
         env = {
@@ -277,7 +279,7 @@ def measure(repo: Path, args: argparse.Namespace, bodies: list) -> dict[str, Any
             "MKL_NUM_THREADS": "1",
         }
         cmd = [
-            sys.executable, "-m", "backend.serve", "--host", "127.0.0.1", "--port", str(port),
+            python, "-m", "backend.serve", "--host", "127.0.0.1", "--port", str(port),
             "--workers", str(args.workers), "--no-access-log",
         ]  # fmt: skip
         server = subprocess.Popen(cmd, cwd=repo, env=env)
@@ -374,6 +376,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="a checkout of older code (git worktree add /tmp/wt-3ae560f 3ae560f): rounds "
         "alternate baseline / this code (--rounds pairs) with the same client",
     )  # fmt: skip
+    p.add_argument(
+        "--baseline-python", default=sys.executable,
+        help="the interpreter of the baseline (its own dependencies), default this one",
+    )  # fmt: skip
     p.add_argument("--rounds", type=int, default=2, help="baseline/current pairs")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -385,18 +391,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
 
     bodies = _bodies(4096, args.users, args.latents, args.seed)
-    order = [REPO] if args.baseline is None else [args.baseline.resolve(), REPO] * args.rounds
-    rounds = []
-    for repo in order:
-        rounds.append(measure(repo, args, bodies))
+    current = (REPO, sys.executable)
+    order = [current]
+    if args.baseline is not None:
+        order = [(args.baseline.resolve(), args.baseline_python), current] * args.rounds
+    rounds = [measure(repo, python, args, bodies) for repo, python in order]
     print(
         f"run: {args.items:,} items, {args.users:,} users, {args.latents} latents, k={args.k}; "
         f"uvicorn workers={args.workers}; load average {os.getloadavg()[0]:.1f}"
     )
     for i, r in enumerate(rounds):
         _table(f"round {i + 1}", r, args)
-    current = [r for r in rounds if r["code"] == str(REPO)]
-    last = current[-1]
+    mine = [r for r in rounds if r["code"] == str(REPO)]
+    last = mine[-1]
     seq_r, open_r, closed_r = last["sequential"], last["open_loop"], last["closed_loop"]
     targets = {
         "p99_lt_25ms": open_r["p99_ms"] < 25,
@@ -434,10 +441,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for r in rounds
             ],
             "closed_rps_ratio": round(
-                mean(current, "closed_loop", "rps") / mean(base, "closed_loop", "rps"), 3
+                mean(mine, "closed_loop", "rps") / mean(base, "closed_loop", "rps"), 3
             ),
             "sequential_p50_ratio": round(
-                mean(current, "sequential", "p50_ms") / mean(base, "sequential", "p50_ms"), 3
+                mean(mine, "sequential", "p50_ms") / mean(base, "sequential", "p50_ms"), 3
             ),
         }  # fmt: skip
         print(f"ratio to {args.baseline} (this / baseline, mean of the rounds): "
