@@ -342,13 +342,21 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (steering is CPU-bound).")] = 1,
     read_only: ReadOnly = False,
+    job_worker: Annotated[
+        bool,
+        typer.Option(
+            "--job-worker/--no-job-worker",
+            help="Start one `recsae worker` beside the server for 'Explain with the LLM' "
+            "(--no-job-worker: they run elsewhere, e.g. compose's jobs service).",
+        ),
+    ] = True,
 ) -> None:
-    """Serve the explorer (FastAPI) on the configured database."""
+    """Serve the explorer (FastAPI) on the configured database, with one job worker beside it."""
     from core.settings import get_settings
 
     cli_accounts.check_public_host(host, get_settings(), read_only)
     typer.echo(f"RecSAE Explorer on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
-    _serve(host, port, workers=workers, read_only=read_only)
+    _serve(host, port, workers=workers, read_only=read_only, job_worker=job_worker)
 
 
 def _serve(
@@ -359,10 +367,11 @@ def _serve(
     read_only: bool = False,
     beside: Sequence[Sequence[str]] = (),
     access_log: bool = True,
+    job_worker: bool = True,
 ) -> None:
     """Start the backend by its import string (``python -m backend.serve``) in a child process,
-    and the commands ``beside`` (the demo's pipelines) and, unless read-only, one ``recsae
-    worker`` (the explorer's LLM jobs, docs/jobs.md) once it listens.
+    and the commands ``beside`` (the demo's pipelines) and, with ``job_worker`` unless read-only,
+    one ``recsae worker`` (the explorer's LLM jobs, docs/jobs.md) once it listens.
 
     The worker never imports the backend (docs/architecture.md); ``settings`` reach the
     children as the ``RECSAE_*`` variables they read, as every server process of the explorer
@@ -377,7 +386,7 @@ def _serve(
     cmd = [sys.executable, "-m", "backend.serve", "--host", host, "--port", str(port),
            "--workers", str(workers)] + (["--read-only"] if read_only else [])  # fmt: skip
     cmd += [] if access_log else ["--no-access-log"]
-    if not read_only:  # one `recsae worker` does the explorer's LLM jobs (docs/jobs.md)
+    if job_worker and not read_only:  # one `recsae worker`: the LLM jobs (docs/jobs.md)
         beside = [cli_jobs.WORKER_COMMAND, *beside]
     server = subprocess.Popen(cmd, env=env, start_new_session=True)
     children = [server]
