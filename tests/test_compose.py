@@ -69,7 +69,7 @@ def services() -> dict[str, Any]:
 
 def test_compose_has_the_design_cards_services_and_volumes() -> None:
     data = compose()
-    assert set(data["services"]) == {"db", "migrate", "worker", "backend", "llm"}
+    assert set(data["services"]) == {"db", "migrate", "worker", "jobs", "backend", "llm"}
     assert {"pgdata", "artifacts"} <= set(data["volumes"])
     s = data["services"]
     assert s["db"]["image"].startswith("postgres:")
@@ -81,6 +81,9 @@ def test_compose_has_the_design_cards_services_and_volumes() -> None:
     assert s["worker"]["command"][:2] == ["recsae", "run"]
     assert "artifacts:/var/recsae" in s["worker"]["volumes"]  # the worker writes versions
     assert "artifacts:/var/recsae:ro" in s["backend"]["volumes"]  # the explorer only reads them
+    # the explorer's LLM jobs (docs/jobs.md): a service of their own, not the server's child
+    assert s["jobs"]["command"] == ["recsae", "worker"] and s["jobs"]["restart"] == "unless-stopped"
+    assert "--no-job-worker" in s["backend"]["command"][-1]
     assert s["llm"]["profiles"] == ["llm"]  # optional
     llm_command = " ".join(s["llm"]["command"])
     assert "--model /models/" in llm_command and "--host 0.0.0.0" in llm_command
@@ -91,7 +94,7 @@ def test_compose_has_the_design_cards_services_and_volumes() -> None:
 def test_compose_backend_waits_for_a_healthy_db_and_a_finished_migration() -> None:
     s = services()
     assert s["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
-    for name in ("backend", "worker"):
+    for name in ("backend", "worker", "jobs"):
         assert s[name]["depends_on"] == {
             "db": {"condition": "service_healthy"},
             "migrate": {"condition": "service_completed_successfully"},
