@@ -19,6 +19,7 @@ from worker.interpret.output_check import (
     OutputCheckConfig,
     output_check,
     paired_bootstrap,
+    resample_counts,
     summary,
 )
 
@@ -115,13 +116,15 @@ def test_the_interval_is_of_the_paired_change() -> None:
     rng = np.random.default_rng(0)
     before = rng.uniform(0, 1, 200)  # widely spread levels, the same small change for everyone
     changes = np.stack([np.full(200, 0.1), before * 0 - 0.1])
-    (b_lo, b_hi), (s_lo, s_hi) = paired_bootstrap(changes, 1000, np.random.default_rng(1))
+    (b_lo, b_hi), (s_lo, s_hi) = paired_bootstrap(changes, resample_counts(200, 1000, 1))
     assert (b_lo, b_hi) == pytest.approx((0.1, 0.1)) and (s_lo, s_hi) == pytest.approx((-0.1, -0.1))
     noisy = rng.normal(0.05, 0.2, size=(1, 300))
-    ((lo, hi),) = paired_bootstrap(noisy, 2000, np.random.default_rng(2))
-    ref = stats.bootstrap((noisy[0],), np.mean, n_resamples=2000, method="percentile",
+    ((lo, hi),) = paired_bootstrap(noisy, resample_counts(300, 4000, 2))
+    ref = stats.bootstrap((noisy[0],), np.mean, n_resamples=4000, method="percentile",
                           random_state=3).confidence_interval  # fmt: skip
     assert lo == pytest.approx(ref.low, abs=0.01) and hi == pytest.approx(ref.high, abs=0.01)
+    counts = resample_counts(50, 100, 7)
+    assert counts.shape == (100, 50) and (counts.sum(axis=1) == 50).all()
 
 
 def test_summary_counts_verified_concepts_only() -> None:

@@ -17,7 +17,8 @@ for all users and each latent adds one outer product per scale.
 Per user u the concept's share of the top 10 is ``#{i ∈ top10 : c ∈ tok(i)} / 10`` (presence as
 in Table 8: every token of c among the item's verification tokens). The changes boosted − before
 and suppressed − before are paired by user; one percentile bootstrap over users (the same
-resampled users for both) gives their 95% intervals. Verdict: ``confirmed`` when boosting raises
+resampled users for both, and for every check on the same users, seeded with the run's seed)
+gives their 95% intervals. Verdict: ``confirmed`` when boosting raises
 the share and suppressing lowers it, both intervals excluding 0; ``too_few`` when fewer than
 ``min_users`` users could be used at all; ``refuted`` otherwise.
 """
@@ -51,11 +52,19 @@ def concept_masks(
 ) -> np.ndarray:
     """[n_items, len(texts)] bool: every token of the text is among the item's tokens (a text
     with no token is present nowhere; the steering engine's ``concept_mask`` test)."""
+    postings: dict[str, list[int]] = {}
+    for i, toks in enumerate(item_tokens):
+        for t in toks:
+            postings.setdefault(t, []).append(i)
     out = np.zeros((len(item_tokens), len(texts)), dtype=bool)
     for j, text in enumerate(texts):
         tokens = set(analyze(text))
         if tokens:
-            out[:, j] = [tokens <= toks for toks in item_tokens]
+            out[:, j] = True
+            for t in tokens:
+                has = np.zeros(len(item_tokens), dtype=bool)
+                has[postings.get(t, [])] = True
+                out[:, j] &= has
     return out
 
 
@@ -65,14 +74,17 @@ def _top(scores: np.ndarray, top: int) -> np.ndarray:
     return np.argpartition(scores, kth, axis=1)[:, kth:]
 
 
-def paired_bootstrap(
-    changes: np.ndarray, n_resamples: int, rng: np.random.Generator
-) -> list[tuple[float, float]]:
-    """95% percentile intervals of the mean of each row of ``changes`` [m, n], resampling the
-    n users once for all rows (paired: one draw of users serves every row)."""
-    n = changes.shape[1]
-    draws = rng.integers(0, n, size=(n_resamples, n))
-    means = changes[:, draws].mean(axis=2)  # [m, n_resamples]
+def resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
+    """[n_resamples, n] how often each of n users is drawn in each bootstrap resample (n draws
+    with replacement), seeded by (seed, n): every check on the same n users shares them."""
+    rng = np.random.default_rng([seed, n])
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(np.float64)
+
+
+def paired_bootstrap(changes: np.ndarray, counts: np.ndarray) -> list[tuple[float, float]]:
+    """95% percentile intervals of the mean of each row of ``changes`` [m, n] over the resamples
+    ``counts`` [B, n] (:func:`resample_counts`): one draw of users serves every row (paired)."""
+    means = changes @ counts.T / changes.shape[1]  # [m, B]
     lo, hi = np.percentile(means, [2.5, 97.5], axis=1)
     return [(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
@@ -121,6 +133,7 @@ def output_check(
     cols = np.concatenate([np.asarray(k, np.int64) for k in known_items]) if U else rows
     scores0[rows, cols] = -np.inf  # the user's history is never recommended
     top0 = _top(scores0, config.top)  # [U, top]
+    counts: dict[int, np.ndarray] = {}  # bootstrap resamples per number of users
     scales = np.array([config.scale, -config.scale], dtype=np.float32)
     out: dict[int, dict[str, Any]] = {}
     for j, lat in enumerate(latents):
@@ -152,8 +165,10 @@ def output_check(
             steered = scores0[users] + delta[s][:, None] * effect[None, :]
             shares[s] = mask[_top(steered, config.top)].mean(axis=1)
         changes = shares - before[None, :]  # [2, b]: boosted - before, suppressed - before
-        rng = np.random.default_rng([config.seed, lat])
-        (b_lo, b_hi), (s_lo, s_hi) = paired_bootstrap(changes, config.n_resamples, rng)
+        n = len(users)
+        if n not in counts:
+            counts[n] = resample_counts(n, config.n_resamples, config.seed)
+        (b_lo, b_hi), (s_lo, s_hi) = paired_bootstrap(changes, counts[n])
         confirmed = b_lo > 0 and s_hi < 0
         record |= {
             "verdict": CONFIRMED if confirmed else REFUTED,
