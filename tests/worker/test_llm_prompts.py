@@ -164,3 +164,36 @@ def test_an_unknown_bundled_name_lists_the_known_ones() -> None:
     with pytest.raises(FileNotFoundError, match="does not exist") as info:
         resolve_model("qwen-99b")
     assert all(name in str(info.value) for name in BUNDLED)
+
+
+def test_the_pipeline_takes_few_shot_examples_from_verified_tfidf_concepts_only() -> None:
+    """worker/stages/explain_llm.py: a latent is an example only when its TF-IDF concept has a
+    confidence >= 0.8 *and* a null rejecting at 5% over >= 19 draws (core.reports.is_verified)."""
+    from types import SimpleNamespace
+
+    from worker.interpret.tfidf import TfidfConcept
+    from worker.stages.explain_llm import fewshot_examples
+
+    def concept(latent: int, text: str, conf: float | None, p: float, n: int) -> TfidfConcept:
+        return TfidfConcept(latent, text, [], conf, "verified", {"null": {"p": p, "n": n}})
+
+    concepts = [
+        concept(0, "horror", 0.9, 0.01, 19),  # verified
+        concept(1, "comedy", 0.9, 0.20, 19),  # confident, but its null does not reject
+        concept(2, "war", 0.9, 0.01, 5),  # a null too small to test at 5%
+        concept(3, "drama", 0.6, 0.01, 19),  # below 0.8
+        concept(4, "crime", 0.85, 0.03, 40),  # verified
+        concept(5, "", None, 1.0, 0),  # no concept
+    ]
+    run = SimpleNamespace(
+        interpretation=SimpleNamespace(sae=SimpleNamespace(concepts=concepts)),
+        config=SimpleNamespace(seed=3),
+    )
+    items = ItemLookup(TITLES, GENRES, TEXTS)
+    cases = [LatentCases.from_ids(i, items, [([2], 0, 9), ([3], 1, 8)], [], []) for i in range(6)]
+    shots = fewshot_examples(run, cases, CTX, n=2)  # type: ignore[arg-type]
+    assert [(s.latent_id, s.explanation) for s in shots] == [
+        (0, "horror movies"),
+        (4, "crime movies"),
+    ]
+    assert shots[0].vocabulary == ("horror", "creepy") and len(shots[0].cases) == 2
