@@ -1,6 +1,7 @@
 """The study designer in a real browser (docs/method.md §5): an admin finds latents by concept
 text, methods and confidence floor, unticks one of those found, and creates the study from the
-rest; the study page lists exactly the ticked latents. Expected latents come from the factory's
+rest; the study page lists exactly the ticked latents. axe-core finds no serious or critical
+violation on the designer with its list. Expected latents come from the factory's
 rules (tests/backend/factories.py)."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pytest
 from core.settings import Settings
 from tests.backend.accounts import PASSWORD, create_account
 from tests.backend.factories import CONCEPTS, tfidf_confidence
+from tests.e2e.test_axe import AXE
 
 pytestmark = pytest.mark.browser
 N_LATENTS = 20  # the factory run's
@@ -49,6 +51,8 @@ def test_admin_filters_latents_and_creates_a_study_from_the_ticked(
     assert boxes.evaluate_all("els => els.map(e => [e.value, e.checked])") == [
         [str(i), True] for i in HORROR
     ]
+    page.add_script_tag(url="/static/vendor/axe.min.js")  # every control labelled, and more
+    assert page.evaluate(AXE) == []
 
     page.get_by_label("rate latent #5").uncheck()
     page.fill('form.new-study input[name="name"]', "horror picks")
