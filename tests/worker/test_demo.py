@@ -87,3 +87,27 @@ def test_a_failing_run_says_why_and_the_other_goes_on(
     failed = progress[b]
     assert failed.state == "failed" and failed.steps[failed.current].stage == "train_sae"
     assert failed.error == "RuntimeError: the SAE diverged (a stand-in failure)"
+
+
+def test_ctrl_c_leaves_the_run_stopped_at_its_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or SIGTERM, which ``recsae demo-pipelines`` turns into it) mid-stage: the progress
+    file says stopped at that step, and the demo ends there (no other run starts)."""
+    settings = Settings(data_dir=tmp_path)
+    calls: list[Call] = []
+    pipeline = list(_fake_pipeline(calls))
+
+    def interrupted(r: Run) -> None:
+        raise KeyboardInterrupt
+
+    pipeline[STAGES.index("record")] = ("record", interrupted)
+    monkeypatch.setattr(worker.pipeline, "PIPELINE", tuple(pipeline))
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(_configs(), settings, log=lambda _: None)
+    progress = {p.run_id: p for p in read_progress(tmp_path)}
+    b = progress["ml-latest-small-bprmf"]
+    assert b.state == "stopped" and b.steps[b.current].stage == "record"
+    assert b.error is not None and "stopped (Ctrl-C or SIGTERM)" in b.error
+    assert progress["ml-latest-small-sasrec"].state == "queued"  # never started
+    assert all(run == "ml-latest-small-bprmf" for run, _, _ in calls)
