@@ -269,7 +269,7 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
         with database(engine, data_dir) as url:
             study_id, n_items, people = build(url, args)
             settings = Settings(data_dir=data_dir, database_url=url)
-            with server(settings, args.workers) as base:
+            with server(settings, args.workers, repo=args.server_repo) as base:
                 start = threading.Barrier(len(people))
 
                 def one(k: int) -> dict[str, Any]:
@@ -373,6 +373,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parts", action="store_true", help="time a rating's parts, one client")
+    p.add_argument(
+        "--server-repo", type=Path, default=REPO,
+        help="serve with the code of this checkout (e.g. a git worktree of an older commit)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.rounds < 2 and not args.parts:
         p.error(f"--rounds {args.rounds}: use 2 or more, or nothing is re-rated")

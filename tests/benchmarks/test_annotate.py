@@ -25,9 +25,9 @@ Key = tuple[int, int]
 
 
 @contextmanager
-def in_process_server(settings: Settings, workers: int) -> Iterator[str]:
+def in_process_server(settings: Settings, workers: int, **_: Any) -> Iterator[str]:
     """The app served by uvicorn in a thread of this process (so a monkeypatched store is the
-    one it writes through); stands in for benchmarks/load.py's ``server``."""
+    one it writes through); stands in for benchmarks/common.py's ``server``."""
     import uvicorn
 
     from backend.app import create_app
