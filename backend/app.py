@@ -23,6 +23,7 @@ from backend.deps import STATIC_DIR
 from backend.routes import auth, explain, find, invites, items, latents, runs, steer
 from backend.routes.lenses import router as lenses_router  # map, neighbours
 from backend.routes.studies import router as studies_router  # human evaluation
+from backend.routes.study_designer import router as study_designer_router  # list, new study
 from backend.routes.study_results import router as study_results_router
 from backend.steering.cache import DATA_DIR, freeze_heap
 from core.settings import Settings, get_settings
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (runs, latents, find, items, steer, explain, auth, invites):
         app.include_router(module.router)
     app.include_router(studies_router)
+    app.include_router(study_designer_router)
     app.include_router(study_results_router)
     app.include_router(lenses_router)
     assets.install(app, STATIC_DIR, PLOTLY_JS)  # last: its gzip layer wraps all the others

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from backend.app import create_app
-from backend.routes.studies import Verdict
+from backend.routes.study_designer import Verdict
 from core import study_design
 from core.reports import VERDICTS
 from core.settings import Settings
