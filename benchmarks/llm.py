@@ -171,6 +171,12 @@ def timed(
     return out, time.perf_counter() - start, client
 
 
+def _labels(concepts: list[LLMConcept]) -> int:
+    """Distinct labels that may enter a null (core.llm.null: no degenerate one, no repeat)."""
+    return len({" ".join(c.text.lower().split()) for c in concepts
+                if c.text and c.status != "degenerate"})  # fmt: skip
+
+
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -217,7 +223,14 @@ def measure(
         figures["rerun_same_results"] = [c.confidence for c in again] == [c.confidence for c in out]
         client = LLMClient(llm.base_url, concurrency=4, timeout_s=300, cache=cache)
         start = time.perf_counter()
-        pool = explain_latents(extra, client, ctx, config, progress=args.progress)
+        # --pool: more labels for the null, explained only while it is short of --null draws
+        # and some concept could use them (a confidence >= 0.8, or every one without the flag)
+        pool: list[LLMConcept] = []
+        wanted = not args.null_confident_only or any(is_confident(c.confidence) for c in out)
+        while wanted and len(pool) < len(extra) and _labels([*out, *pool]) <= args.null:
+            more = extra[len(pool) : len(pool) + 4]
+            pool += explain_latents(more, client, ctx, config, progress=args.progress)
+        figures["null_pool_explained"] = len(pool)
         # --null-confident-only: a concept below 0.8 is never verified, whatever its null says
         # (core.reports.is_verified), so verified_over_null is the same for a fraction of the cost
         nulled = [
@@ -235,9 +248,10 @@ def measure(
     figures["degenerate_share"] = _share(sum(c.status == "degenerate" for c in out), len(out))
     figures["rejected_labels"] = sum(len(c.details.get("rejected", [])) for c in out)
     figures["verified"] = sum(is_confident(c.confidence) for c in out)
-    figures["verified_over_null"] = sum(
-        is_verified(c.confidence, details_null_p(c.details)) for c in out
-    )
+    figures["verified_over_null"] = (
+        None if args.labels_only
+        else sum(is_verified(c.confidence, details_null_p(c.details)) for c in out)
+    )  # fmt: skip
     p95s = [p for c in out if (p := details_null_p95(c.details)) is not None]
     figures["null_p95_median"] = round(sorted(p95s)[len(p95s) // 2], 4) if p95s else None
     figures["null_n_min"] = min(
@@ -248,6 +262,10 @@ def measure(
     scored = [c.confidence for c in out if c.confidence is not None]
     figures["mean_confidence"] = round(sum(scored) / len(scored), 4) if scored else None
     figures["labels"] = {c.latent_id: c.text for c in out}
+    # a label that repeats a few-shot example's answer word for word ("comedy movies")
+    shown = {" ".join(e.explanation.lower().split()) for e in ctx.examples}
+    copies = sum(" ".join(c.text.lower().split()) in shown for c in out if c.text)
+    figures["fewshot_copy_share"] = _share(copies, len(out)) if shown else None
     return figures, rows, out
 
 
@@ -274,6 +292,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )  # fmt: skip
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
     parser.add_argument(
+        "--labels-only", action="store_true",
+        help="explain only (parseable, degenerate, seconds per label): no verification, no null",
+    )  # fmt: skip
+    parser.add_argument(
+        "--history", type=int, default=PromptContext.history_len,
+        help="history items shown per case (fewer: shorter prompts on a busy machine)",
+    )  # fmt: skip
+    parser.add_argument(
         "--pool", type=int, default=0,
         help="more demo latents explained only, whose labels join the null (it needs >= 19)",
     )  # fmt: skip
@@ -289,7 +315,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         latents = synthetic_latents(args.latents, args.n, args.seed)
         ctx, source = PromptContext("movies", "movie", "movielens"), "synthetic (MovieLens titles)"
     config = LLMConceptConfig(n=args.n, json_schema=not args.text)
+    ctx = dataclasses.replace(ctx, history_len=args.history)
+    if args.labels_only:  # no verification case: each latent is explained, never verified
+        latents = [dataclasses.replace(lat, verification=[], too_rare=True) for lat in latents]
     figures: dict[str, Any] = {"latents": len(latents), "n": args.n, "source": source}
+    figures["history_len"] = args.history
     figures["fewshot_latents"] = [e.latent_id for e in ctx.examples]
     figures["null_pool_extra"] = len(extra)
     figures["models"] = {}
@@ -321,7 +351,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'model':<16}{'parseable':>10}{'degenerate':>11}{'verified/null':>14}{'s/label':>9}")
     for name, per in figures["models"].items():
         print(f"{name:<16}{pct(per['parseable_share']):>10}{pct(per['degenerate_share']):>11}"
-              f"{per['verified_over_null']:>14}{per['seconds_per_label']:>9.1f}")  # fmt: skip
+              f"{str(per['verified_over_null']):>14}{per['seconds_per_label']:>9.1f}")  # fmt: skip
     print(f"models compared: {model_names}")
     print(json.dumps(figures))
     return figures
