@@ -34,7 +34,10 @@ def output_sentence(concept: str | None, record: dict[str, Any] | None) -> str:
     """One sentence: what boosting and suppressing did to the concept's share, with the paired
     95% CIs of the change (in percentage points), the verdict and the users it rests on."""
     if not record or not record.get("verdict"):
-        return "not checked on output (the run was published before the output check)"
+        return (
+            "not checked on output (the check runs at publish: this concept was published "
+            "before it existed, or explained since)"
+        )
     verdict, n = record["verdict"], record.get("n_users", 0)
     mode = record.get("mode")
     scale = float(record.get("scale") or 5)

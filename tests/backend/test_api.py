@@ -118,6 +118,12 @@ def test_latent_json(client: TestClient) -> None:
         "verdict_text": "confidence 0.00 · not verified (below 0.8)",
         "reason": None,
         "rejected": [],
+        # its output check (docs/method.md §1.9): the fixture's concepts have none
+        "output_verdict": None,
+        "output_label": "not checked on output",
+        "output_text": "not checked on output (the check runs at publish: this concept was "
+        "published before it existed, or explained since)",
+        "output": None,
     }
     assert body["concepts"]["tfidf"]["latest"]["terms"][0] == ["horror", 0.9]
     assert set(body["examples"]) == {"construction", "verification", "random"}
