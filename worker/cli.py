@@ -43,6 +43,10 @@ DEMO_LLM_LATENTS = 6  # LLM concepts per demo model on the bundled SmolLM2: ~2 m
 # DEMO_LLM_LATENTS latents, too few for a 19-draw null, so its LLM concepts are "no null" anyway;
 # 2 keeps the demo within its time floor and still shows where the null lies.
 DEMO_LLM_NULL = 2
+# The demo's LLM labels are background work behind the explorer, not a request: each answer may
+# take this long (RECSAE_LLM_TIMEOUT_S when larger). On a busy 2-core machine one SmolLM2 answer
+# to the explanation prompt took over 60 s (the request default), and the LLM pass failed.
+DEMO_LLM_TIMEOUT_S = 600.0
 
 Recommender = Annotated[
     str,
@@ -331,7 +335,10 @@ def demo_pipelines(
         for name in DEMO_MODELS
     ]
     try:
-        _run_or_explain(partial(run_demo, configs, get_settings(), force=force))
+        settings = get_settings()
+        timeout = max(settings.llm_timeout_s, DEMO_LLM_TIMEOUT_S)
+        settings = settings.model_copy(update={"llm_timeout_s": timeout})
+        _run_or_explain(partial(run_demo, configs, settings, force=force))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

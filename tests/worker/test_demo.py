@@ -111,3 +111,35 @@ def test_ctrl_c_leaves_the_run_stopped_at_its_step(
     assert b.error is not None and "stopped (Ctrl-C or SIGTERM)" in b.error
     assert progress["ml-latest-small-sasrec"].state == "queued"  # never started
     assert all(run == "ml-latest-small-bprmf" for run, _, _ in calls)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"), [({}, 600.0), ({"RECSAE_LLM_TIMEOUT_S": "900"}, 900.0)]
+)
+def test_the_demo_pipelines_wait_minutes_for_an_llm_answer(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: float
+) -> None:
+    """Background work, not a request: each LLM answer may take 10 minutes (or the configured
+    RECSAE_LLM_TIMEOUT_S when larger), not the 60 s request default."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    import worker.demo
+    from core.settings import get_settings
+    from worker.cli import app
+
+    seen: list[Settings] = []
+    monkeypatch.setattr(
+        worker.demo, "run_demo", lambda configs, settings, **_: seen.append(settings)
+    )
+    monkeypatch.delenv("RECSAE_LLM_TIMEOUT_S", raising=False)
+    previous = signal.getsignal(signal.SIGTERM)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["demo-pipelines", "--llm-latents", "1"], env=env)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert seen[0].llm_timeout_s == expected
