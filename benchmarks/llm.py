@@ -11,8 +11,11 @@ Prints a table and, as its last line, one JSON object with the figures, among th
 ``unparseable_level_share`` (level answers), ``degenerate_share`` (latents whose label named
 nothing twice), ``verified`` (confidence >= 0.8) and ``verified_over_null`` (also rejecting the
 null at 5%: rank p <= 0.05 with n >= 19 draws, ``core.reports.is_verified``).
+``jobs`` (``jobs.completed``, ``jobs.lost``, ...): ``--jobs`` explanation jobs whose
+``recsae worker`` is SIGKILLed mid-job ``--kills`` times (benchmarks/jobs.py, docs/jobs.md).
 
     .venv/bin/python benchmarks/llm.py [--latents 20] [--n 5] [--threads 2] [--null 3]
+                                       [--jobs 3] [--kills 2]
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import argparse
 import dataclasses
 import json
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -303,9 +307,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--pool", type=int, default=0,
         help="more demo latents explained only, whose labels join the null (it needs >= 19)",
     )  # fmt: skip
+    parser.add_argument(
+        "--jobs", type=int, default=3,
+        help="explanation jobs queued for the durability figures (0: not measured)",
+    )  # fmt: skip
+    parser.add_argument("--kills", type=int, default=2, help="workers SIGKILLed mid-job")
     args = parser.parse_args(argv)
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency needs one or more values >= 1")
+    if args.jobs < 0 or args.kills < 0:
+        parser.error("--jobs and --kills must be 0 or more")
 
     demo = demo_latents(args.latents, args.seed, args.n, args.pool)
     extra: list[LatentCases] = []
@@ -331,6 +342,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if model == args.models[0]:  # the top-level keys: the first model's, as before
             rows, out = rows_m, out_m
             figures.update({k: v for k, v in per.items() if k != "title"})
+    figures["jobs"] = None  # not measured (--jobs 0), never a stand-in 0
+    if args.jobs:
+        if str(REPO_ROOT) not in sys.path:  # run as a script: benchmarks/ is not a package then
+            sys.path.insert(0, str(REPO_ROOT))
+        from benchmarks.jobs import measure as measure_jobs
+
+        figures["jobs"] = measure_jobs(args.jobs, args.kills)
     cases = [c for con in out for c in con.details.get("cases", [])]
     model_names = ", ".join(figures["models"])
     print(f"LLM concepts: {len(latents)} latents ({source}), N = {args.n}, {args.models[0]}")
@@ -353,6 +371,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{name:<16}{pct(per['parseable_share']):>10}{pct(per['degenerate_share']):>11}"
               f"{str(per['verified_over_null']):>14}{per['seconds_per_label']:>9.1f}")  # fmt: skip
     print(f"models compared: {model_names}")
+    if figures["jobs"] is not None:
+        jobs = figures["jobs"]
+        print(f"jobs: {jobs['completed']} of {jobs['queued']} done, {jobs['lost']} lost, "
+              f"{jobs['kills']} workers killed mid-job, {jobs['attempts']} claims")  # fmt: skip
     print(json.dumps(figures))
     return figures
 
