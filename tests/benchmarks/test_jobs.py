@@ -4,6 +4,10 @@ cost exactly one more claim (the oracle: jobs + kills)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from benchmarks import jobs
 
 
@@ -13,3 +17,23 @@ def test_jobs_survive_killed_workers_and_are_counted() -> None:
     assert (figures["completed"], figures["lost"], figures["duplicates"]) == (2, 0, 0), figures
     assert figures["attempts"] == 2 + 2, figures
     assert figures["states"] == {"done": 2}
+
+
+def test_benchmarks_llm_prints_the_jobs_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``benchmarks/llm.py`` carries them as ``jobs.completed`` / ``jobs.lost`` (measured: one
+    job, its worker killed once mid-job)."""
+    from benchmarks import llm
+    from tests.benchmarks.test_llm import ARGS, answer
+    from tests.worker.test_llm_client import ScriptedLLM
+
+    def fake_server(**kw: Any) -> ScriptedLLM:
+        server = ScriptedLLM(answer)
+        server.model_path = kw["model_path"] + ".gguf"  # type: ignore[attr-defined]
+        return server
+
+    monkeypatch.setattr(llm, "demo_latents", lambda *args, **kw: None)
+    monkeypatch.setattr(llm, "LocalLLM", fake_server)
+    args = [*ARGS[: ARGS.index("--jobs")], "--concurrency", "1", "--jobs", "1", "--kills", "1"]
+    figures = llm.main(args)
+    assert figures["jobs"]["kills"] == 1, figures["jobs"]
+    assert (figures["jobs"]["completed"], figures["jobs"]["lost"]) == (1, 0), figures["jobs"]

@@ -13,7 +13,8 @@ import pytest
 from benchmarks import llm
 from tests.worker.test_llm_client import Reply, ScriptedLLM, chat_reply
 
-ARGS = ["--latents", "3", "--n", "3", "--null", "1", "--concurrency", "1", "2"]
+# (--jobs 0: the jobs' durability figures are tests/benchmarks/test_jobs.py's)
+ARGS = ["--latents", "3", "--n", "3", "--null", "1", "--concurrency", "1", "2", "--jobs", "0"]
 
 
 def _predicted(payload: dict[str, Any]) -> str:
