@@ -4,11 +4,33 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
-.venv/bin/ruff check core worker backend tests benchmarks migrations
-.venv/bin/lint-imports            # the floors: docs/architecture.md
-.venv/bin/mypy                    # core, worker, backend (pyproject.toml [tool.mypy])
-# Every core (pytest-xdist; -n 0 runs in this process), a whole test file per worker so a
-# module's trained fixture is built once, the files that train first (tests/conftest.py), in a
-# random order (pytest-randomly prints "Using --randomly-seed=N": pass it to repeat an order).
-# Later arguments override these.
-exec .venv/bin/pytest -n auto --dist loadfile --no-loadscope-reorder --durations=25 "$@"
+
+# The static checks run beside the tests, which wait on servers, browsers and subprocesses more
+# than they compute: their output comes after pytest's, and either failing fails the command.
+static_log=$(mktemp)
+(
+  set -e
+  .venv/bin/ruff check core worker backend tests benchmarks migrations
+  .venv/bin/lint-imports            # the floors: docs/architecture.md
+  .venv/bin/mypy                    # core, worker, backend (pyproject.toml [tool.mypy])
+) >"$static_log" 2>&1 &
+static_pid=$!
+
+# Two pytest-xdist workers per core (-n 0 runs in this process), since most tests wait more than
+# they compute; a whole test file per worker so a module's trained fixture is built once, the
+# files that train first (tests/conftest.py), in a random order (pytest-randomly prints "Using
+# --randomly-seed=N": pass it to repeat an order). Later arguments override these.
+set +e
+.venv/bin/pytest -n "$((2 * $(nproc)))" --dist loadfile --no-loadscope-reorder --durations=25 "$@"
+tests=$?
+wait "$static_pid"
+static=$?
+set -e
+echo "==> ruff, lint-imports, mypy (run beside the tests)"
+cat "$static_log"
+rm -f "$static_log"
+if [ "$static" != 0 ]; then
+  echo "==> the static checks failed (above)"
+  [ "$tests" != 0 ] || tests=$static
+fi
+exit "$tests"
