@@ -27,12 +27,12 @@ _THREADS = max(1, min(2, len(os.sched_getaffinity(0)) // _WORKERS))
 os.environ.setdefault("RECSAE_THREADS", str(_THREADS))
 
 _databases = itertools.count()
-HEAVY = ("slow", "llm")  # markers of the modules that train models or start the local LLM
+HEAVY = ("slow", "llm", "long")  # markers of the modules that take minutes
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with a test marked ``slow`` or ``llm`` first, the rest after, each group in the
-    random order pytest-randomly gave it (a stable sort; a module's tests stay together): the
+    """Modules with a test marked ``slow``, ``llm`` or ``long`` first, the rest after, each group
+    in the random order pytest-randomly gave it (a stable sort; a module's tests stay together): the
     xdist workers (``--dist loadfile --no-loadscope-reorder``, scripts/test.sh) take the longest
     files first and share the short ones at the end, instead of one worker finishing a long
     file alone."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from backend.serve import background_server
 from benchmarks.fuzz import CHECKS, describe, fuzz, fuzz_database, summarise
 
@@ -19,6 +21,7 @@ from benchmarks.fuzz import CHECKS, describe, fuzz, fuzz_database, summarise
 MAX_EXAMPLES = 8
 
 
+@pytest.mark.long
 def test_fuzzing_the_api_finds_no_failures(tmp_path: Path) -> None:
     settings, headers = fuzz_database(tmp_path)
     with background_server(settings) as base:

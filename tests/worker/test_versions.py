@@ -42,6 +42,8 @@ from worker.cli import app as cli_app
 from worker.data.synthetic import SyntheticConfig, generate, write_generic_csv
 from worker.pipeline import RunConfig, run_pipeline
 
+pytestmark = pytest.mark.long  # trains, and kills a training subprocess
+
 RUN_ID = "syn-bprmf"
 ARGS = ["-r", "bprmf", "--format", "generic", "--name", "syn", "--scale", "1",
         "--set", "recommender.epochs=2", "--set", "recommender.threads=1",
