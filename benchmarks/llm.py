@@ -270,6 +270,7 @@ def measure(
     shown = {" ".join(e.explanation.lower().split()) for e in ctx.examples}
     copies = sum(" ".join(c.text.lower().split()) in shown for c in out if c.text)
     figures["fewshot_copy_share"] = _share(copies, len(out)) if shown else None
+    figures["distinct_labels"] = _labels(out)
     return figures, rows, out
 
 
@@ -295,6 +296,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="the null only for confidences >= 0.8 (the only ones it can verify)",
     )  # fmt: skip
     parser.add_argument("--progress", action="store_true", help="progress bars on stderr")
+    parser.add_argument(
+        "--no-fewshot", action="store_true", help="prompts without the few-shot examples"
+    )
     parser.add_argument(
         "--labels-only", action="store_true",
         help="explain only (parseable, degenerate, seconds per label): no verification, no null",
@@ -327,6 +331,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ctx, source = PromptContext("movies", "movie", "movielens"), "synthetic (MovieLens titles)"
     config = LLMConceptConfig(n=args.n, json_schema=not args.text)
     ctx = dataclasses.replace(ctx, history_len=args.history)
+    if args.no_fewshot:
+        ctx = dataclasses.replace(ctx, examples=())
     if args.labels_only:  # no verification case: each latent is explained, never verified
         latents = [dataclasses.replace(lat, verification=[], too_rare=True) for lat in latents]
     figures: dict[str, Any] = {"latents": len(latents), "n": args.n, "source": source}
