@@ -21,7 +21,12 @@ function explainText(el, tag, text, cls) {
 async function refreshCards() {
   const url = new URL(window.location.href);
   url.searchParams.set("_fragment", "1");
-  const response = await fetch(url, { headers: { Accept: "text/html" } });
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: "text/html" } });
+  } catch (_err) {
+    return false; // the server is away: the page says to reload
+  }
   if (!response.ok) return false;
   const doc = new DOMParser().parseFromString(await response.text(), "text/html");
   for (const selector of ["section.concepts", "section.history"]) {
@@ -119,11 +124,11 @@ function watch(section, job) {
   const source = new EventSource(job.events_url);
   w.source = source;
   source.addEventListener("stage", (e) => update(JSON.parse(e.data)));
-  source.addEventListener("done", async () => {
+  source.addEventListener("done", (e) => {
+    // the stream's done carries the saved explanation (no second request: the server may be
+    // going away, as when it is restarted)
     ended(section);
-    // the stream's done carries the explanation; the job (one read) carries both
-    const response = await fetch(job.url, { headers: { Accept: "application/json" } });
-    showEnd(section, response.ok ? await response.json() : { ...w.job, state: "done" }, true);
+    showEnd(section, { ...w.job, state: "done", result: JSON.parse(e.data) }, true);
   });
   for (const name of ["failed", "cancelled"]) {
     source.addEventListener(name, (e) => {

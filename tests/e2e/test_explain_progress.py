@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from backend.serve import background_server
+from core.net import free_port
 from core.settings import Settings
 from core.store import migrate
 from core.store.engine import session_factory
@@ -220,3 +221,55 @@ def test_a_worker_killed_mid_job_is_replaced_and_the_job_still_finishes(
     assert "confidence 1.00" in page.locator(VERDICT).inner_text()
     rows = page.locator("section.history tbody tr")
     assert rows.count() == rows_before + 1 and "tense films" in rows.first.inner_text()
+
+
+def test_a_server_restart_mid_job_loses_nothing(
+    browser: object, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The server stops and starts again while the worker works: the page, not reloaded, keeps
+    its job (the EventSource connects again) and sees it finish."""
+    llm = ScriptedLLM(slow).__enter__()
+    data_dir = tmp_path_factory.mktemp("explain-restart")
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=f"sqlite:///{data_dir / 'recsae.db'}",
+        llm_base_url=llm.base_url,
+        job_heartbeat_s=0.3,
+        job_poll_s=0.2,
+        **NO_LIMITS,
+    )
+    migrate.upgrade(settings.resolved_database_url)
+    publish_fixture(session_factory(settings.resolved_database_url))
+    create_account(settings, "annotator", "e2e-restarter")
+    workers = Workers(settings)
+    port = free_port()
+    first = background_server(settings, port=port)
+    base = first.__enter__()
+    running = True
+    try:
+        with guarded_page(browser, base) as page:
+            page.goto("/login")
+            page.fill('input[name="username"]', "e2e-restarter")
+            page.fill('input[name="password"]', PASSWORD)
+            page.click('form.login-form button[type="submit"]')
+            page.wait_for_url("**/")
+            workers.start()
+            page.goto("/runs/fixture/latents/0")
+            page.evaluate("() => { window.__notReloaded = true; }")
+            page.click(".explain-button")
+            page.wait_for_function(
+                "() => /· verifying/.test("
+                "document.querySelector('.explain-progress')?.textContent || '')",
+                timeout=30_000,
+            )
+            first.__exit__(None, None, None)  # the server goes away mid-job
+            running = False
+            with background_server(settings, port=port):
+                page.locator(VERDICT).wait_for(timeout=60_000)
+                assert page.evaluate("window.__notReloaded") is True
+                assert "confidence 1.00" in page.locator(VERDICT).inner_text()
+    finally:
+        if running:
+            first.__exit__(None, None, None)
+        workers.stop_all()
+        llm.__exit__(None, None, None)
