@@ -30,12 +30,10 @@ class Settings(BaseSettings):
     llm_temperature: float = 0.0
     llm_seed: int = 0
     llm_rate_limit_per_minute: int = 20  # re-explain requests from the browser
-    # The LLM under control: explanations running at once in one server process,
-    # how long a request waits for a free slot before a 503, the deadline of one explanation
-    # (explain + verify, all retries), and explanations per signed-in account per hour (0: none).
-    llm_explain_concurrency: int = 2
+    # The LLM under control: how long an explain request waits for an admission slot before a
+    # 503 (backend/limits.py), and explanations per signed-in account per hour (0: none),
+    # counted with its queued jobs. How many run at once is how many job workers run.
     llm_explain_queue_wait_s: float = 5.0
-    llm_explain_deadline_s: float = 30.0
     llm_explains_per_hour: int = 30
     # Durable explanation jobs (docs/jobs.md): one job's time budget in minutes (explain +
     # verify + null), how often a worker beats its heart and writes its stage, after how long
