@@ -46,7 +46,6 @@ URL = "/api/runs/fixture/latents/0/explain"
 NO_LIMITS = {
     "llm_rate_limit_per_minute": 0,
     "llm_explains_per_hour": 0,
-    "llm_explain_concurrency": 64,
     "llm_retries": 0,
 }
 
