@@ -20,14 +20,14 @@ per-account quota (429, counted in the database with the account's queued and ru
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from backend import explain_job
 from backend.auth import AccountDep
-from backend.deps import LatentDep, RunDep, SessionDep, SettingsDep
+from backend.deps import DB_INT_MAX, LatentDep, RunDep, SessionDep, SettingsDep
 from backend.errors import responses
 from backend.explain_limits import check_rate, quota_refusal
 from core.jobs import NothingToExplain, latent_cases
@@ -37,6 +37,9 @@ from core.store import jobs as store
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["llm"])
 EVENT_STREAM = "text/event-stream"
+JobId = Annotated[
+    int, Path(ge=1, description=f"a job's id (from the explain answer); past {DB_INT_MAX}: 404")
+]
 
 
 def _check_llm(settings: SettingsDep) -> None:
@@ -54,7 +57,7 @@ def _check_llm(settings: SettingsDep) -> None:
 
 
 def _job_or_404(session: SessionDep, job_id: int) -> store.Job:
-    job = store.get(session, job_id)
+    job = store.get(session, job_id) if job_id <= DB_INT_MAX else None
     if job is None:
         raise HTTPException(404, f"There is no job {job_id}")
     return job
@@ -118,7 +121,7 @@ def latent_job(run: RunDep, latent: LatentDep, session: SessionDep) -> dict[str,
 
 
 @router.get("/api/jobs/{job_id}", summary="An explanation job", responses=responses(404))
-def job_detail(job_id: int, session: SessionDep) -> dict[str, Any]:
+def job_detail(job_id: JobId, session: SessionDep) -> dict[str, Any]:
     """The job: state (queued / running / done / failed / cancelled), stage, k of n, elapsed
     time, the reason it failed, and once done the saved explanation."""
     return explain_job.job_json(session, _job_or_404(session, job_id))
@@ -133,7 +136,7 @@ def job_detail(job_id: int, session: SessionDep) -> dict[str, Any]:
               "content": {EVENT_STREAM: {}}},
     },
 )  # fmt: skip
-def job_events(job_id: int, request: Request, session: SessionDep) -> StreamingResponse:
+def job_events(job_id: JobId, request: Request, session: SessionDep) -> StreamingResponse:
     """The job's row as server-sent events (``stage`` each half second, then ``done`` with the
     saved explanation, ``failed`` with the reason or ``cancelled``)."""
     _job_or_404(session, job_id)
@@ -151,7 +154,7 @@ def job_events(job_id: int, request: Request, session: SessionDep) -> StreamingR
     responses=responses(401, 403, 404, 409),
 )
 def cancel_job(
-    job_id: int, request: Request, session: SessionDep, account: AccountDep
+    job_id: JobId, request: Request, session: SessionDep, account: AccountDep
 ) -> dict[str, Any]:
     """Cancel a queued or running job: its owner or an admin (a running one stops at its
     worker's next heartbeat, nothing saved)."""

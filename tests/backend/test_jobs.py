@@ -234,6 +234,16 @@ def test_the_api_answers_409_with_the_running_job_for_a_second_request(
     assert third.status_code == 202  # the first is done: a new one may be queued
 
 
+def test_a_job_id_that_cannot_exist_is_a_404(fresh_settings: Settings) -> None:
+    huge = 2**63  # past SQLite's INTEGER too: refused before it reaches a query
+    with TestClient(create_app(fresh_settings)) as client:
+        for url in (f"/api/jobs/{huge}", f"/api/jobs/{huge}/events", "/api/jobs/7"):
+            response = client.get(url)
+            assert response.status_code == 404, (url, response.text)
+            assert "There is no job" in response.json()["detail"]
+        assert client.get("/api/jobs/0").status_code == 422  # ids start at 1
+
+
 def _worker_process(settings: Settings, name: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, **settings.as_environment()}
     return subprocess.Popen(
