@@ -72,7 +72,7 @@ from backend.steering import (
     engine_for_run,
 )
 from backend.steering.cache import finite_json, refuse_non_finite
-from core.store import reads
+from core.store import browse, reads
 from core.store.schema import Run
 
 router = APIRouter(tags=["steering"])
@@ -181,17 +181,18 @@ def search_latents(
     user: Annotated[int | None, Query(ge=0)] = None,
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
 ) -> JSONResponse:
-    """Latents whose TF-IDF or LLM concept contains ``q``, most confident first; with ``user``
-    each comes with the slider range it gets for that user."""
-    engine = _engine(session, run)
+    """Latents whose TF-IDF or LLM concept contains ``q``: those confirmed on output first
+    (docs/method.md §1.9), then by confidence; with ``user`` each comes with the slider range it
+    gets for that user."""
     z = None
-    if user is not None:
+    if user is not None:  # the search itself needs no artifacts, only the slider ranges
+        engine = _engine(session, run)
         try:
             engine.check_user(user)
         except UnknownUserError as exc:
             raise HTTPException(404, str(exc)) from None
         z = engine.encode(engine.user_vectors[user])
-    rows, total = reads.list_latents(session, run.id, q=q, per_page=limit)
+    rows, total = browse.search_by_concept(session, run.id, q, limit)
     out = []
     for lat in rows:
         row: dict[str, Any] = {
@@ -199,6 +200,8 @@ def search_latents(
             "tfidf_concept": lat.tfidf_concept,
             "tfidf_confidence": lat.tfidf_confidence,
             "llm_concept": lat.llm_concept,
+            "tfidf_output": lat.tfidf_output,
+            "llm_output": lat.llm_output,
         }
         if z is not None:
             act = float(z[lat.idx])

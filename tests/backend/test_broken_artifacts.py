@@ -72,7 +72,8 @@ def writable(path: Path) -> None:
 
 
 def requests_touching_vectors(client: TestClient, user: int) -> dict[str, httpx.Response]:
-    """Every route that loads the run's arrays: the user page, its JSON, steer, segment, search."""
+    """Every route that loads the run's arrays: the user page, its JSON, steer, segment, search
+    with a user (its slider ranges; a search without one reads only the database)."""
     base = f"/runs/{RUN_ID}/users/{user}"
     edits = [{"latent": 0, "value": 1.0}]
     return {
@@ -80,7 +81,9 @@ def requests_touching_vectors(client: TestClient, user: int) -> dict[str, httpx.
         "user json": client.get(f"{base}.json"),
         "steer": client.post(f"/api/runs/{RUN_ID}/users/{user}/steer", json={"edits": edits}),
         "segment": client.post(f"/api/runs/{RUN_ID}/segment/steer", json={"edits": edits}),
-        "search": client.get(f"/api/runs/{RUN_ID}/steer/latents", params={"q": "action"}),
+        "search": client.get(
+            f"/api/runs/{RUN_ID}/steer/latents", params={"q": "action", "user": user}
+        ),
     }
 
 

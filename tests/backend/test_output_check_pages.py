@@ -174,3 +174,16 @@ def test_a_new_explanation_is_not_checked_until_republished(checked: Settings) -
         latent = session.get(Latent, ("fixture", 2))
         assert latent is not None
         assert (latent.llm_concept, latent.llm_output) == ("slow-burn romance", None)
+
+
+def test_the_user_pages_search_ranks_confirmed_first(client: TestClient) -> None:
+    # the route "add a latent by concept" calls, in the store test's order: 'comedy' by
+    # confidence alone would be 6, 16 (0.6) before 1 (0.1, too few users: ranked first)
+    rows = []
+    for q in ("horror", "comedy"):
+        response = client.get(f"/api/runs/fixture/steer/latents?q={q}")
+        assert response.status_code == 200, response.text
+        rows.append(response.json()["latents"])
+    assert [r["latent"] for r in rows[0]] == [5, 0, 10]
+    assert [r["tfidf_output"] for r in rows[0]] == ["confirmed", "refuted", None]
+    assert [r["latent"] for r in rows[1]] == [1, 6, 16]
