@@ -142,18 +142,22 @@ async def create_study(
         ),
     ] = "",
     pick: Annotated[
-        list[Annotated[int, Field(ge=0, le=DB_INT_MAX)]] | None,
+        list[Annotated[int, Field(ge=0, le=DB_INT_MAX)]],
         Form(description="latents ticked in the designer's filter (rated with those listed)"),
-    ] = None,
+    ] = [],  # noqa: B006 (FastAPI copies a default; a list, not null, keeps the form schema simple)
     from_filter: Annotated[
-        bool, Form(description="the form lists the filter's latents: rate the ticked ones")
-    ] = False,
+        str,
+        Form(
+            pattern="^(true)?$",
+            description="'true': the form lists the filter's latents: rate the ticked ones",
+        ),
+    ] = "",
 ) -> Response:
     sessions = request.app.state.sessions
     names = [a.strip() for a in annotators.replace("\n", ",").split(",") if a.strip()]
     listed = _latent_list(latents)
-    if from_filter or pick:
-        listed = list(dict.fromkeys([*(listed or []), *(pick or [])]))
+    if from_filter == "true" or pick:
+        listed = list(dict.fromkeys([*(listed or []), *pick]))
         if not listed:
             raise HTTPException(
                 400,

@@ -419,7 +419,8 @@ def test_run_without_a_report_and_unknown_recommender(client: TestClient) -> Non
     assert "the worker has not evaluated the ranking yet" in html
     assert "the paper does not study 'itemknn'" in html
     assert "This run has no sensitivity sweep" in html
-    row = re.search(r'<tr data-run="bare"[^>]*>(.*?)</tr>', client.get("/", headers=HTML).text, re.S)
+    home = client.get("/", headers=HTML).text
+    row = re.search(r'<tr data-run="bare"[^>]*>(.*?)</tr>', home, re.S)
     assert row and 'title="not evaluated yet">—' in row[1]
     assert 'title="no targeted tuning in this run">—' in row[1]
 
