@@ -113,13 +113,15 @@ def serve(
 
 @contextmanager
 def background_server(
-    settings: Settings, host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 30.0
+    settings: Settings, host: str = "127.0.0.1", port: int | None = None, timeout_s: float = 120.0
 ) -> Iterator[str]:
     """A uvicorn subprocess serving ``settings``' database; yields its base URL.
 
     The child gets the settings through ``RECSAE_*`` variables (the one way Settings are read),
     and is terminated on exit. A server that does not answer within ``timeout_s`` raises with
-    its stderr, so a broken startup (a failed migration, a port in use) is visible.
+    its stderr, so a broken startup (a failed migration, a port in use) is visible; one that
+    exits says so at once. The default is generous: on a 2-core machine running four test
+    processes a healthy start has taken over 30 s.
     """
     port = port or free_port(host)
     env = {**os.environ, **settings.as_environment()}
