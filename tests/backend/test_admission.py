@@ -25,7 +25,10 @@ RUN = "burst"
 # A segment steer over 1,500 users x 3,000 items takes ~0.2 s on an idle core: with one heavy
 # slot and a 0.3 s wait, a burst of 8 cannot all be admitted.
 CAPS = {"concurrency_light": 3, "concurrency_heavy": 1, "admission_wait_s": 0.3}
-# What "fast" means for a refusal: the wait plus a generous margin for a busy 2-core machine.
+# What "fast" means for a refusal: the wait plus a generous margin for a busy 2-core machine,
+# counted from the burst's fastest answer (what any request cost at that moment: 60 fresh
+# connections on a machine running the rest of the suite took 2.5 s to answer at all, 200s and
+# 503s alike). A request queued for a pool connection would take the pool's 30 s.
 FAST_S = 1.5
 CLIENT_TIMEOUT_S = 30.0
 
@@ -78,8 +81,9 @@ def _check_refusals(results: list[tuple]) -> list[tuple]:
     assert "timeout" not in statuses, statuses
     assert set(statuses) <= {200, 503}, statuses  # no 500, no other error
     refused = [r for r in results if r[0] == 503]
+    fastest = min(r[1] for r in results)
     for _, seconds, response in refused:
-        assert seconds < FAST_S, f"a refusal took {seconds:.2f} s"
+        assert seconds - fastest < FAST_S, f"a refusal took {seconds:.2f} s ({fastest:.2f} s)"
         assert int(response.headers["Retry-After"]) >= 1
         assert "busy" in response.json()["detail"]
     return refused

@@ -10,8 +10,9 @@ twice keeps its first edit: the schema says "each latent at most once" only in w
 Schema cannot make items unique by one field). That lets the generated
 queries and bodies reach the pages, the steering engine and the explain route. schemathesis
 notices the change and re-validates the case against the schema, so a case that was negative
-only through a replaced value is then treated as a valid one. The choice is a checksum of the
-generated case: the same seed gives the same cases.
+only through a replaced value is then treated as a valid one. A form body's scalar for an array
+field becomes the one-item list it is sent as (the two encode alike). The run choice is a
+checksum of the generated case: the same seed gives the same cases.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ N_LATENTS = 64  # the synthetic run's
 
 @schemathesis.hook
 def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> schemathesis.Case:
+    _form_scalars_as_lists(case)
     params: dict[str, Any] = case.path_parameters or {}
     if "run_id" not in params:
         return case
@@ -54,6 +56,27 @@ def map_case(context: schemathesis.HookContext, case: schemathesis.Case) -> sche
         edits_q = ",".join(f"{e['latent']}:{e['value']:g}" for e in _once_each(pairs))
         case.query = {**query, "_edits": edits_q}
     return case
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def _form_scalars_as_lists(case: schemathesis.Case) -> None:
+    """In a form body a list of one (``pick=[3]``) and a scalar (``pick=3``) are the same bytes,
+    ``pick=3``: the server cannot tell them apart, so a scalar generated for an array field is
+    sent as the list it encodes as, and schemathesis judges the case as what the server gets."""
+    body = case.body
+    if case.media_type != FORM or not isinstance(body, dict):
+        return
+    schema = case.operation.schema.raw_schema
+    content = schema["paths"][case.operation.path][case.operation.method.lower()]["requestBody"]
+    form = content["content"][FORM]["schema"]
+    if "$ref" in form:
+        form = schema["components"]["schemas"][form["$ref"].rsplit("/", 1)[-1]]
+    arrays = {k for k, v in form.get("properties", {}).items() if v.get("type") == "array"}
+    scalars = {k for k in arrays if isinstance(body.get(k), int | float | str)}
+    if scalars:
+        case.body = {k: [v] if k in scalars else v for k, v in body.items()}
 
 
 def _pairs(raw: str) -> list[tuple[str, str]]:

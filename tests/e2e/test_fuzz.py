@@ -87,3 +87,23 @@ def test_the_fuzz_summary_counts_a_failed_check() -> None:
         500,
     )
     assert "boom" in describe(failure) and "Received 500" in describe(failure)
+
+
+def test_a_form_scalar_for_an_array_field_is_judged_as_the_list_it_encodes_as() -> None:
+    """``pick=0`` is what a form sends for the list ``[0]`` and for the scalar ``0``: the hook
+    turns the scalar into the list, so schemathesis does not expect the server to refuse bytes
+    that are a valid list (the CI failure: a 303 for ``pick: 0`` called schema-violating)."""
+    import schemathesis
+
+    from backend.app import create_app
+    from tests.e2e.fuzz_hooks import FORM, _form_scalars_as_lists
+
+    schema = schemathesis.openapi.from_dict(create_app().openapi())
+    operation = schema["/studies"]["POST"]
+    sent = {"run_id": "x", "name": "n", "pick": 0, "latents": "3", "annotators": ""}
+    case = operation.Case(body=dict(sent), media_type=FORM)
+    _form_scalars_as_lists(case)
+    assert case.body == {**sent, "pick": [0]}  # only the array field; strings stay strings
+    as_json = operation.Case(body=dict(sent), media_type="application/json")
+    _form_scalars_as_lists(as_json)
+    assert as_json.body == sent  # JSON tells a scalar from a list: left to be refused
