@@ -16,12 +16,13 @@ static_log=$(mktemp)
 ) >"$static_log" 2>&1 &
 static_pid=$!
 
-# Two pytest-xdist workers per core (-n 0 runs in this process), since most tests wait more than
-# they compute; a whole test file per worker so a module's trained fixture is built once, the
+# One pytest-xdist worker per core (-n 0 runs in this process): two per core oversubscribed
+# this 2-core machine (pytest 957 s and 28 min of CPU against 586 s and 15 min at one per core,
+# docs/benchmarks.md); a whole test file per worker so a module's trained fixture is built once, the
 # files that train first (tests/conftest.py), in a random order (pytest-randomly prints "Using
 # --randomly-seed=N": pass it to repeat an order). Later arguments override these.
 set +e
-.venv/bin/pytest -n "$((2 * $(nproc)))" --dist loadfile --no-loadscope-reorder --durations=25 "$@"
+.venv/bin/pytest -n "$(nproc)" --dist loadfile --no-loadscope-reorder --durations=25 "$@"
 tests=$?
 wait "$static_pid"
 static=$?

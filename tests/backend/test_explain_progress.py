@@ -15,13 +15,21 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from backend import explain_job
 from backend.app import create_app
 from core.jobs import Worker
 from core.settings import Settings
 from core.store.engine import session_factory
 from core.store.writes import publish_run
 from tests.backend.accounts import signed_in
-from tests.backend.test_explain_null import N_OTHERS, NO_LIMITS, URL, label_aware, many_labels_rows
+from tests.backend.test_explain_null import (
+    N_OTHERS,
+    NO_LIMITS,
+    OWN,
+    URL,
+    label_aware,
+    many_labels_rows,
+)
 from tests.worker.test_llm_client import Reply, closed_port_url, scripted
 
 __all__ = ["scripted"]
@@ -38,10 +46,15 @@ def published(fresh_settings: Settings) -> dict[str, Any]:
     return rows
 
 
-def slowed(answer: Callable[[dict[str, Any]], Reply], delay_s: float) -> Callable:
+def slowed(
+    answer: Callable[[dict[str, Any]], Reply], delay_s: float, verify_s: float = 0.0
+) -> Callable:
+    """Every reply after ``delay_s``; the verification of the label itself after ``verify_s``."""
+
     def slow(payload: dict[str, Any]) -> Reply:
         reply = answer(payload)
-        reply.delay_s = max(reply.delay_s, delay_s)
+        verifying = f"does is find {OWN}\n" in payload["messages"][-1]["content"]
+        reply.delay_s = max(reply.delay_s, verify_s if verifying else delay_s)
         return reply
 
     return slow
@@ -91,9 +104,15 @@ def client_for(settings: Settings) -> TestClient:
 
 
 def test_the_job_streams_its_stages_from_its_row_then_the_saved_explanation(
-    fresh_settings: Settings, published: dict[str, Any], scripted: Callable
+    fresh_settings: Settings,
+    published: dict[str, Any],
+    scripted: Callable,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    server = scripted(slowed(label_aware(), 0.15))
+    # The stream reads the row every 20 ms and the verify stage lasts at least 0.6 s, so a
+    # loaded machine still sees it (at 0.5 s reads and 0.15 s replies a CI run saw only null).
+    monkeypatch.setattr(explain_job, "POLL_S", 0.02)
+    server = scripted(slowed(label_aware(), 0.15, verify_s=0.6))
     settings = settings_for(fresh_settings, llm_base_url=server.base_url)
     with client_for(settings) as client:
         queued = client.post(URL)
