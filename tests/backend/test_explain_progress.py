@@ -47,14 +47,16 @@ def published(fresh_settings: Settings) -> dict[str, Any]:
 
 
 def slowed(
-    answer: Callable[[dict[str, Any]], Reply], delay_s: float, verify_s: float = 0.0
+    answer: Callable[[dict[str, Any]], Reply], delay_s: float, verify_s: float | None = None
 ) -> Callable:
-    """Every reply after ``delay_s``; the verification of the label itself after ``verify_s``."""
+    """Every reply after ``delay_s``; the verification of the label itself after ``verify_s``
+    (``delay_s`` if not given)."""
 
     def slow(payload: dict[str, Any]) -> Reply:
         reply = answer(payload)
         verifying = f"does is find {OWN}\n" in payload["messages"][-1]["content"]
-        reply.delay_s = max(reply.delay_s, verify_s if verifying else delay_s)
+        wait = verify_s if verifying and verify_s is not None else delay_s
+        reply.delay_s = max(reply.delay_s, wait)
         return reply
 
     return slow
