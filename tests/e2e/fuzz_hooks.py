@@ -68,15 +68,19 @@ def _form_scalars_as_lists(case: schemathesis.Case) -> None:
     body = case.body
     if case.media_type != FORM or not isinstance(body, dict):
         return
-    schema = case.operation.schema.raw_schema
-    content = schema["paths"][case.operation.path][case.operation.method.lower()]["requestBody"]
-    form = content["content"][FORM]["schema"]
+    form = _declared(case.operation)["requestBody"]["content"][FORM]["schema"]
     if "$ref" in form:
-        form = schema["components"]["schemas"][form["$ref"].rsplit("/", 1)[-1]]
+        components = case.operation.schema.raw_schema["components"]["schemas"]
+        form = components[form["$ref"].rsplit("/", 1)[-1]]
     arrays = {k for k, v in form.get("properties", {}).items() if v.get("type") == "array"}
     scalars = {k for k in arrays if isinstance(body.get(k), int | float | str)}
     if scalars:
         case.body = {k: [v] if k in scalars else v for k, v in body.items()}
+
+
+def _declared(operation: Any) -> dict[str, Any]:
+    """The operation as the OpenAPI document declares it (its responses, its request body)."""
+    return operation.schema.raw_schema["paths"][operation.path][operation.method.lower()]
 
 
 def _pairs(raw: str) -> list[tuple[str, str]]:
@@ -123,7 +127,7 @@ def explained_503(
     if response.status_code != 503:
         return None
     operation = case.operation
-    documented = operation.schema.raw_schema["paths"][operation.path][operation.method.lower()]
+    documented = _declared(operation)
     assert "503" in documented.get("responses", {}), (
         f"503 is not documented on {operation.method.upper()} {operation.path}"
     )
