@@ -3,15 +3,20 @@
     .venv/bin/python benchmarks/steer.py                       # defaults: 100k items, 2 workers
     .venv/bin/python benchmarks/steer.py --rate 200 --open-s 30 --closed-s 15 --clients 32
 
-(a) open loop: requests are *scheduled* at a fixed rate on a clock and sent by async httpx;
-latency runs from the scheduled send time, so a slow server cannot hide queueing delay
-(no coordinated omission). (b) closed loop: ``--clients`` clients each send the next request as
-soon as the last one answers; throughput in requests/s. Each request steers a random user with
-1–3 random edits (mixed active/inactive latents) in a random mode.
-Before both, ``--sequential`` requests one after another on one connection. Every loop counts
-an answer other than 2xx (and a request without an answer) as an error, and prints the count it
-measured. Prints a table, and as the LAST line one JSON object. Targets: p99 < 25 ms at 200
-req/s, zero errors in every loop, >= 800 req/s closed-loop.
+(a) open loop: requests are *scheduled* at a fixed rate on a clock and sent on ``--connections``
+keep-alive connections as each comes free; latency runs from the scheduled send time, so a slow
+server cannot hide queueing delay (no coordinated omission). (b) closed loop: ``--clients``
+clients each send the next request as soon as the last one answers (on a free connection of
+the same pool); throughput in
+requests/s. Each request steers a random user with 1–3 random edits (mixed active/inactive
+latents) in a random mode. Before both, ``--sequential`` requests one after another on one
+connection. Every loop counts an answer other than 2xx (and a request without an answer) as an
+error, and prints the count it measured. The client is a few lines of asyncio
+(:class:`benchmarks.common.KeepAlive`), not httpx: httpx spent milliseconds of CPU per request
+on the two cores the server needs, and its pool slows quadratically with queued requests (an
+open loop once spun the client for 10 minutes); each loop reports the client's share of the
+cores (``client_cpu_share``). Prints a table, and as the LAST line one JSON object. Targets:
+p99 < 25 ms at 200 req/s, zero errors in every loop, >= 800 req/s closed-loop.
 
 ``--over-rate R`` adds (c): an open loop at R req/s, above capacity, each request on its own
 connection: a full server answers 503 with Retry-After (counted apart), never a time-out.
@@ -33,7 +38,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from benchmarks.common import KeepAlive  # noqa: E402
 from core.net import free_port  # noqa: E402
 from tests.backend.synthetic_run import make_run  # noqa: E402
 
@@ -66,120 +71,138 @@ def _bodies(n: int, n_users: int, n_latents: int, seed: int) -> list[tuple[int, 
     return out
 
 
-def _transport() -> Any:  # httpx.AsyncHTTPTransport; httpx is imported lazily here
-    """A client transport with TCP_NODELAY, as browsers and production HTTP clients use.
-
-    httpx writes a POST's headers and body in two sends; with Nagle's algorithm on, the body
-    waits for the server's (delayed, ~40 ms on Linux) ACK of the headers, which would put a
-    40 ms floor under every measured request that has nothing to do with the server.
-    """
-    import httpx
-
-    return httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+def _requests(run_id: str, bodies: list, base: str) -> list[bytes]:
+    """Every body as the bytes of its POST, built once before the clock starts."""
+    conn = KeepAlive(base)
+    return [
+        conn.post_json(f"/api/runs/{run_id}/users/{user}/steer", json.dumps(body).encode())
+        for user, body in bodies
+    ]
 
 
-async def _open_loop(base: str, run_id: str, bodies: list, rate: float, seconds: float) -> dict:
-    import httpx
+def _failed(status: int | str, body: bytes) -> str | None:
+    """What went wrong with an answer, None for a 2xx."""
+    if isinstance(status, int) and 200 <= status < 300:
+        return None
+    return f"{status}: {body[:200].decode('utf-8', 'replace')}"
 
+
+def _client_share(cpu_s: float, wall_s: float) -> float:
+    """The client's CPU time over the wall time of all cores (near 1 / processes sharing them
+    would mean the client, not the server, is measured)."""
+    return round(cpu_s / (wall_s * (os.cpu_count() or 1)), 3)
+
+
+async def _open_loop(
+    base: str, requests: list[bytes], rate: float, seconds: float, connections: int
+) -> dict:
+    """Requests scheduled at ``rate`` on a clock, sent by ``connections`` keep-alive connections
+    as each comes free; latency runs from the scheduled time, so a request that waits for a free
+    connection (a slow server) counts its wait."""
     n = int(rate * seconds)
     lat_ms: list[float] = []
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(
-        base_url=base, limits=limits, timeout=10.0, transport=_transport()
-    ) as client:
+    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
 
-        async def one(i: int, scheduled: float) -> None:
-            user, body = bodies[i % len(bodies)]
-            try:
-                r = await client.post(f"/api/runs/{run_id}/users/{user}/steer", json=body)
-                if not r.is_success:
-                    errors.append(f"{r.status_code}: {r.text[:200]}")
-            except httpx.HTTPError as exc:
-                errors.append(repr(exc))
+    async def sender() -> None:
+        conn = KeepAlive(base)
+        while (job := await queue.get()) is not None:
+            i, scheduled = job
+            status, body = await conn.send(requests[i % len(requests)])
+            if (error := _failed(status, body)) is not None:
+                errors.append(error)
             lat_ms.append((time.perf_counter() - scheduled) * 1000)
+        conn.close()
 
-        t0 = time.perf_counter() + 0.05
-        tasks = []
-        for i in range(n):
-            scheduled = t0 + i / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, scheduled)))
-        await asyncio.gather(*tasks)
+    senders = [asyncio.create_task(sender()) for _ in range(connections)]
+    cpu0, t0 = time.process_time(), time.perf_counter() + 0.05
+    for i in range(n):
+        scheduled = t0 + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((i, scheduled))
+    for _ in senders:
+        queue.put_nowait(None)
+    await asyncio.gather(*senders)
+    wall = time.perf_counter() - t0
     a = np.asarray(lat_ms)
     return {
         "requests": n,
         "rate": rate,
+        "achieved_rps": round(n / wall, 1),
         "p50_ms": float(np.percentile(a, 50)),
         "p99_ms": float(np.percentile(a, 99)),
         "max_ms": float(a.max()),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
+        "client_cpu_share": _client_share(time.process_time() - cpu0, wall),
     }
 
 
-async def _closed_loop(base: str, run_id: str, bodies: list, clients: int, seconds: float) -> dict:
-    import httpx
-
+async def _closed_loop(
+    base: str, requests: list[bytes], clients: int, seconds: float, connections: int
+) -> dict:
+    """``clients`` clients, each sending its next request as soon as the last one is answered,
+    on whichever of ``connections`` keep-alive connections is free. A connection stays with the
+    server process that accepted it; with a connection per client, the luck of that split (16
+    clients on one worker, none on the other) would be measured, not the server: with more
+    connections than clients, each request goes to a free one, on whichever process is free."""
     done = 0
     errors: list[str] = []
     lat_ms: list[float] = []
     stop = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=base, limits=limits, timeout=10.0, transport=_transport()
-    ) as client:
+    # Last in, first out: the connection answered last is used next, so the process that
+    # answers faster gets more of the requests instead of the same share.
+    pool: asyncio.LifoQueue[KeepAlive] = asyncio.LifoQueue()
+    for _ in range(max(connections, clients)):
+        pool.put_nowait(KeepAlive(base))
 
-        async def worker(w: int) -> None:
-            nonlocal done
-            i = w
-            while time.perf_counter() < stop:
-                user, body = bodies[i % len(bodies)]
-                t = time.perf_counter()
-                try:
-                    r = await client.post(f"/api/runs/{run_id}/users/{user}/steer", json=body)
-                    if not r.is_success:
-                        errors.append(f"{r.status_code}: {r.text[:200]}")
-                except httpx.HTTPError as exc:
-                    errors.append(repr(exc))
-                lat_ms.append((time.perf_counter() - t) * 1000)
-                done += 1
-                i += clients
+    async def client(w: int) -> None:
+        nonlocal done
+        i = w
+        while time.perf_counter() < stop:
+            conn = await pool.get()
+            t = time.perf_counter()
+            status, body = await conn.send(requests[i % len(requests)])
+            lat_ms.append((time.perf_counter() - t) * 1000)
+            pool.put_nowait(conn)
+            if (error := _failed(status, body)) is not None:
+                errors.append(error)
+            done += 1
+            i += clients
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(clients)))
-        elapsed = time.perf_counter() - t0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(w) for w in range(clients)))
+    elapsed = time.perf_counter() - t0
+    while not pool.empty():
+        pool.get_nowait().close()
     a = np.asarray(lat_ms)
     return {
         "clients": clients,
+        "connections": max(connections, clients),
         "requests": done,
         "rps": done / elapsed,
         "p50_ms": float(np.percentile(a, 50)),
         "p99_ms": float(np.percentile(a, 99)),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
+        "client_cpu_share": _client_share(time.process_time() - cpu0, elapsed),
     }
 
 
-def _sequential(base: str, run_id: str, bodies: list, n: int) -> dict:
+async def _sequential(base: str, requests: list[bytes], n: int) -> dict:
     """``n`` requests one after another on one keep-alive connection."""
-    import httpx
-
     lat_ms: list[float] = []
     errors: list[str] = []
-    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-    with httpx.Client(base_url=base, transport=transport, timeout=10.0) as c:
-        for user, body in bodies[:n]:
-            t1 = time.perf_counter()
-            try:
-                r = c.post(f"/api/runs/{run_id}/users/{user}/steer", json=body)
-                if not r.is_success:
-                    errors.append(f"{r.status_code}: {r.text[:200]}")
-            except httpx.HTTPError as exc:
-                errors.append(repr(exc))
-            lat_ms.append((time.perf_counter() - t1) * 1000)
+    conn = KeepAlive(base)
+    for request in requests[:n]:
+        t1 = time.perf_counter()
+        status, body = await conn.send(request)
+        if (error := _failed(status, body)) is not None:
+            errors.append(error)
+        lat_ms.append((time.perf_counter() - t1) * 1000)
+    conn.close()
     return {
         "requests": len(lat_ms),
         "p50_ms": float(np.percentile(lat_ms, 50)),
@@ -304,9 +327,14 @@ def measure(repo: Path, python: str, args: argparse.Namespace, bodies: list) -> 
                 )
                 r.raise_for_status()
             warm_s = time.perf_counter() - t
-            seq_r = _sequential(base, run_id, bodies, args.sequential)
-            open_r = asyncio.run(_open_loop(base, run_id, bodies, args.rate, args.open_s))
-            closed_r = asyncio.run(_closed_loop(base, run_id, bodies, args.clients, args.closed_s))
+            requests = _requests(run_id, bodies, base)
+            seq_r = asyncio.run(_sequential(base, requests, args.sequential))
+            open_r = asyncio.run(
+                _open_loop(base, requests, args.rate, args.open_s, args.connections)
+            )
+            closed_r = asyncio.run(
+                _closed_loop(base, requests, args.clients, args.closed_s, args.connections)
+            )
             over_r = None
             if args.over_rate > 0:
                 over_r = asyncio.run(_overload(base, run_id, bodies, args.over_rate, args.over_s))
@@ -364,7 +392,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--open-s", type=float, default=30.0)
     p.add_argument("--closed-s", type=float, default=15.0)
-    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--clients", type=int, default=32, help="requests in flight, closed loop")
+    p.add_argument(
+        "--connections", type=int, default=64,
+        help="keep-alive connections each loop sends on, a free one per request",
+    )  # fmt: skip
     p.add_argument("--sequential", type=int, default=200, help="requests of the sequential loop")
     p.add_argument(
         "--over-rate", type=float, default=0.0,
