@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from backend.app import create_app
 from core.settings import Settings
@@ -77,3 +77,41 @@ def test_latent_and_user_pages_take_a_fixed_small_number_of_queries(
     assert len(set(user.values())) == 1, f"user pages: statements differ by user {user}"
     assert max(latent.values()) <= QUERY_BUDGET["latent"], statements
     assert max(user.values()) <= QUERY_BUDGET["user"]
+
+
+@pytest.mark.postgres
+def test_a_publish_leaves_postgresql_the_statistics_of_what_it_wrote(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Right after a publish, PostgreSQL's row estimates are the rows written (ANALYZE), and a
+    page's lookup of items by index is an index lookup on both key columns, not a read of every
+    item of the run filtered afterwards (the plan before statistics: docs/scaling.md)."""
+    migrate.upgrade(postgres_url)
+    sessions = session_factory(postgres_url)
+    make_run(
+        tmp_path, sessions, RUN, n_items=3000, n_users=40, d=16, n_latents=64, k=4, n_tags=12,
+        seed=5, examples_per_role=4,
+    )  # fmt: skip
+    tables = ("items", "users", "latents", "examples")
+    with sessions() as session:
+        counted = {
+            t: session.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables
+        }
+        pg_class = session.execute(
+            text("SELECT relname, reltuples FROM pg_class WHERE relname = ANY(:names)"),
+            {"names": list(tables)},
+        ).all()
+        estimated = {name: tuples for name, tuples in pg_class}
+        plan = "\n".join(
+            session.execute(
+                text(
+                    "EXPLAIN SELECT * FROM items WHERE run_id = :run AND idx IN (5, 77, 901, 2048)"
+                ),
+                {"run": RUN},
+            ).scalars()
+        )
+    assert counted["items"] == 3000
+    assert estimated == {t: float(n) for t, n in counted.items()}, (estimated, counted)
+    index_conds = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert any("idx = ANY" in line for line in index_conds), plan
+    assert "Filter" not in plan, plan
