@@ -232,12 +232,19 @@ async def raw_request(
     except OSError as exc:  # refused or reset: the server did not cope
         return f"transport: {type(exc).__name__}", time.perf_counter() - started, {}
     seconds = time.perf_counter() - started
-    lines = raw.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    status, fields = _answer_head(raw.split(b"\r\n\r\n", 1)[0])
+    return status, seconds, fields if isinstance(status, int) else {}
+
+
+def _answer_head(head: bytes) -> tuple[int | str, dict[str, str]]:
+    """An answer's status line and header fields (lower-cased): (status, or what is wrong with
+    it; the fields)."""
+    lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
     status = lines[0].split(" ")
     if not lines[0].startswith("HTTP/1.1 ") or len(status) < 2 or not status[1].isdigit():
-        return f"no HTTP answer: {lines[0][:40]!r}", seconds, {}
-    answer = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(status[1]), seconds, answer
+        return f"no HTTP answer: {lines[0][:40]!r}", fields
+    return int(status[1]), fields
 
 
 class KeepAlive:
@@ -268,9 +275,7 @@ class KeepAlive:
                     self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
                 assert self._reader is not None
                 self._writer.write(request)
-                head = await self._reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+                status, fields = _answer_head(await self._reader.readuntil(b"\r\n\r\n"))
                 body = await self._reader.readexactly(int(fields.get("content-length", "0")))
         except TimeoutError:
             self.close()
@@ -278,13 +283,9 @@ class KeepAlive:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             self.close()
             return f"transport: {type(exc).__name__}", b""
-        status = lines[0].split(" ")
-        if fields.get("connection") == "close":
+        if not isinstance(status, int) or fields.get("connection") == "close":
             self.close()
-        if not lines[0].startswith("HTTP/1.1 ") or len(status) < 2 or not status[1].isdigit():
-            self.close()
-            return f"no HTTP answer: {lines[0][:40]!r}", b""
-        return int(status[1]), body
+        return status, body
 
     def close(self) -> None:
         if self._writer is not None:
