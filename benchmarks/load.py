@@ -12,7 +12,7 @@ steering engine is loaded and each page rendered before the clock starts.
 The load comes from a generator in its own process (this file with ``--generate``): requests
 are *scheduled* on a clock at a fixed arrival rate, whatever the server answers (open loop; the
 latency of each runs from its scheduled time, so queueing is not hidden), each on its own
-connection, in the mix of a person browsing (benchmarks/load_locustfile.py): the latent list,
+connection, in the mix of a person browsing (``_mix``): the latent list,
 latent pages, user pages and steering (a same-origin JSON POST) in the ratio 2:3:2:3. The rate
 rises in ``--steps``; ``capacity_rps`` is the highest step held with p99 < 250 ms for every
 page, p99 < 50 ms for steering and no error (a 503 refusal counts as an error). Then
