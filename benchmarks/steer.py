@@ -6,17 +6,16 @@
 (a) open loop: requests are *scheduled* at a fixed rate on a clock and sent on ``--connections``
 keep-alive connections as each comes free; latency runs from the scheduled send time, so a slow
 server cannot hide queueing delay (no coordinated omission). (b) closed loop: ``--clients``
-clients each send the next request as soon as the last one answers (on a free connection of
-the same pool); throughput in
-requests/s. Each request steers a random user with 1–3 random edits (mixed active/inactive
-latents) in a random mode. Before both, ``--sequential`` requests one after another on one
-connection. Every loop counts an answer other than 2xx (and a request without an answer) as an
-error, and prints the count it measured. The client is a few lines of asyncio
-(:class:`benchmarks.common.KeepAlive`), not httpx: httpx spent milliseconds of CPU per request
-on the two cores the server needs, and its pool slows quadratically with queued requests (an
-open loop once spun the client for 10 minutes); each loop reports the client's share of the
-cores (``client_cpu_share``). Prints a table, and as the LAST line one JSON object. Targets:
-p99 < 25 ms at 200 req/s, zero errors in every loop, >= 800 req/s closed-loop.
+clients each send the next request, on a free connection of the same pool, as soon as the last
+one answers; throughput in requests/s. Each request steers a random user with 1–3 random edits
+(mixed active/inactive latents) in a random mode. Before both, ``--sequential`` requests one
+after another on one connection. Every loop counts an answer other than 2xx (and a request
+without an answer) as an error, and prints the count it measured. The client is a few lines of
+asyncio (:class:`benchmarks.common.KeepAlive`), not httpx: httpx spent milliseconds of CPU per
+request on the two cores the server needs, and its pool slows quadratically with queued
+requests (an open loop once spun the client for 10 minutes); each loop reports the client's
+share of the cores (``client_cpu_share``). Prints a table, and as the LAST line one JSON object.
+Targets: p99 < 25 ms at 200 req/s, zero errors in every loop, >= 800 req/s closed-loop.
 
 ``--over-rate R`` adds (c): an open loop at R req/s, above capacity, each request on its own
 connection: a full server answers 503 with Retry-After (counted apart), never a time-out.
