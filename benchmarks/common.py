@@ -196,6 +196,13 @@ def server(
         log.close()
 
 
+def cpu_share(cpu_s: float, wall_s: float) -> float:
+    """A load generator's CPU seconds over the wall seconds of every core (a share near one over
+    the processes sharing the cores would mean the generator, not the server, is measured)."""
+    wall = wall_s * (os.cpu_count() or 1)
+    return round(cpu_s / wall, 3) if wall else 0.0
+
+
 def host_port(base: str) -> tuple[str, int]:
     """``http://127.0.0.1:8000`` -> ("127.0.0.1", 8000)."""
     host, port = base.removeprefix("http://").rsplit(":", 1)

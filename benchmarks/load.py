@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import database, host_port, percentile, raw_request, server  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    cpu_share,
+    database,
+    host_port,
+    percentile,
+    raw_request,
+    server,
+)
 from core.settings import Settings  # noqa: E402
 
 ROUTES = ("latent list", "latent page", "user page", "steer")
@@ -223,12 +229,10 @@ def measure(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     return {"capacity_rps": capacity, "fixed": fixed, "steps": steps, "build_s": round(build_s, 1)}
 
 
-def cpu_share(results: dict[str, dict[str, Any]]) -> float:
+def generator_cpu_share(results: dict[str, dict[str, Any]]) -> float:
     """The generator's CPU seconds over the wall seconds of every core, over all its runs."""
     runs = [s for r in results.values() for s in (*r["steps"], r["fixed"])]
-    cpu = sum(s["generator_cpu_s"] for s in runs)
-    wall = sum(s["wall_s"] for s in runs) * (os.cpu_count() or 1)
-    return round(cpu / wall, 3) if wall else 0.0
+    return cpu_share(sum(s["generator_cpu_s"] for s in runs), sum(s["wall_s"] for s in runs))
 
 
 def main() -> None:
@@ -252,7 +256,7 @@ def main() -> None:
         return
 
     engines = {name: measure(name, args) for name in args.engines.split(",")}
-    share = cpu_share(engines)
+    share = generator_cpu_share(engines)
     print(
         f"open loop, {args.seconds}s per step, steps {args.steps} req/s, fixed {args.rate} req/s; "
         f"uvicorn workers={args.workers}; run: {args.items:,} items, {args.users_in_run:,} users, "

@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.common import KeepAlive  # noqa: E402
+from benchmarks.common import KeepAlive, cpu_share  # noqa: E402
 from core.net import free_port  # noqa: E402
 from tests.backend.synthetic_run import make_run  # noqa: E402
 
@@ -84,12 +84,6 @@ def _failed(status: int | str, body: bytes) -> str | None:
     if isinstance(status, int) and 200 <= status < 300:
         return None
     return f"{status}: {body[:200].decode('utf-8', 'replace')}"
-
-
-def _client_share(cpu_s: float, wall_s: float) -> float:
-    """The client's CPU time over the wall time of all cores (near 1 / processes sharing them
-    would mean the client, not the server, is measured)."""
-    return round(cpu_s / (wall_s * (os.cpu_count() or 1)), 3)
 
 
 async def _open_loop(
@@ -135,7 +129,7 @@ async def _open_loop(
         "max_ms": float(a.max()),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
-        "client_cpu_share": _client_share(time.process_time() - cpu0, wall),
+        "client_cpu_share": cpu_share(time.process_time() - cpu0, wall),
     }
 
 
@@ -186,7 +180,7 @@ async def _closed_loop(
         "p99_ms": float(np.percentile(a, 99)),
         "errors": len(errors),
         "first_error": errors[0] if errors else None,
-        "client_cpu_share": _client_share(time.process_time() - cpu0, elapsed),
+        "client_cpu_share": cpu_share(time.process_time() - cpu0, elapsed),
     }
 
 
