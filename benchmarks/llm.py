@@ -27,6 +27,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,15 @@ def measure(
     cases = [c for con in out for c in con.details.get("cases", [])]
     figures["level_answers"] = len(cases)
     figures["unparseable_level_share"] = _share(sum(c["unparseable"] for c in cases), len(cases))
+    # what the model answered per side (eq. 4 counts a verification case right above the
+    # threshold and a random one at or below it): one level for everything scores 0.5
+    figures["predicted_levels"] = {
+        role: dict(sorted(Counter(
+            "unparseable" if c["predicted_level"] is None else str(c["predicted_level"])
+            for c in cases if c["role"] == role
+        ).items()))
+        for role in ("verification", "random")
+    }  # fmt: skip
     figures["parseable_share"] = _share(sum(c.status != "unparseable" for c in out), len(out))
     figures["degenerate_share"] = _share(sum(c.status == "degenerate" for c in out), len(out))
     figures["rejected_labels"] = sum(len(c.details.get("rejected", [])) for c in out)

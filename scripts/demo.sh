@@ -7,4 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# Cache compiled modules (scripts/test.sh says why): the demo starts a server, a job worker and
+# two pipelines, each importing torch or scikit-learn.
+unset PYTHONDONTWRITEBYTECODE
 exec .venv/bin/recsae demo "$@"
