@@ -7,7 +7,8 @@ scripts/setup.sh --test
 # Python caches each module it compiles (__pycache__/*.pyc) unless PYTHONDONTWRITEBYTECODE is
 # set, as it is on this machine's image; uv installs no .pyc either. Then every process the
 # tests start (servers, workers, pytest's own) compiled torch, pandas and scikit-learn from
-# source again: 9.4 s of CPU to import the worker's modules instead of 5.1 s (docs/benchmarks.md).
+# source again: 9.2 / 8.3 s of CPU to import the worker's modules instead of 6.4 / 6.1 s
+# (docs/benchmarks.md).
 unset PYTHONDONTWRITEBYTECODE
 
 # The static checks run beside the tests, which wait on servers, browsers and subprocesses more
